@@ -1,0 +1,118 @@
+"""Architectures of the model zoo and the checkpoint format.
+
+A checkpoint is a plain ``torch.save`` of a dict of tensors and builtins, so it loads with
+``torch.load(..., weights_only=True)``::
+
+    {"format": "spikeport-checkpoint/1", "arch": str, "arch_kwargs": dict,
+     "state_dict": dict[str, Tensor], "meta": dict}   # meta: how it was trained, its accuracy
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from spikeport.models.qcfs import QCFS
+
+CHECKPOINT_FORMAT = "spikeport-checkpoint/1"
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+def mlp_digits(levels: int = 8, hidden: int = 128) -> nn.Module:
+    """64 -> 128 -> 128 -> 10 with BatchNorm and QCFS; for scikit-learn digits (flat input)."""
+    return nn.Sequential(
+        nn.Linear(64, hidden), nn.BatchNorm1d(hidden), QCFS(levels),
+        nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), QCFS(levels),
+        nn.Linear(hidden, 10),
+    )
+
+
+def cnn_mnist(levels: int = 8, width: int = 16) -> nn.Module:
+    """Three conv-BN-QCFS blocks (28x28x16, 14x14x32, 7x7x64) with avg-pool, then a linear readout."""
+    w = width
+    return nn.Sequential(
+        nn.Conv2d(1, w, 3, padding=1), nn.BatchNorm2d(w), QCFS(levels), nn.AvgPool2d(2),
+        nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), QCFS(levels), nn.AvgPool2d(2),
+        nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), QCFS(levels),
+        nn.Flatten(), nn.Dropout(0.2), nn.Linear(4 * w * 7 * 7, 10),
+    )
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int, levels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.act1 = QCFS(levels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.act2 = QCFS(levels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act2(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))) + x)
+
+
+def resnet_digits(levels: int = 8, width: int = 8) -> nn.Module:
+    """A small residual CNN for 8x8 digits: stem conv, one residual block, avg-pool, linear."""
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), QCFS(levels),
+        ResBlock(width, levels), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(width * 16, 10),
+    )
+
+
+ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], str, bool]] = {
+    # name: (builder, data set, flat input)
+    "mlp_digits": (mlp_digits, "digits", True),
+    "cnn_mnist": (cnn_mnist, "mnist5k", False),
+    "resnet_digits": (resnet_digits, "digits", False),
+}
+
+
+def build_model(arch: str, **kwargs: Any) -> nn.Module:
+    from spikeport.toolchain.errors import SpikeportError
+
+    if arch not in ARCHITECTURES:
+        raise SpikeportError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch][0](**kwargs)
+
+
+def save_checkpoint(path: Path, arch: str, arch_kwargs: dict, model: nn.Module, meta: dict) -> None:
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save({"format": CHECKPOINT_FORMAT, "arch": arch, "arch_kwargs": arch_kwargs,
+                "state_dict": state, "meta": meta}, path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """Load a checkpoint safely (``weights_only=True``); returns (model in eval mode, checkpoint dict)."""
+    from spikeport.toolchain.errors import SpikeportError
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpikeportError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise SpikeportError(f"checkpoint {path} cannot be read safely: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise SpikeportError(f"{path} is not a spikeport checkpoint (format {CHECKPOINT_FORMAT})")
+    model = build_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise SpikeportError(f"checkpoint {path} does not match architecture {ckpt['arch']}: {exc}") from exc
+    return model.eval(), ckpt
+
+
+def bundled_checkpoint(name: str) -> Path:
+    """Path of a checkpoint that ships with spikeport (``models/checkpoints/<name>.pt``)."""
+    from spikeport.toolchain.errors import SpikeportError
+
+    path = CHECKPOINT_DIR / f"{name}.pt"
+    if not path.is_file():
+        have = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
+        raise SpikeportError(f"no bundled checkpoint {name!r}; bundled: {have}")
+    return path

@@ -1,0 +1,105 @@
+"""Lowering: integer SNN graph -> network of stock Lava processes (:class:`ProcessNet`).
+
+How each population becomes stock Lava processes (DESIGN.md section 3, checked against Lava 0.10):
+
+* IF layer: ``LIFReset(du=-1, dv=4096, vth=theta - v_init - 1)``. With ``du=-1`` the current u is
+  a perfect integrator and with ``dv=4096`` v is a copy of u, so ``v > vth << 6`` is exactly
+  ``m >= theta`` for ``m = v_init + u / 64``. Reset by subtraction is a self-connection with weight
+  ``-theta`` (an inhibitory 8-bit mantissa with an exponent: theta is a power of two) that lands
+  one step later, just before the next threshold test.
+* Bias (and, for the first layer, the host's analog input current) enters u through an
+  ``io.source.RingBuffer`` wired straight into ``a_in``.
+* Readout: ``LIFReset(du=-1, dv=4096, vth=2**17)``: it never fires (v saturates below
+  ``2**17 << 6``) and ``u >> 6`` is the sum of the logits so far.
+* Synapses: Conv for convolutions (Lava ignores its weight exponent, so the kernel is the mantissa
+  pre-shifted); Dense/Sparse with weights ``2 * mantissa`` and exponent ``e - 1`` (mixed-sign
+  Dense weights lose their least significant bit, the doubled ones survive it exactly).
+* Pipelining: every hop costs one step, so a population at depth d (the first layer has depth 1)
+  sees a sample from step d on. Projections that skip layers get a DelaySparse axonal delay so
+  that every input of a population arrives in the same step (residual connections).
+* Streaming: samples follow each other every ``T + 1`` steps. Each LIFReset clears its state at the
+  first step of its window; in the flush step after the window its source sends a large negative
+  current (the quench) so that no spike (and no pending self-subtraction) leaks into the next
+  sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse as sp
+
+from spikeport.targets.process_net import ConvProcess, CurrentSource, DenseProcess, LIFProcess, ProcessNet
+from spikeport.targets.profiles import TargetProfile, get_profile
+from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.ops import conv_as_matrix
+from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
+
+DECAY_ONE = 4096  # Lava's 12-bit decay unit
+
+
+def depths(snn: SNNGraph) -> dict[str, int]:
+    """Pipeline depth of each population: 1 for input-fed layers, +1 per synaptic hop."""
+    depth: dict[str, int] = {}
+    for p in snn.populations:
+        srcs = [depth[pr.source] for pr in p.inputs if pr.source != INPUT]
+        depth[p.name] = max(srcs) + 1 if srcs else 1
+    return depth
+
+
+def _self_connection(name: str, n: int, theta: int, sparse: bool) -> DenseProcess:
+    shift = theta.bit_length() - 1
+    if theta <= 0 or theta != 1 << shift:
+        raise SpikeportError(f"layer {name!r}: threshold {theta} is not a power of two; the soft-reset "
+                             "self-connection cannot represent it exactly")
+    mant_shift = min(shift, 7)  # inhibitory weights keep all 8 magnitude bits
+    w = sp.identity(n, dtype=np.int64, format="csr") * -(1 << mant_shift)
+    return DenseProcess(f"{name}.reset", name, name, w if sparse else w.toarray(), weight_exp=shift - mant_shift,
+                        num_weight_bits=8, sign_mode="inh", sparse=sparse)
+
+
+def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> ProcessNet:
+    """The Lava process network that runs ``snn`` for ``T``-step windows, streamed every T+1 steps."""
+    if not snn.integer:
+        raise SpikeportError("only integer graphs can be lowered; run quantize() first")
+    profile = get_profile(profile or snn.meta.get("profile", "loihi2"))
+    period = T + 1
+    depth = depths(snn)
+    lifs, synapses, sources = [], [], []
+    for p in snn.populations:
+        d = depth[p.name]
+        if p.kind == "if":
+            vth = int(p.threshold) - int(p.v_init) - 1
+            lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=DECAY_ONE, vth=vth,
+                                   reset_interval=period, reset_offset=d % period))
+            synapses.append(_self_connection(p.name, p.size, int(p.threshold), sparse=len(p.shape) > 1))
+            quench = profile.quench
+        else:
+            lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=DECAY_ONE, vth=1 << 17,
+                                   reset_interval=period, reset_offset=d % period))
+            quench = 0
+        adds_input = False
+        for i, pr in enumerate(p.inputs):
+            if pr.source == INPUT:
+                adds_input = True
+                continue
+            delay = d - depth[pr.source] - 1
+            name = f"{p.name}.in{i}"
+            mant = pr.synapse.weight.astype(np.int64)
+            if isinstance(pr.synapse, ConvSynapse) and delay == 0:
+                s = pr.synapse
+                synapses.append(ConvProcess(name, pr.source, p.name, mant << pr.weight_exp, s.in_shape,
+                                            s.out_shape, s.stride, s.padding, s.dilation, s.groups))
+                continue
+            if isinstance(pr.synapse, ConvSynapse):
+                w = conv_as_matrix(pr.synapse, mant)
+                synapses.append(DenseProcess(name, pr.source, p.name, w * 2, weight_exp=pr.weight_exp - 1,
+                                             sign_mode="mixed", delay=delay, sparse=True))
+            else:
+                synapses.append(DenseProcess(name, pr.source, p.name, mant * 2, weight_exp=pr.weight_exp - 1,
+                                             sign_mode="mixed", delay=delay, sparse=delay > 0))
+        sources.append(CurrentSource(f"{p.name}.bias", p.name, start=d,
+                                     value=np.asarray(p.bias, dtype=np.int64).reshape(-1),
+                                     quench=quench, adds_input=adds_input))
+    return ProcessNet(T=T, period=period, lifs=lifs, synapses=synapses, sources=sources,
+                      readout=snn.readout.name, act_shift=profile.act_shift,
+                      meta={"depth": depth, "profile": profile.name})

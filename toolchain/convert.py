@@ -1,0 +1,104 @@
+"""ANN -> SNN conversion: every ReLU/QCFS activation becomes a population of IF neurons with reset
+by subtraction, threshold theta and initial potential theta/2; the network output becomes a
+non-spiking readout summed over time; the first layer gets the analog input directly.
+
+theta is the QCFS lambda (clipped ReLU: its clip value); for a plain ReLU it is a percentile of
+the layer's positive activations over calibration samples (99.9 by default, "robust
+normalisation", Rueckauer et al. 2017).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spikeport.toolchain import ir
+from spikeport.toolchain.compose import compose_chain
+from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.interpret import run_graph
+from spikeport.toolchain.snn import INPUT, Population, Projection, SNNGraph
+
+
+def _paths(graph: ir.Graph, z: str, sources: set[str]) -> list[tuple[str, list[ir.Node]]]:
+    """Every path from a source (population or input) to node ``z`` through linear ops."""
+    out: list[tuple[str, list[ir.Node]]] = []
+
+    def walk(name: str, suffix: list[ir.Node]) -> None:
+        if name in sources:
+            out.append((name, suffix))
+            return
+        node = graph.node(name)
+        if isinstance(node.op, ir.Add):
+            for i in node.inputs:
+                walk(i, suffix)
+            return
+        if not isinstance(node.op, ir.LINEAR_OPS):
+            raise SpikeportError(f"{node.kind} at {name!r} cannot sit between neuron layers")
+        walk(node.inputs[0], [node, *suffix])
+
+    walk(z, [])
+    return out
+
+
+@torch.no_grad()
+def _relu_thresholds(graph: ir.Graph, acts: list[ir.Node], calib_x: np.ndarray | None,
+                     percentile: float) -> dict[str, float]:
+    need = [a for a in acts if isinstance(a.op, ir.ReLU)]
+    if not need:
+        return {}
+    if calib_x is None or len(calib_x) == 0:
+        raise SpikeportError(f"ReLU layers {[a.name for a in need]} need calibration samples to set "
+                             "their thresholds (pass calibration data)")
+    values: dict[str, list[np.ndarray]] = {a.name: [] for a in need}
+    for i in range(0, len(calib_x), 256):
+        res = run_graph(graph, calib_x[i:i + 256], keep=set(values))
+        for k in values:
+            v = res[k].numpy().ravel()
+            values[k].append(v[v > 0])
+    out = {}
+    for k, vs in values.items():
+        v = np.concatenate(vs)
+        if v.size == 0:
+            raise SpikeportError(f"ReLU layer {k!r} never activates on the calibration samples")
+        out[k] = float(np.percentile(v, percentile))
+    return out
+
+
+@torch.no_grad()
+def convert(graph: ir.Graph, calib_x: np.ndarray | None = None, percentile: float = 99.9) -> SNNGraph:
+    """Convert a normalised float graph (see :func:`passes.normalize`) into a float SNN."""
+    acts = [n for n in graph.nodes if isinstance(n.op, ir.ACTIVATIONS)]
+    out_node = graph.output
+    if isinstance(out_node.op, ir.ACTIVATIONS):
+        raise SpikeportError(f"the model ends with {out_node.kind} at {out_node.name!r}; the last layer must "
+                             "be linear (it becomes the non-spiking readout)")
+    if isinstance(out_node.op, ir.Input):
+        raise SpikeportError("the model has no layers")
+    thresholds = _relu_thresholds(graph, acts, calib_x, percentile)
+    for a in acts:
+        if isinstance(a.op, ir.QCFS):
+            thresholds[a.name] = float(a.op.lam)
+    sources = {a.name for a in acts} | {graph.input.name}
+    # constant part of every pre-activation: evaluate with all sources at zero
+    zero_feeds = {n: torch.zeros((1, *graph.node(n).shape), dtype=torch.float64) for n in sources}
+    consts = run_graph(graph, np.zeros((1, *graph.input.shape)), feeds=zero_feeds, dtype=torch.float64)
+
+    pops: list[Population] = []
+    for node, kind in [(a, "if") for a in acts] + [(out_node, "readout")]:
+        z = node.inputs[0] if kind == "if" else node.name
+        projections = []
+        for src, chain in _paths(graph, z, sources):
+            src_shape = tuple(graph.node(src).shape)
+            syn = compose_chain(chain, src_shape, where=f"layer {node.name!r}")
+            amplitude = 1.0 if src == graph.input.name else thresholds[src]
+            syn.weight = syn.weight * amplitude
+            projections.append(Projection(INPUT if src == graph.input.name else src, syn))
+        theta = thresholds.get(node.name, 0.0)
+        origin = ", ".join(dict.fromkeys(n.source or n.name for _, ch in _paths(graph, z, sources)
+                                         for n in ch)) or node.name
+        pops.append(Population(
+            name=node.name, shape=tuple(graph.node(z).shape), kind=kind, threshold=theta,
+            v_init=theta / 2, bias=consts[z][0].numpy().copy(), inputs=projections, origin=origin))
+    levels = {a.name: a.op.levels for a in acts if isinstance(a.op, ir.QCFS)}
+    return SNNGraph(tuple(graph.input.shape), pops, integer=False,
+                    meta={"model": graph.name, "qcfs_levels": levels, "percentile": percentile})

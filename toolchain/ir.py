@@ -1,0 +1,140 @@
+"""The float graph IR: what the importers (torch.fx, ONNX) produce and the converter consumes.
+
+A :class:`Graph` is a list of :class:`Node` in topological order. Each node holds one op, a plain
+dataclass with numpy parameters in PyTorch layout (NCHW activations, (out, in, kH, kW) kernels),
+the names of the nodes it reads, and its output shape without the batch axis. The interpreter that
+evaluates a graph lives in :mod:`spikeport.toolchain.interpret`; the IR itself has no behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Pair = tuple[int, int]
+
+
+@dataclass
+class Input:
+    shape: tuple[int, ...]  # without the batch axis, e.g. (1, 28, 28) or (64,)
+
+
+@dataclass
+class Conv2d:
+    weight: np.ndarray  # (C_out, C_in / groups, kH, kW)
+    bias: np.ndarray | None  # (C_out,)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: int = 1
+
+
+@dataclass
+class Linear:
+    weight: np.ndarray  # (out, in)
+    bias: np.ndarray | None  # (out,)
+
+
+@dataclass
+class BatchNorm:
+    """Inference-mode batch norm over axis 1: ``(x - mean) / sqrt(var + eps) * gamma + beta``."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    eps: float = 1e-5
+
+
+@dataclass
+class ReLU:
+    pass
+
+
+@dataclass
+class QCFS:
+    """``lam * clip(floor(z * levels / lam + 1/2) / levels, 0, 1)``: becomes an IF neuron, threshold lam.
+
+    ``levels == 0`` is the unquantized clip ``lam * clip(z / lam, 0, 1)`` (a clipped ReLU).
+    """
+
+    lam: float
+    levels: int
+
+
+@dataclass
+class AvgPool2d:
+    kernel: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+
+
+@dataclass
+class MaxPool2d:
+    """Not convertible to IF neurons; replaced by AvgPool2d only with an explicit opt-in."""
+
+    kernel: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+
+
+@dataclass
+class Flatten:
+    """Flatten everything after the batch axis (C, H, W order, as torch.flatten(x, 1))."""
+
+
+@dataclass
+class Add:
+    """Element-wise sum of two or more inputs (residual connections)."""
+
+
+@dataclass
+class Identity:
+    """Dropout and identity layers; removed by :func:`passes.remove_identities`."""
+
+
+Op = Input | Conv2d | Linear | BatchNorm | ReLU | QCFS | AvgPool2d | MaxPool2d | Flatten | Add | Identity
+
+ACTIVATIONS = (ReLU, QCFS)
+LINEAR_OPS = (Conv2d, Linear, BatchNorm, AvgPool2d, Flatten, Add, Identity)
+
+
+@dataclass
+class Node:
+    name: str
+    op: Op
+    inputs: list[str] = field(default_factory=list)
+    shape: tuple[int, ...] | None = None  # output shape without the batch axis (shape inference)
+    source: str = ""  # where it came from: torch module path or ONNX node name, for messages
+
+    @property
+    def kind(self) -> str:
+        return type(self.op).__name__
+
+
+@dataclass
+class Graph:
+    nodes: list[Node]
+    name: str = "model"
+
+    @property
+    def input(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[-1]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def users(self, name: str) -> list[Node]:
+        return [n for n in self.nodes if name in n.inputs]
+
+    def summary(self) -> str:
+        rows = [f"{n.name:<24} {n.kind:<10} {list(n.inputs)!s:<30} {n.shape}" for n in self.nodes]
+        return "\n".join(rows)

@@ -1,0 +1,47 @@
+"""What every runner returns: the readout and (optionally) every population's spike train."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Trace:
+    """Results of running an SNN on a batch of samples.
+
+    ``readout[t]`` is the readout accumulated up to step t (cumulative sum of logits); ``final``
+    is the readout after the T-step window, from which the prediction is taken. ``spikes[name]``
+    is a (steps, batch, neurons) uint8 array, present only when recording was asked for.
+    Zero-delay runners (the PyTorch reference) have ``steps == T``; pipelined runners (``sim``,
+    ``lava``) return their raw steps, where population p's window starts at
+    ``window_start[p]`` (0-based); :mod:`verify` finds those shifts by itself.
+    """
+
+    target: str
+    T: int
+    final: np.ndarray  # (batch, n_out)
+    readout: np.ndarray  # (steps, batch, n_out)
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)
+    spike_counts: dict[str, np.ndarray] = field(default_factory=dict)  # (batch,) per population
+    overflow: dict[str, int] = field(default_factory=dict)  # neuron-steps outside the head-room
+    window_start: dict[str, int] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.argmax(self.final, axis=1)
+
+    @staticmethod
+    def concat(traces: list[Trace]) -> Trace:
+        """Join traces of consecutive batches along the batch axis."""
+        first = traces[0]
+        return Trace(
+            target=first.target, T=first.T,
+            final=np.concatenate([t.final for t in traces]),
+            readout=np.concatenate([t.readout for t in traces], axis=1),
+            spikes={k: np.concatenate([t.spikes[k] for t in traces], axis=1) for k in first.spikes},
+            spike_counts={k: np.concatenate([t.spike_counts[k] for t in traces]) for k in first.spike_counts},
+            overflow={k: sum(t.overflow.get(k, 0) for t in traces) for k in first.overflow},
+            window_start=dict(first.window_start), meta=dict(first.meta))
