@@ -1,0 +1,136 @@
+"""Runs a :class:`ProcessNet` in real Lava through ``worker.py`` in the Lava environment.
+
+The worker is a separate process tree (Lava forks one OS process per Lava process). It gets a
+time limit; a worker that hangs is killed with its whole process group, one that crashes has its
+error (and the exception raised inside Lava, if any) reported, and the toolchain never waits
+forever.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spikeport.targets.lava.netfile import write_net
+from spikeport.targets.process_net import ProcessNet
+from spikeport.toolchain.errors import TargetError
+from spikeport.toolchain.trace import Trace
+
+WORKER = Path(__file__).resolve().parent / "worker.py"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def lava_python() -> str:
+    """The Lava environment's interpreter: $SPIKEPORT_LAVA_PYTHON or the repository's .venv-lava."""
+    env = os.environ.get("SPIKEPORT_LAVA_PYTHON")
+    candidates = [Path(env)] if env else [REPO_ROOT / ".venv-lava" / "bin" / "python", Path.cwd() / ".venv-lava" / "bin" / "python"]
+    for c in candidates:
+        if c.is_file():
+            return str(c)
+    raise TargetError("the Lava environment was not found (looked for "
+                      f"{', '.join(map(str, candidates))}); create it with `make lava-env` or point "
+                      "SPIKEPORT_LAVA_PYTHON at a Python 3.10 interpreter with lava-nc 0.10")
+
+
+def run_process(cmd: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; on timeout kill the whole group and raise."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        out, err = proc.communicate()
+        raise TargetError(f"{what} did not finish within {timeout:g} s and was stopped "
+                          f"(its process group was killed); last output: {_tail(err or out)}") from None
+    except BaseException:
+        _kill_group(proc.pid)
+        proc.communicate()
+        raise
+    finally:
+        _kill_group(proc.pid)  # Lava's forked children must not outlive the worker
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tail(text: str, n: int = 3) -> str:
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:]) if lines else "(none)"
+
+
+class LavaRunner:
+    """Streams samples through one compiled Lava network per chunk of ``chunk`` samples."""
+
+    def __init__(self, python: str | None = None, timeout: float = 900.0, chunk: int = 64,
+                 progress=None) -> None:
+        self.python = python
+        self.timeout = timeout
+        self.chunk = chunk
+        self.progress = progress
+
+    def run(self, net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False) -> Trace:
+        n = len(next(iter(currents.values())))
+        traces = []
+        for i in range(0, n, self.chunk):
+            part = {k: v[i:i + self.chunk] for k, v in currents.items()}
+            traces.append(self._run_chunk(net, part, min(self.chunk, n - i), record))
+            if self.progress is not None:
+                self.progress(min(self.chunk, n - i))
+        out = Trace.concat(traces)
+        out.meta["wall_seconds"] = sum(t.meta["wall_seconds"] for t in traces)
+        out.meta["lava_run_seconds"] = sum(t.meta["lava_run_seconds"] for t in traces)
+        return out
+
+    def _run_chunk(self, net: ProcessNet, currents: dict[str, np.ndarray], n: int, record: bool) -> Trace:
+        python = self.python or lava_python()
+        hidden = [p.name for p in net.lifs if p.name != net.readout]
+        with tempfile.TemporaryDirectory(prefix="spikeport-lava-") as tmp:
+            net_dir, out_dir = Path(tmp) / "net", Path(tmp) / "out"
+            spec = write_net(net_dir, net, currents, n, record=hidden if record else [])
+            t0 = time.perf_counter()
+            res = run_process([python, str(WORKER), str(net_dir), str(out_dir)], self.timeout, "the Lava worker")
+            wall = time.perf_counter() - t0
+            err_file = out_dir / "error.json"
+            if res.returncode != 0:
+                if err_file.is_file():
+                    err = json.loads(err_file.read_text())
+                    raise TargetError(f"the Lava worker failed: {err['type']}: {err['message']}")
+                raise TargetError(f"the Lava worker exited with status {res.returncode}: {_tail(res.stderr)}")
+            done = json.loads((out_dir / "done.json").read_text())
+            u = np.load(out_dir / "readout_u.npy").astype(np.int64)
+            spikes = {k: np.load(out_dir / f"spikes_{k}.npy") for k in (hidden if record else [])}
+        return self._frames(net, spec, u, spikes, n, wall, done["run_seconds"])
+
+    @staticmethod
+    def _frames(net: ProcessNet, spec: dict, u: np.ndarray, spikes: dict[str, np.ndarray], n: int,
+                wall: float, run_s: float) -> Trace:
+        """Cut the streamed run into one frame per sample (steps i*P + 1 .. i*P + frame)."""
+        P, F = net.period, net.frame
+        idx = np.arange(n)[:, None] * P + np.arange(F)[None, :]  # (n, F) 0-based global steps
+        readout = (u[idx] >> net.act_shift).transpose(1, 0, 2)  # (F, n, n_out)
+        sp = {k: v[idx].transpose(1, 0, 2).astype(np.uint8) for k, v in spikes.items()}
+        start = {p.name: net.window_start(p.name) for p in net.lifs}
+        counts = {k: v[start[k] - 1:start[k] - 1 + net.T].sum(axis=(0, 2)).astype(np.int64) for k, v in sp.items()}
+        end = start[net.readout] + net.T - 1
+        return Trace(target="lava", T=net.T, final=readout[end - 1], readout=readout, spikes=sp,
+                     spike_counts=counts, window_start={k: s - 1 for k, s in start.items()},
+                     meta={"wall_seconds": wall, "lava_run_seconds": run_s, "streamed_steps": spec["steps"],
+                           "period": P})
+
+
+def run_lava(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False, **kwargs) -> Trace:
+    return LavaRunner(**kwargs).run(net, currents, record)
+

@@ -1,0 +1,205 @@
+"""spikeport's Lava worker: builds a network of stock Lava processes from a folder written by
+``netfile.write_net``, streams the samples through it with ``Loihi2SimCfg(select_tag="fixed_pt")``
+and writes spikes and readout states back.
+
+Runs in the Lava environment (Python 3.10, lava-nc 0.10, numpy < 2); imports neither torch nor
+spikeport. Usage::
+
+    python worker.py NET_FOLDER OUT_FOLDER
+
+Input (NET_FOLDER): ``net.json`` and ``arrays.npz``; arrays are in PyTorch layout ((C, H, W)
+populations, flattened in that order), this worker converts them to Lava's (X, Y, C) = (W, H, C).
+Output (OUT_FOLDER): ``spikes_<name>.npy`` (steps, N) int8 in PyTorch order for each recorded
+population, ``readout_u.npy`` (steps, n_out) int32, and ``done.json`` with timings; on failure
+``error.json`` with the error (including exceptions raised inside Lava's process models) and exit
+status 1.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+from scipy import sparse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def lava_order(shape):
+    """l2t[j] = PyTorch flat index of Lava flat position j, for a (C, H, W) or (N,) population."""
+    n = int(np.prod(shape))
+    if len(shape) == 1:
+        return np.arange(n)
+    return np.arange(n).reshape(shape).transpose(2, 1, 0).ravel()
+
+
+def lava_shape(shape):
+    return tuple(shape[::-1]) if len(shape) == 3 else tuple(shape)
+
+
+def load_array(arrays, key):
+    if key + ".data" in arrays:
+        shape = tuple(int(v) for v in arrays[key + ".shape"])
+        return sparse.csr_matrix((arrays[key + ".data"], arrays[key + ".indices"], arrays[key + ".indptr"]),
+                                 shape=shape)
+    return arrays[key]
+
+
+def source_data(src, spec, arrays, n):
+    """Ring-buffer contents: value during each sample's window, -quench in its flush step."""
+    T, P, steps = spec["T"], spec["period"], spec["steps"]
+    value = arrays[src["value"]]
+    per_sample = arrays[src["per_sample"]] if src["per_sample"] else None
+    data = np.zeros((n, steps), dtype=np.int64)
+    for i in range(spec["n_samples"]):
+        first = i * P + src["start"]  # 1-based step of the window's first step
+        cur = value + (per_sample[i] if per_sample is not None else 0)
+        data[:, first - 1:first - 1 + T] = cur[:, None]
+        if first + T <= steps:
+            data[:, first + T - 1] = -src["quench"]
+    if np.abs(data).max(initial=0) >= 2 ** 31:
+        raise ValueError(f"source {src['name']}: a current does not fit int32")
+    return data.astype(np.int32)
+
+
+def build_and_run(spec, arrays, out_dir):
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.lif.process import LIF, LIFReset
+    from lava.proc.sparse.process import DelaySparse, Sparse
+    from lava.utils.weightutils import SignMode
+    from procs.recorders import SpikeRecorder, StateProbe
+
+    sign_modes = {"mixed": SignMode.MIXED, "exc": SignMode.EXCITATORY, "inh": SignMode.INHIBITORY}
+    steps = spec["steps"]
+    shapes, orders, lifs = {}, {}, {}
+    for p in spec["lifs"]:
+        shape = tuple(p["shape"])
+        shapes[p["name"]], orders[p["name"]] = shape, lava_order(shape)
+        kwargs = dict(shape=lava_shape(shape), du=p["du"], dv=p["dv"], vth=p["vth"], bias_exp=p["bias_exp"],
+                      name=p["name"])
+        bias = p["bias_mant"]
+        kwargs["bias_mant"] = (arrays[bias][orders[p["name"]]].reshape(lava_shape(shape))
+                               if isinstance(bias, str) else bias)
+        if p["reset_interval"]:
+            lifs[p["name"]] = LIFReset(reset_interval=p["reset_interval"], reset_offset=p["reset_offset"], **kwargs)
+        else:
+            lifs[p["name"]] = LIF(**kwargs)
+
+    def out_port(name):
+        port = lifs[name].s_out
+        return port.flatten() if len(shapes[name]) > 1 else port
+
+    for s in spec["synapses"]:
+        src, dst = s["src"], s["dst"]
+        if s["kind"] == "conv":
+            w = arrays[s["weight"]][:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # -> (C_out, kW, kH, C_in/g), flipped
+            conv = Conv(weight=np.ascontiguousarray(w), input_shape=lava_shape(tuple(s["in_shape"])),
+                        padding=tuple(s["padding"][::-1]), stride=tuple(s["stride"][::-1]),
+                        dilation=tuple(s["dilation"][::-1]), groups=s["groups"], name=s["name"])
+            lifs[src].s_out.connect(conv.s_in)
+            conv.a_out.connect(lifs[dst].a_in)
+            continue
+        w = load_array(arrays, s["weights"])
+        w = w[orders[dst]][:, orders[src]]  # rows and columns into Lava's flat order
+        kwargs = dict(weight_exp=s["weight_exp"], num_weight_bits=s["num_weight_bits"], name=s["name"])
+        if s["sign_mode"]:
+            kwargs["sign_mode"] = sign_modes[s["sign_mode"]]
+        if s["delay"] > 0:
+            w = sparse.csr_matrix(w)
+            delays = w.copy().astype(int)
+            delays.data[:] = s["delay"]
+            syn = DelaySparse(weights=w, delays=delays, max_delay=s["delay"], **kwargs)
+        elif s["sparse"]:
+            syn = Sparse(weights=sparse.csr_matrix(w), **kwargs)
+        else:
+            syn = Dense(weights=w.toarray() if sparse.issparse(w) else np.asarray(w), **kwargs)
+        out_port(src).connect(syn.s_in)
+        syn.a_out.reshape(lava_shape(shapes[dst])).connect(lifs[dst].a_in)
+
+    for src in spec["sources"]:
+        dst = src["dst"]
+        data = source_data(src, spec, arrays, len(orders[dst]))[orders[dst]]
+        ring = RingBuffer(data=data.reshape(*lava_shape(shapes[dst]), steps))
+        ring.s_out.connect(lifs[dst].a_in)
+
+    files = {}
+    for name in spec["record"]:
+        path = os.path.join(out_dir, f"raw_spikes_{name}.npy")
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.int8, shape=(steps, len(orders[name])))
+        rec = SpikeRecorder(shape=lava_shape(shapes[name]), path=path)
+        lifs[name].s_out.connect(rec.a_in)
+        files[name] = path
+    ro = spec["readout"]
+    u_path = os.path.join(out_dir, "raw_readout_u.npy")
+    np.lib.format.open_memmap(u_path, mode="w+", dtype=np.int32, shape=(steps, len(orders[ro])))
+    StateProbe(var=lifs[ro].u, path=u_path)
+
+    anchor = lifs[ro]
+    t0 = time.perf_counter()
+    try:
+        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    except Exception as exc:
+        raise RuntimeError(lava_exception_text(anchor) or str(exc)) from exc
+    finally:
+        anchor.stop()
+    t_run = time.perf_counter() - t0
+    for name, path in files.items():
+        raw = np.load(path)
+        out = np.empty_like(raw)
+        out[:, orders[name]] = raw
+        np.save(os.path.join(out_dir, f"spikes_{name}.npy"), out)
+        os.remove(path)
+    raw = np.load(u_path)
+    u = np.empty_like(raw)
+    u[:, orders[ro]] = raw
+    np.save(os.path.join(out_dir, "readout_u.npy"), u)
+    os.remove(u_path)
+    return {"run_seconds": t_run, "steps": steps}
+
+
+def lava_exception_text(proc):
+    """Lava reports 'N Exception(s) occurred'; the tracebacks sit on its actors (private API)."""
+    try:
+        actors = proc._runtime._messaging_infrastructure.actors
+    except AttributeError:
+        return ""
+    texts = []
+    for actor in actors:
+        exc = getattr(actor, "exception", None)
+        if exc:
+            texts.append(str(exc[1]) if isinstance(exc, tuple) and len(exc) > 1 else str(exc))
+    return " | ".join(t.strip().splitlines()[-1] for t in texts if t.strip())
+
+
+def main(argv):
+    if len(argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    net_dir, out_dir = argv[1], argv[2]
+    os.makedirs(out_dir, exist_ok=True)
+    try:
+        with open(os.path.join(net_dir, "net.json")) as f:
+            spec = json.load(f)
+        if spec.get("format") != "spikeport-lava-net/1":
+            raise ValueError(f"{net_dir}/net.json is not a spikeport Lava network (format {spec.get('format')!r})")
+        with np.load(os.path.join(net_dir, "arrays.npz"), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        info = build_and_run(spec, arrays, out_dir)
+    except BaseException as exc:  # report everything, including KeyboardInterrupt, then fail
+        with open(os.path.join(out_dir, "error.json"), "w") as f:
+            json.dump({"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}, f)
+        print(traceback.format_exc(), file=sys.stderr)
+        return 1
+    with open(os.path.join(out_dir, "done.json"), "w") as f:
+        json.dump(info, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
