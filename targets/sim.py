@@ -23,7 +23,11 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
+from spikeport.targets.base import check_graph, register
+from spikeport.targets.lowering import lower
 from spikeport.targets.process_net import ConvProcess, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.reference import encode
+from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
 
 U_FOLD = 1 << 24
@@ -192,5 +196,32 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
         spikes={k: v.numpy() for k, v in spikes.items()},
         spike_counts={k: v.numpy() for k, v in counts.items()},
         overflow={n: lif.overflow for n, lif in lifs.items()},
-        window_start={p.name: net.window_start(p.name) - 1 for p in net.lifs},
+        window_start={p.name: net.window_start(p.name) - 1 for p in net.lifs if p.name != net.readout},
+        readout_start=net.window_start(net.readout) - 1,
         meta={"steps": steps, "period": net.period})
+
+
+class SimTarget:
+    """``sim``: lower for T, encode the inputs, simulate in batches."""
+
+    name = "sim"
+    pipelined = True
+    needs_integer = True
+
+    def __init__(self, batch: int = 256, device: str = "cpu", progress=None) -> None:
+        self.batch = batch
+        self.device = device
+        self.progress = progress
+
+    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False) -> Trace:
+        check_graph(self, snn)
+        net = lower(snn, T)
+        traces = []
+        for i in range(0, len(x), self.batch):
+            traces.append(simulate(net, encode(snn, x[i:i + self.batch]), record=record, device=self.device))
+            if self.progress is not None:
+                self.progress(len(x[i:i + self.batch]))
+        return Trace.concat(traces)
+
+
+register("sim")(SimTarget)

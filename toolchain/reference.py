@@ -139,7 +139,7 @@ class SNNReference(nn.Module):
             spikes={k: v.numpy() for k, v in spikes.items()},
             spike_counts={k: v.numpy() for k, v in counts.items()},
             overflow={p.name: self.neurons[p.name].overflow for p in self.snn.hidden} if self.integer else {},
-            window_start={p.name: 0 for p in self.snn.populations},
+            window_start={p.name: 0 for p in self.snn.hidden},
             meta={"peak": {**{p.name: self.neurons[p.name].peak for p in self.snn.hidden},
                            ro.name: float(readout.abs().max())}})
 

@@ -27,6 +27,7 @@ class Trace:
     spike_counts: dict[str, np.ndarray] = field(default_factory=dict)  # (batch,) per population
     overflow: dict[str, int] = field(default_factory=dict)  # neuron-steps outside the head-room
     window_start: dict[str, int] = field(default_factory=dict)
+    readout_start: int = 0
     meta: dict = field(default_factory=dict)
 
     @property
@@ -44,4 +45,4 @@ class Trace:
             spikes={k: np.concatenate([t.spikes[k] for t in traces], axis=1) for k in first.spikes},
             spike_counts={k: np.concatenate([t.spike_counts[k] for t in traces]) for k in first.spike_counts},
             overflow={k: sum(t.overflow.get(k, 0) for t in traces) for k in first.overflow},
-            window_start=dict(first.window_start), meta=dict(first.meta))
+            window_start=dict(first.window_start), readout_start=first.readout_start, meta=dict(first.meta))

@@ -126,7 +126,8 @@ class LavaRunner:
         counts = {k: v[start[k] - 1:start[k] - 1 + net.T].sum(axis=(0, 2)).astype(np.int64) for k, v in sp.items()}
         end = start[net.readout] + net.T - 1
         return Trace(target="lava", T=net.T, final=readout[end - 1], readout=readout, spikes=sp,
-                     spike_counts=counts, window_start={k: s - 1 for k, s in start.items()},
+                     spike_counts=counts, readout_start=start[net.readout] - 1,
+                     window_start={k: s - 1 for k, s in start.items() if k != net.readout},
                      meta={"wall_seconds": wall, "lava_run_seconds": run_s, "streamed_steps": spec["steps"],
                            "period": P})
 

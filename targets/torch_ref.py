@@ -1,0 +1,28 @@
+"""``torch_float`` / ``torch_int``: the zero-delay PyTorch reference as a target."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spikeport.targets.base import check_graph, register
+from spikeport.toolchain.reference import run_reference
+from spikeport.toolchain.snn import SNNGraph
+from spikeport.toolchain.trace import Trace
+
+
+class TorchTarget:
+    pipelined = False
+
+    def __init__(self, integer: bool, batch: int = 256, device: str = "cpu") -> None:
+        self.needs_integer = integer
+        self.name = "torch_int" if integer else "torch_float"
+        self.batch = batch
+        self.device = device
+
+    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False) -> Trace:
+        check_graph(self, snn)
+        return run_reference(snn, x, T, record=record, batch=self.batch, device=self.device)
+
+
+register("torch_float")(lambda **kw: TorchTarget(integer=False, **kw))
+register("torch_int")(lambda **kw: TorchTarget(integer=True, **kw))
