@@ -85,14 +85,13 @@ class SNNReference(nn.Module):
         self.device = torch.device(device)
         syn_dtype = torch.float64 if snn.integer else torch.float32
         headroom = snn.meta.get("headroom") if snn.integer else None
-        self.synapses = nn.ModuleDict()
-        self.neurons = nn.ModuleDict()
+        # indexed like snn.populations (torch module names cannot hold the dots of layer names)
+        self.synapses = nn.ModuleList()
+        self.neurons = nn.ModuleList()
         self.biases: dict[str, torch.Tensor] = {}
         for p in snn.populations:
-            self.synapses[p.name] = nn.ModuleList(
-                [Synapse(pr, syn_dtype) for pr in p.inputs if pr.source != INPUT])
-            if p.kind == "if":
-                self.neurons[p.name] = IFNeurons(p, snn.integer, headroom)
+            self.synapses.append(nn.ModuleList([Synapse(pr, syn_dtype) for pr in p.inputs if pr.source != INPUT]))
+            self.neurons.append(IFNeurons(p, snn.integer, headroom) if p.kind == "if" else nn.Identity())
             dtype = torch.int64 if snn.integer else torch.float32
             self.biases[p.name] = torch.as_tensor(np.asarray(p.bias).reshape(-1), dtype=dtype, device=self.device)
         self.to(self.device)
@@ -110,8 +109,8 @@ class SNNReference(nn.Module):
         dtype = torch.int64 if self.integer else torch.float32
         const = {k: torch.as_tensor(v, dtype=dtype, device=self.device) for k, v in currents.items()}
         batch = len(next(iter(const.values())))
-        for p in self.snn.hidden:
-            self.neurons[p.name].reset(batch, p.size, self.device)
+        for i, p in enumerate(self.snn.hidden):
+            self.neurons[i].reset(batch, p.size, self.device)
         ro = self.snn.readout
         acc = torch.zeros((batch, ro.size), dtype=dtype, device=self.device)
         readout = torch.zeros((T, batch, ro.size), dtype=dtype)
@@ -120,15 +119,15 @@ class SNNReference(nn.Module):
         counts = {p.name: torch.zeros(batch, dtype=torch.int64) for p in self.snn.hidden}
         for t in range(T):
             out: dict[str, torch.Tensor] = {}
-            for p in self.snn.populations:
+            for i, p in enumerate(self.snn.populations):
                 x = self.biases[p.name] + const[p.name] if p.name in const else self.biases[p.name]
-                for syn in self.synapses[p.name]:
+                for syn in self.synapses[i]:
                     x = x + self._to_current(syn(out[syn.source].to(syn.weight.dtype)))
                 if p.kind == "readout":
                     acc = acc + x
                     readout[t] = acc.cpu()
                 else:
-                    s = self.neurons[p.name](x)
+                    s = self.neurons[i](x)
                     out[p.name] = s
                     counts[p.name] += s.sum(1).cpu()
                     if record:
@@ -138,9 +137,9 @@ class SNNReference(nn.Module):
             final=readout[-1].numpy(), readout=readout.numpy(),
             spikes={k: v.numpy() for k, v in spikes.items()},
             spike_counts={k: v.numpy() for k, v in counts.items()},
-            overflow={p.name: self.neurons[p.name].overflow for p in self.snn.hidden} if self.integer else {},
+            overflow={p.name: self.neurons[i].overflow for i, p in enumerate(self.snn.hidden)} if self.integer else {},
             window_start={p.name: 0 for p in self.snn.hidden},
-            meta={"peak": {**{p.name: self.neurons[p.name].peak for p in self.snn.hidden},
+            meta={"peak": {**{p.name: self.neurons[i].peak for i, p in enumerate(self.snn.hidden)},
                            ro.name: float(readout.abs().max())}})
 
 

@@ -111,7 +111,7 @@ class LavaRunner:
                 raise TargetError(f"the Lava worker exited with status {res.returncode}: {_tail(res.stderr)}")
             done = json.loads((out_dir / "done.json").read_text())
             u = np.load(out_dir / "readout_u.npy").astype(np.int64)
-            spikes = {k: np.load(out_dir / f"spikes_{k}.npy") for k in (hidden if record else [])}
+            spikes = {k: np.load(out_dir / f"spikes_{i}.npy") for i, k in enumerate(spec["record"])}
         return self._frames(net, spec, u, spikes, n, wall, done["run_seconds"])
 
     @staticmethod

@@ -9,7 +9,7 @@ spikeport. Usage::
 
 Input (NET_FOLDER): ``net.json`` and ``arrays.npz``; arrays are in PyTorch layout ((C, H, W)
 populations, flattened in that order), this worker converts them to Lava's (X, Y, C) = (W, H, C).
-Output (OUT_FOLDER): ``spikes_<name>.npy`` (steps, N) int8 in PyTorch order for each recorded
+Output (OUT_FOLDER): ``spikes_<i>.npy`` (steps, N) int8 in PyTorch order for the i-th recorded
 population, ``readout_u.npy`` (steps, n_out) int32, and ``done.json`` with timings; on failure
 ``error.json`` with the error (including exceptions raised inside Lava's process models) and exit
 status 1.
@@ -129,8 +129,8 @@ def build_and_run(spec, arrays, out_dir):
         ring.s_out.connect(lifs[dst].a_in)
 
     files = {}
-    for name in spec["record"]:
-        path = os.path.join(out_dir, f"raw_spikes_{name}.npy")
+    for i, name in enumerate(spec["record"]):
+        path = os.path.join(out_dir, f"raw_spikes_{i}.npy")
         np.lib.format.open_memmap(path, mode="w+", dtype=np.int8, shape=(steps, len(orders[name])))
         rec = SpikeRecorder(shape=lava_shape(shapes[name]), path=path)
         lifs[name].s_out.connect(rec.a_in)
@@ -149,11 +149,11 @@ def build_and_run(spec, arrays, out_dir):
     finally:
         anchor.stop()
     t_run = time.perf_counter() - t0
-    for name, path in files.items():
+    for i, (name, path) in enumerate(files.items()):
         raw = np.load(path)
         out = np.empty_like(raw)
         out[:, orders[name]] = raw
-        np.save(os.path.join(out_dir, f"spikes_{name}.npy"), out)
+        np.save(os.path.join(out_dir, f"spikes_{i}.npy"), out)
         os.remove(path)
     raw = np.load(u_path)
     u = np.empty_like(raw)
