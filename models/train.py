@@ -30,7 +30,7 @@ class TrainConfig:
     lr: float = 0.05
     weight_decay: float = 5e-4
     seed: int = 0
-    shift_augment: int = 2  # random translation in pixels (image inputs only)
+    shift_augment: int | None = None  # random translation in pixels; None: 2 for 28x28, 0 for 8x8
     arch_kwargs: dict = field(default_factory=dict)
 
 
@@ -71,6 +71,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[nn.Module, dict]:
     steps_per_epoch = -(-len(data.x_train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps_per_epoch)
     x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    shift = cfg.shift_augment if cfg.shift_augment is not None else data.x_train.shape[-1] // 14
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.epochs), desc=f"train {cfg.arch}", disable=not progress)
@@ -80,7 +81,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[nn.Module, dict]:
         total = 0.0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            xb = _shift(x_train[idx], cfg.shift_augment, gen)
+            xb = _shift(x_train[idx], shift, gen)
             loss = loss_fn(model(xb), y_train[idx])
             opt.zero_grad()
             loss.backward()

@@ -1,0 +1,48 @@
+"""spikeport: a trained ANN -> calibrated integer SNN -> Lava / Loihi-style targets, verified spike for
+spike against the PyTorch reference.
+
+    import spikeport as sp
+    model = sp.load_model("cnn_mnist")                 # bundled checkpoint, .pt or .onnx
+    data = sp.dataset_for(model)
+    snn = sp.convert(model.graph, data.x_train[:512])  # IF neurons, thresholds, readout
+    q = sp.quantize(snn, data.x_train[:512], T=8)      # integers under the loihi2 profile
+    trace = sp.run(q, data.x_test, T=8, target="sim")  # torch_float | torch_int | sim | lava
+    rows, _ = sp.verify(q, data.x_test[:32], T=8, targets=("sim", "lava"))
+"""
+
+__version__ = "0.1.0"
+
+from spikeport.models.data import load_dataset
+from spikeport.models.zoo import load_checkpoint
+from spikeport.targets.lowering import lower
+from spikeport.toolchain.convert import convert
+from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.pipeline import (
+    accuracy,
+    ann_accuracy,
+    dataset_for,
+    import_model,
+    load_model,
+    run,
+    verify,
+)
+from spikeport.toolchain.quantize import quantize
+from spikeport.toolchain.reference import encode
+
+__all__ = [
+    "SpikeportError",
+    "__version__",
+    "accuracy",
+    "ann_accuracy",
+    "convert",
+    "dataset_for",
+    "encode",
+    "import_model",
+    "load_checkpoint",
+    "load_dataset",
+    "load_model",
+    "lower",
+    "quantize",
+    "run",
+    "verify",
+]

@@ -1,0 +1,207 @@
+"""The ``spikeport`` command line. Every subcommand's --help shows a working example.
+
+Bad input ends with one line naming the problem and a non-zero exit status; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+EXAMPLES = {
+    "demo": "spikeport demo --out out/demo",
+    "run": "spikeport run cnn_mnist --target sim --T 8",
+    "verify": "spikeport verify cnn_mnist --T 8 --samples 16 --targets sim,lava",
+    "info": "spikeport info model.onnx --data mnist5k",
+    "train": "spikeport train cnn_mnist --epochs 40 --out cnn.pt",
+}
+
+MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikeport checkpoint (.pt) or an "
+              "ONNX file")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"time steps must be positive, got {text!r}")
+    return vals
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--data", choices=["digits", "mnist5k"], help="data set (default: the one the checkpoint "
+                   "was trained on; required for ONNX files)")
+    p.add_argument("--allow-maxpool", action="store_true", help="replace MaxPool2d by AvgPool2d (with a warning)")
+    p.add_argument("--calib", type=_positive, default=512, help="training samples used for calibration")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spikeport", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Trained ANN -> integer SNN -> Lava / Loihi-style targets, verified spike for spike.",
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES.values()))
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {EXAMPLES[name]}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = add("demo", "the main job on the bundled MNIST-5k CNN: accuracy vs T, verification, report")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for report.json and report.html")
+    p.add_argument("--model", default="cnn_mnist", help=MODEL_HELP)
+    p.add_argument("--T", type=_ints, default=(1, 2, 4, 8, 16, 32), help="time steps, e.g. 1,2,4,8")
+    p.add_argument("--lava-T", type=_positive, default=8, help="T of the Lava run")
+    p.add_argument("--lava-samples", type=int, default=32, help="test samples streamed through Lava (0: none)")
+    p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
+
+    p = add("run", "accuracy of one target on the test split")
+    _model_args(p)
+    p.add_argument("--target", default="sim", choices=["torch_float", "torch_int", "sim", "lava"])
+    p.add_argument("--T", type=_positive, default=8)
+    p.add_argument("--samples", type=_positive, default=None, help="first N test samples (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("verify", "compare torch_int, sim and lava spike for spike (exit 1 on any mismatch)")
+    _model_args(p)
+    p.add_argument("--T", type=_positive, default=8)
+    p.add_argument("--samples", type=_positive, default=16, help="first N test samples")
+    p.add_argument("--targets", default="sim,lava", help="comma-separated: sim, lava")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds before a Lava worker is stopped")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("info", "show the imported graph, the spiking network and its quantization")
+    _model_args(p)
+    p.add_argument("--T", type=_positive, default=8)
+
+    p = add("train", "train a model of the zoo with the QCFS recipe")
+    p.add_argument("arch", choices=["cnn_mnist", "mlp_digits", "resnet_digits"])
+    p.add_argument("--levels", type=_positive, default=8, help="QCFS quantization levels L")
+    p.add_argument("--epochs", type=_positive, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def _prepare(args):
+    from spikeport.toolchain.convert import convert
+    from spikeport.toolchain.pipeline import dataset_for, load_model
+
+    model = load_model(args.model, allow_maxpool=args.allow_maxpool)
+    data = dataset_for(model, args.data)
+    calib = data.x_train[:args.calib]
+    return model, data, calib, convert(model.graph, calib)
+
+
+def cmd_demo(args) -> int:
+    from spikeport.toolchain.demo import all_exact, demo
+
+    report = demo(args.out, model=args.model, Ts=args.T, lava_T=args.lava_T, lava_samples=args.lava_samples,
+                  test_samples=args.samples, lava=args.lava_samples > 0)
+    return 0 if all_exact(report) else 1
+
+
+def cmd_run(args) -> int:
+    from spikeport.toolchain.pipeline import accuracy, run
+    from spikeport.toolchain.quantize import quantize
+
+    _, data, calib, snn = _prepare(args)
+    x, y = data.x_test[:args.samples], data.y_test[:args.samples]
+    net = snn if args.target == "torch_float" else quantize(snn, calib, args.T)
+    trace = run(net, x, args.T, args.target)
+    acc = accuracy(trace, y)
+    overflow = int(sum(trace.overflow.values()))
+    if args.json:
+        print(json.dumps({"target": args.target, "T": args.T, "acc": acc, "n": len(x), "overflow": overflow}))
+    else:
+        print(f"{args.target} T={args.T}: accuracy {100 * acc:.2f}% on {len(x)} test samples"
+              + (f" ({overflow} membrane overflow events)" if overflow else ""))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from spikeport.toolchain.pipeline import verify
+    from spikeport.toolchain.quantize import quantize
+
+    _, data, calib, snn = _prepare(args)
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    bad = [t for t in targets if t not in ("sim", "lava")]
+    if bad:
+        from spikeport.toolchain.errors import SpikeportError
+        raise SpikeportError(f"unknown verification target(s) {bad}; choose from sim, lava")
+    q = quantize(snn, calib, args.T)
+    rows, _ = verify(q, data.x_test[:args.samples], args.T, targets=targets,
+                     target_options={"lava": {"timeout": args.timeout}})
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=1))
+    else:
+        for r in rows:
+            print(r.line())
+    return 0 if all(r.exact for r in rows) else 1
+
+
+def cmd_info(args) -> int:
+    from spikeport.toolchain.quantize import quantize
+
+    model, _, calib, snn = _prepare(args)
+    print(f"# float graph ({model.name})\n{model.graph.summary()}\n\n# spiking network\n{snn.summary()}")
+    q = quantize(snn, calib, args.T)
+    print(f"\n# quantized for T={args.T} ({q.meta['profile']})")
+    for layer in q.meta["quantization"]:
+        exps = [p.get("weight_exp", "analog") for p in layer["projections"]]
+        thr = f"2^{layer['threshold_exp']}" if layer["threshold_exp"] is not None else "-"
+        print(f"{layer['population']:<14} threshold {thr:<6} weight exponents {exps!s:<14} "
+              f"head-room used {100 * layer['headroom_used']:.1f}%")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from spikeport.models.train import TrainConfig, train_and_save
+
+    meta = train_and_save(TrainConfig(args.arch, levels=args.levels, epochs=args.epochs, seed=args.seed), args.out)
+    print(f"{args.out}: ANN test accuracy {100 * meta['ann_test_acc']:.2f}% "
+          f"(unquantized activations {100 * meta['ann_clip_test_acc']:.2f}%)")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "info": cmd_info, "train": cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from spikeport.toolchain.errors import SpikeportError
+
+    try:
+        return COMMANDS[args.command](args)
+    except SpikeportError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"spikeport: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spikeport: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # anything else is a bug: still one line, the traceback behind --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"spikeport: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

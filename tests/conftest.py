@@ -1,0 +1,48 @@
+"""Shared fixtures. Models come from the bundled checkpoints; data from the packages that ship it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spikeport.toolchain.convert import convert
+from spikeport.toolchain.pipeline import dataset_for, load_model
+from spikeport.toolchain.quantize import quantize
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+class Bundle:
+    """A bundled model taken through convert and quantize (cached per T)."""
+
+    def __init__(self, name: str) -> None:
+        self.model = load_model(name)
+        self.data = dataset_for(self.model)
+        self.calib = self.data.x_train[:256]
+        self.snn = convert(self.model.graph, self.calib)
+        self._q: dict[int, object] = {}
+
+    def q(self, T: int):
+        if T not in self._q:
+            self._q[T] = quantize(self.snn, self.calib, T)
+        return self._q[T]
+
+
+@pytest.fixture(scope="session")
+def mlp() -> Bundle:
+    return Bundle("mlp_digits")
+
+
+@pytest.fixture(scope="session")
+def cnn() -> Bundle:
+    return Bundle("cnn_mnist")
+
+
+@pytest.fixture(scope="session")
+def resnet() -> Bundle:
+    return Bundle("resnet_digits")

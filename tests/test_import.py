@@ -1,0 +1,163 @@
+"""torch.fx and ONNX import: numerics against torch / onnxruntime, and errors that name the problem."""
+
+import warnings
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
+from spikeport.toolchain import ir
+from spikeport.toolchain.errors import ModelFileError, SpikeportError, UnsupportedOpError
+from spikeport.toolchain.import_onnx import import_onnx
+from spikeport.toolchain.import_torch import import_torch
+from spikeport.toolchain.interpret import forward
+from spikeport.toolchain.passes import normalize
+from spikeport.toolchain.pipeline import dataset_for, import_model, load_model
+
+ZOO = ["cnn_mnist", "mlp_digits", "resnet_digits"]
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (example,), str(path), dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "batch"}})
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_torch_import_matches_the_module(name):
+    loaded = load_model(name)
+    module, _ = load_checkpoint(CHECKPOINT_DIR / f"{name}.pt")
+    x = dataset_for(loaded).x_test[:200]
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    got = forward(loaded.graph, x)
+    assert np.allclose(got, want, atol=1e-4), np.abs(got - want).max()
+    assert not any(isinstance(n.op, ir.BatchNorm) for n in loaded.graph.nodes)  # folded
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_onnx_import_matches_onnxruntime(name, tmp_path):
+    loaded = load_model(name)
+    module, _ = load_checkpoint(CHECKPOINT_DIR / f"{name}.pt")
+    x = dataset_for(loaded).x_test[:200]
+    export_onnx(module, torch.from_numpy(x[:1]), tmp_path / "m.onnx")
+    graph = import_model(tmp_path / "m.onnx")
+    want = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x})[0]
+    got = forward(graph, x)
+    assert np.allclose(got, want, atol=1e-4), np.abs(got - want).max()
+    kinds = [n.kind for n in graph.nodes]
+    assert kinds.count("QCFS") == sum(isinstance(n.op, ir.QCFS) for n in loaded.graph.nodes)
+    lams = [n.op.lam for n in graph.nodes if isinstance(n.op, ir.QCFS)]
+    ref = [n.op.lam for n in loaded.graph.nodes if isinstance(n.op, ir.QCFS)]
+    assert np.allclose(lams, ref, rtol=1e-5)
+
+
+class MyQCFS(nn.Module):
+    """A user's own QCFS, written differently from spikeport's."""
+
+    def __init__(self, lam: float, levels: int) -> None:
+        super().__init__()
+        self.lam, self.levels = lam, levels
+
+    def forward(self, x):
+        return self.lam * torch.clamp(torch.floor(x * self.levels / self.lam + 0.5) / self.levels, 0, 1)
+
+
+def small_net(act: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), act, nn.AvgPool2d(2), nn.Flatten(), nn.Linear(64, 5))
+
+
+@pytest.mark.parametrize("act,expect", [(MyQCFS(1.5, 4), ir.QCFS(1.5, 4)), (nn.ReLU(), ir.ReLU()),
+                                        (nn.Hardtanh(0.0, 2.0), ir.QCFS(2.0, 0))])
+def test_activations_are_recognised_by_what_they_compute(act, expect, tmp_path):
+    net = small_net(act)
+    g = import_model(net, (1, 8, 8))
+    acts = [n.op for n in g.nodes if isinstance(n.op, ir.ACTIVATIONS)]
+    assert len(acts) == 1 and type(acts[0]) is type(expect)
+    if isinstance(expect, ir.QCFS):
+        assert acts[0].lam == pytest.approx(expect.lam, rel=1e-6) and acts[0].levels == expect.levels
+    export_onnx(net, torch.zeros(1, 1, 8, 8), tmp_path / "a.onnx")
+    g2 = import_model(tmp_path / "a.onnx")
+    acts2 = [n.op for n in g2.nodes if isinstance(n.op, ir.ACTIVATIONS)]
+    assert len(acts2) == 1 and type(acts2[0]) is type(expect)
+
+
+def test_unsupported_module_is_named():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2))
+    with pytest.raises(UnsupportedOpError, match=r"Sigmoid '1'"):
+        import_model(net, (4,))
+
+
+def test_unsupported_function_is_named():
+    class Cat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.fc(torch.cat([x, x], dim=1))
+
+    with pytest.raises(UnsupportedOpError, match=r"cat at node"):
+        import_model(Cat(), (4,))
+
+
+def test_unsupported_onnx_op_is_named(tmp_path):
+    net = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    export_onnx(net, torch.zeros(1, 4), tmp_path / "t.onnx")
+    with pytest.raises(UnsupportedOpError, match=r"unsupported ONNX op Tanh \(node '/1/Tanh'\)"):
+        import_onnx(tmp_path / "t.onnx")
+
+
+def test_maxpool_needs_opt_in():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(18, 2))
+    with pytest.raises(UnsupportedOpError, match="MaxPool2d at '2'.*allow_maxpool"):
+        import_model(net, (1, 8, 8))
+    with pytest.warns(UserWarning, match="replaced by AvgPool2d"):
+        g = import_model(net, (1, 8, 8), allow_maxpool=True)
+    assert any(isinstance(n.op, ir.AvgPool2d) for n in g.nodes)
+
+
+def test_nan_weights_are_named():
+    net = small_net(nn.ReLU())
+    with torch.no_grad():
+        net[0].weight[1, 0, 1, 1] = float("nan")
+    with pytest.raises(SpikeportError, match=r"layer '0' \(Conv2d.*weight has 1 NaN/Inf"):
+        import_model(net, (1, 8, 8))
+    net = small_net(nn.ReLU())
+    with torch.no_grad():
+        net[4].bias[0] = float("inf")
+    with pytest.raises(SpikeportError, match=r"layer '4'.*bias has 1 NaN/Inf"):
+        import_model(net, (1, 8, 8))
+
+
+def test_shape_mismatch_is_a_clear_error():
+    with pytest.raises(SpikeportError, match=r"does not run on inputs of shape \(batch, 1, 10, 10\)"):
+        import_model(small_net(nn.ReLU()), (1, 10, 10))
+    loaded = load_model("mlp_digits")
+    with pytest.raises(SpikeportError, match="shape mismatch.*mnist5k"):
+        dataset_for(loaded, "mnist5k")
+
+
+def test_corrupted_and_truncated_onnx_files(tmp_path):
+    good = tmp_path / "good.onnx"
+    export_onnx(small_net(nn.ReLU()), torch.zeros(1, 1, 8, 8), good)
+    data = good.read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    (tmp_path / "noise.onnx").write_bytes(np.random.default_rng(0).bytes(4000))
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    for name in ["cut.onnx", "noise.onnx", "empty.onnx"]:
+        with pytest.raises(ModelFileError, match=name):
+            import_onnx(tmp_path / name)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        import_onnx(tmp_path / "missing.onnx")
+
+
+def test_residual_import_keeps_the_add():
+    g = normalize(import_torch(load_checkpoint(CHECKPOINT_DIR / "resnet_digits.pt")[0], (1, 8, 8)))
+    adds = [n for n in g.nodes if isinstance(n.op, ir.Add)]
+    assert len(adds) == 1 and len(adds[0].inputs) == 2

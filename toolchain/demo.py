@@ -1,0 +1,92 @@
+"""``spikeport demo``: the main job on a bundled model, end to end, with a report.
+
+convert -> quantize (per T, calibrated on training samples) -> run the float and integer PyTorch
+reference and ``sim`` on the whole test split for every T, verifying sim against the integer
+reference spike for spike -> run Lava on a subset at one T, verified against both -> accuracy
+table, ``report.json`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from spikeport.toolchain.convert import convert
+from spikeport.toolchain.pipeline import accuracy, ann_accuracy, dataset_for, load_model, run, verify
+from spikeport.toolchain.quantize import quantize
+from spikeport.toolchain.report import Report, accuracy_table, write_report
+
+
+def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), lava_T: int = 8,
+         lava_samples: int = 32, calib_samples: int = 512, test_samples: int | None = None,
+         lava: bool = True, progress: bool = True) -> Report:
+    t_start = time.perf_counter()
+    loaded = load_model(model)
+    data = dataset_for(loaded)
+    x, y = data.x_test[:test_samples], data.y_test[:test_samples]
+    calib = data.x_train[:calib_samples]
+    report = Report.new(loaded, data, profile="loihi2", calib_samples=len(calib))
+    report.add_accuracy("qcfs", "ann", None, ann_accuracy(loaded.graph, x, y), len(x))
+    report.add_accuracy("clip", "ann", None, ann_accuracy(loaded.graph, x, y, clip=True), len(x))
+    t0 = time.perf_counter()
+    snn = convert(loaded.graph, calib)
+    report.timings["convert_s"] = time.perf_counter() - t0
+    report.snn_summary = snn.summary()
+    n_lava = min(lava_samples, len(x)) if lava else 0
+    total = len(Ts) * 3 * len(x) + (2 * n_lava if lava_T in Ts else 0)
+    bar = tqdm(total=total, desc="demo", unit="sample", disable=not progress, file=sys.stderr)
+    for T in Ts:
+        bar.set_description(f"T={T} torch_float")
+        t0 = time.perf_counter()
+        tf = run(snn, x, T, "torch_float")
+        report.timings[f"torch_float_T{T}_s"] = time.perf_counter() - t0
+        report.add_accuracy("qcfs", "torch_float", T, accuracy(tf, y), len(x))
+        bar.update(len(x))
+        t0 = time.perf_counter()
+        q = quantize(snn, calib, T)
+        report.timings[f"quantize_T{T}_s"] = time.perf_counter() - t0
+        report.quantization[str(T)] = q.meta["quantization"]
+        bar.set_description(f"T={T} torch_int+sim verify")
+        t0 = time.perf_counter()
+        rows, traces = verify(q, x, T, targets=("sim",), progress=lambda n: bar.update(2 * n))
+        report.timings[f"torch_int_sim_verify_T{T}_s"] = time.perf_counter() - t0
+        report.verification += [r.to_dict() for r in rows]
+        for name in ("torch_int", "sim"):
+            report.add_accuracy("qcfs", name, T, accuracy(traces[name], y), len(x))
+            report.add_overflow(name, T, traces[name].overflow)
+        report.add_rates(T, traces["sim"].spike_counts, q)
+        if lava and T == lava_T and n_lava:
+            bar.set_description(f"T={T} lava ({n_lava} samples)")
+            t0 = time.perf_counter()
+            rows, traces = verify(q, x[:n_lava], T, targets=("sim", "lava"),
+                                  progress=lambda n: bar.update(2 * n))
+            report.timings[f"lava_T{T}_s"] = time.perf_counter() - t0
+            report.verification += [r.to_dict() for r in rows if r.target == "lava"]
+            report.add_accuracy("qcfs", "lava", T, accuracy(traces["lava"], y[:n_lava]), n_lava)
+            report.add_accuracy("qcfs", "sim", T, accuracy(traces["sim"], y[:n_lava]), n_lava)
+            report.lava = {"T": T, "samples": n_lava, **{k: v for k, v in traces["lava"].meta.items()
+                                                         if isinstance(v, int | float)}}
+    bar.close()
+    report.timings["total_s"] = time.perf_counter() - t_start
+    write_report(report, out)
+    print(accuracy_table(report))
+    for v in report.verification:
+        print(("  ok   " if v["exact"] else "  FAIL ") + _verification_line(v))
+    print(f"report: {out / 'report.html'} and {out / 'report.json'}")
+    return report
+
+
+def _verification_line(v: dict) -> str:
+    s = f"{v['target']} vs {v['against']} T={v['steps']}: {v['samples']} samples, {v['values']:,} values"
+    if v["exact"]:
+        return s + f", {v['spikes']:,} spikes, exact"
+    d = v["first_divergence"]
+    return s + (f", first divergence at layer {d['layer']!r} step {d['step']} sample {d['sample']} "
+                f"neuron {d['neuron']}: expected {d['expected']}, got {d['got']}")
+
+
+def all_exact(report: Report) -> bool:
+    return all(v["exact"] for v in report.verification)

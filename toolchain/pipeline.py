@@ -1,0 +1,155 @@
+"""The whole flow as a few functions: load a model, convert, quantize, run on a target, verify."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from spikeport.models.data import Dataset, load_dataset
+from spikeport.models.zoo import ARCHITECTURES, CHECKPOINT_DIR, load_checkpoint
+from spikeport.toolchain import ir
+from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.import_onnx import import_onnx
+from spikeport.toolchain.import_torch import import_torch
+from spikeport.toolchain.passes import normalize
+from spikeport.toolchain.snn import SNNGraph
+from spikeport.toolchain.trace import Trace
+from spikeport.toolchain.verify import READOUT, Verification, aligned, compare
+
+
+@dataclass
+class LoadedModel:
+    """A normalised float graph plus what is known about where it came from."""
+
+    graph: ir.Graph
+    name: str
+    dataset: str | None = None  # the bundled data set it was trained on, if known
+    meta: dict = field(default_factory=dict)  # checkpoint metadata (training recipe, ANN accuracy)
+
+
+def import_model(model: nn.Module | str | Path, input_shape: tuple[int, ...] | None = None,
+                 allow_maxpool: bool = False) -> ir.Graph:
+    """A torch module (needs ``input_shape``) or an ONNX file -> normalised float graph."""
+    if isinstance(model, nn.Module):
+        if input_shape is None:
+            raise SpikeportError("importing a torch module needs input_shape (without the batch axis)")
+        graph = import_torch(model, tuple(input_shape))
+    else:
+        graph = import_onnx(model)
+    return normalize(graph, allow_maxpool=allow_maxpool)
+
+
+def load_model(spec: str | Path, allow_maxpool: bool = False) -> LoadedModel:
+    """``spec``: a bundled model name (``cnn_mnist``), a spikeport checkpoint (.pt) or an ONNX file."""
+    path = Path(spec)
+    if path.suffix == ".onnx":
+        return LoadedModel(import_model(path, allow_maxpool=allow_maxpool), path.stem)
+    if path.suffix != ".pt":
+        bundled = CHECKPOINT_DIR / f"{spec}.pt"
+        if not bundled.is_file():
+            have = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
+            raise SpikeportError(f"{spec!r} is neither a bundled model ({', '.join(have)}), a .pt checkpoint "
+                                 "nor an .onnx file")
+        path = bundled
+    module, ckpt = load_checkpoint(path)
+    _, dataset, flat = ARCHITECTURES[ckpt["arch"]]
+    shape = load_dataset(dataset, flat=flat).input_shape
+    graph = import_model(module, shape, allow_maxpool)
+    graph.name = path.stem
+    return LoadedModel(graph, path.stem, dataset, dict(ckpt.get("meta", {}), arch=ckpt["arch"]))
+
+
+def dataset_for(model: LoadedModel, name: str | None = None) -> Dataset:
+    """The data set to evaluate on, shaped like the model's input."""
+    name = name or model.dataset
+    if name is None:
+        raise SpikeportError(f"model {model.name!r} does not say which data set it was trained on; pass one "
+                             "(CLI: --data digits|mnist5k)")
+    shape = tuple(model.graph.input.op.shape)
+    data = load_dataset(name, flat=len(shape) == 1)
+    if data.input_shape != shape:
+        raise SpikeportError(f"shape mismatch: model {model.name!r} takes inputs of shape {shape}, data set "
+                             f"{name!r} has {data.input_shape}")
+    return data
+
+
+def ann_accuracy(graph: ir.Graph, x: np.ndarray, y: np.ndarray, clip: bool = False) -> float:
+    from spikeport.toolchain.interpret import forward
+
+    with torch.no_grad():
+        return float((forward(graph, x, clip_qcfs=clip).argmax(1) == y).mean())
+
+
+def accuracy(trace: Trace, y: np.ndarray) -> float:
+    return float((trace.predictions == y).mean())
+
+
+def run(snn: SNNGraph, x: np.ndarray, T: int, target: str = "sim", record: bool = False, **options) -> Trace:
+    """Run an SNN on a target (``torch_float``, ``torch_int``, ``sim``, ``lava``)."""
+    from spikeport.targets.base import get_target
+
+    return get_target(target, **options).run(snn, x, T, record=record)
+
+
+def merge_verifications(rows: list[Verification], offsets: list[int]) -> Verification:
+    """Join the verification of consecutive chunks of samples (sample indices offset per chunk)."""
+    first = None
+    for row, off in zip(rows, offsets):
+        if row.first_divergence is not None:
+            d = dict(row.first_divergence, sample=row.first_divergence["sample"] + off)
+            if first is None or (d["step"], d["sample"]) < (first["step"], first["sample"]):
+                first = d
+    r0 = rows[0]
+    return Verification(r0.target, r0.against, all(r.exact for r in rows), sum(r.samples for r in rows),
+                        r0.steps, r0.layers, sum(r.spikes for r in rows), sum(r.values for r in rows),
+                        first, r0.shifts, r0.expected_shifts)
+
+
+def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("sim", "lava"),
+           chunk: int = 200, progress: Callable[[int], None] | None = None,
+           target_options: dict[str, dict] | None = None) -> tuple[list[Verification], dict[str, Trace]]:
+    """Run the integer reference and each target on ``x``; compare every layer, step and neuron.
+
+    Returns one row per (target, reference) pair: each target against ``torch_int`` and every later
+    target against the first (e.g. ``lava`` against ``sim``), plus the traces (without spikes).
+    """
+    if not snn.integer:
+        raise SpikeportError("verify needs the integer SNN (quantize first)")
+    target_options = target_options or {}
+    rows: dict[tuple[str, str], list[Verification]] = {}
+    offsets: list[int] = []
+    kept: dict[str, list[Trace]] = {}
+    for i in range(0, len(x), chunk):
+        xb = x[i:i + chunk]
+        offsets.append(i)
+        ref = run(snn, xb, T, "torch_int", record=True)
+        kept.setdefault("torch_int", []).append(_strip(ref))
+        first_aligned = None
+        for name in targets:
+            tr = run(snn, xb, T, name, record=True, **target_options.get(name, {}))
+            row = compare(ref, tr)
+            rows.setdefault((name, "torch_int"), []).append(row)
+            if first_aligned is None:
+                first_aligned = aligned(tr, row.shifts)
+            else:
+                rows.setdefault((name, first_aligned.target), []).append(compare(first_aligned, tr))
+            kept.setdefault(name, []).append(_strip(tr))
+        if progress is not None:
+            progress(len(xb))
+    merged = [merge_verifications(v, offsets) for v in rows.values()]
+    return merged, {k: Trace.concat(v) for k, v in kept.items()}
+
+
+def _strip(trace: Trace) -> Trace:
+    """Drop the recorded spikes (large) and keep what accuracy and reports need."""
+    return Trace(trace.target, trace.T, trace.final, trace.readout, {}, trace.spike_counts, trace.overflow,
+                 trace.window_start, trace.readout_start, trace.meta)
+
+
+__all__ = ["READOUT", "LoadedModel", "accuracy", "ann_accuracy", "dataset_for", "import_model", "load_model",
+           "run", "verify"]
