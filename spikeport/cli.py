@@ -17,7 +17,7 @@ EXAMPLES = {
     "run": "spikeport run cnn_mnist --target sim --T 8",
     "verify": "spikeport verify cnn_mnist --T 8 --samples 16 --targets sim,lava",
     "info": "spikeport info model.onnx --data mnist5k",
-    "train": "spikeport train cnn_mnist --epochs 40 --out cnn.pt",
+    "train": "spikeport train cnn_mnist --epochs 40 --seeds 0,1,2 --out cnn.pt",
 }
 
 MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikeport checkpoint (.pt) or an "
@@ -26,9 +26,13 @@ MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikepo
 
 def _ints(text: str) -> tuple[int, ...]:
     try:
-        vals = tuple(int(v) for v in text.split(","))
+        return tuple(int(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _steps(text: str) -> tuple[int, ...]:
+    vals = _ints(text)
     if any(v < 1 for v in vals):
         raise argparse.ArgumentTypeError(f"time steps must be positive, got {text!r}")
     return vals
@@ -64,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", "the main job on the bundled MNIST-5k CNN: accuracy vs T, verification, report")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for report.json and report.html")
     p.add_argument("--model", default="cnn_mnist", help=MODEL_HELP)
-    p.add_argument("--T", type=_ints, default=(1, 2, 4, 8, 16, 32), help="time steps, e.g. 1,2,4,8")
+    p.add_argument("--T", type=_steps, default=(1, 2, 4, 8, 16, 32), help="time steps, e.g. 1,2,4,8")
     p.add_argument("--lava-T", type=_positive, default=8, help="T of the Lava run")
     p.add_argument("--lava-samples", type=int, default=32, help="test samples streamed through Lava (0: none)")
     p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
@@ -92,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("arch", choices=["cnn_mnist", "mlp_digits", "resnet_digits"])
     p.add_argument("--levels", type=_positive, default=8, help="QCFS quantization levels L")
     p.add_argument("--epochs", type=_positive, default=40)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=_ints, default=(0,), help="seeds to train; the best on the "
+                   "held-out selection metric is kept, e.g. 0,1,2")
     p.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -172,7 +177,7 @@ def cmd_info(args) -> int:
 def cmd_train(args) -> int:
     from spikeport.models.train import TrainConfig, train_and_save
 
-    meta = train_and_save(TrainConfig(args.arch, levels=args.levels, epochs=args.epochs, seed=args.seed), args.out)
+    meta = train_and_save(TrainConfig(args.arch, levels=args.levels, epochs=args.epochs), args.out, seeds=args.seeds)
     print(f"{args.out}: ANN test accuracy {100 * meta['ann_test_acc']:.2f}% "
           f"(unquantized activations {100 * meta['ann_clip_test_acc']:.2f}%)")
     return 0

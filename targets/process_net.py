@@ -94,8 +94,9 @@ class ProcessNet:
     @property
     def frame(self) -> int:
         """Steps from a sample's first step to the readout's last window step."""
-        src = next(s for s in self.sources if s.dst == self.readout)
-        return src.start + self.T - 1
+        start = self.window_start(self.readout)
+        return (start or 1) + self.T - 1
 
-    def window_start(self, name: str) -> int:
-        return next(s.start for s in self.sources if s.dst == name)
+    def window_start(self, name: str) -> int | None:
+        """First step (1-based) of the LIF's window: where its current source starts; None without one."""
+        return next((s.start for s in self.sources if s.dst == name), None)

@@ -18,6 +18,8 @@ tests check). Synaptic sums are computed in float64, exact for these integer ran
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -77,9 +79,11 @@ class _Dense:
                 d[coo.row] = coo.data
                 self.diag = torch.as_tensor(d, device=device)
             else:
-                self.w = torch.sparse_csr_tensor(
-                    torch.as_tensor(w.indptr, dtype=torch.int64), torch.as_tensor(w.indices, dtype=torch.int64),
-                    torch.as_tensor(w.data, dtype=torch.float64), w.shape, device=device)
+                with warnings.catch_warnings():  # torch calls CSR "beta"; the indices come from scipy
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.w = torch.sparse_csr_tensor(
+                        torch.as_tensor(w.indptr, dtype=torch.int64), torch.as_tensor(w.indices, dtype=torch.int64),
+                        torch.as_tensor(w.data, dtype=torch.float64), w.shape, device=device)
         else:
             self.w = torch.as_tensor(w, dtype=torch.float64, device=device)
         self.queue: list[torch.Tensor | None] = []
@@ -162,6 +166,7 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
     ro_trace = torch.zeros((steps, batch, readout.p.size), dtype=torch.int64)
     spikes = {n: torch.zeros((steps, batch, lif.p.size), dtype=torch.uint8) for n, lif in lifs.items()
               if n != net.readout} if record else {}
+    windows = {n: net.window_start(n) or 1 for n in lifs}
     counts = {n: torch.zeros(batch, dtype=torch.int64) for n in lifs if n != net.readout}
     for t in range(1, steps + 1):
         a_in = {n: torch.zeros((batch, lif.p.size), dtype=torch.int64, device=dev) for n, lif in lifs.items()}
@@ -184,20 +189,19 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
             syn.queue[delay] = contrib if syn.queue[delay] is None else syn.queue[delay] + contrib
         ro_trace[t - 1] = (readout.u >> net.act_shift).cpu()
         for n, c in counts.items():
-            start = net.window_start(n)
-            if start <= t < start + net.T:
+            if windows[n] <= t < windows[n] + net.T:
                 c += out[n].sum(1).cpu()
         if record:
             for n in spikes:
                 spikes[n][t - 1] = out[n].cpu()
-    end = net.window_start(net.readout) + net.T - 1
+    end = min(windows[net.readout] + net.T - 1, steps)
     return Trace(
         target="sim", T=net.T, final=ro_trace[end - 1].numpy(), readout=ro_trace.numpy(),
         spikes={k: v.numpy() for k, v in spikes.items()},
         spike_counts={k: v.numpy() for k, v in counts.items()},
         overflow={n: lif.overflow for n, lif in lifs.items()},
-        window_start={p.name: net.window_start(p.name) - 1 for p in net.lifs if p.name != net.readout},
-        readout_start=net.window_start(net.readout) - 1,
+        window_start={n: w - 1 for n, w in windows.items() if n != net.readout},
+        readout_start=windows[net.readout] - 1,
         meta={"steps": steps, "period": net.period})
 
 

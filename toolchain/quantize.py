@@ -104,11 +104,11 @@ def quantize(snn: SNNGraph, calib_x: np.ndarray, T: int, profile: str | TargetPr
                 k_w = math.floor(math.log2(profile.weight_max * 2 ** limit_exp * p.threshold / wmax))
             k = min(k_head, k_w, profile.threshold_exp_max)
             if k < 3:
-                why = "membrane range" if k_head <= k_w else "weight range"
                 raise QuantizationError(
-                    f"layer {p.name!r} cannot fit {profile.name} at T={T}: its {why} leaves a threshold of "
-                    f"only 2**{k} membrane units (peak |U| = {peak / p.threshold:.3g} thresholds, "
-                    f"largest weight {wmax / p.threshold:.3g} thresholds)")
+                    f"layer {p.name!r} cannot fit {profile.name} at T={T}: an integer threshold of at least "
+                    f"2**3 is needed, but the membrane range allows at most 2**{k_head} (peak |U| = "
+                    f"{peak / p.threshold:.3g} thresholds) and the weight range at most 2**{k_w} (largest "
+                    f"weight {wmax / p.threshold:.3g} thresholds)")
             unit = p.threshold / 2 ** k
             threshold, v_init = 1 << k, 1 << (k - 1)
         else:

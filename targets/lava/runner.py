@@ -40,23 +40,28 @@ def lava_python() -> str:
 
 
 def run_process(cmd: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in its own process group; on timeout kill the whole group and raise."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
-        out, err = proc.communicate()
-        raise TargetError(f"{what} did not finish within {timeout:g} s and was stopped "
-                          f"(its process group was killed); last output: {_tail(err or out)}") from None
-    except BaseException:
-        _kill_group(proc.pid)
-        proc.communicate()
-        raise
-    finally:
-        _kill_group(proc.pid)  # Lava's forked children must not outlive the worker
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    """Run ``cmd`` in its own process group; on timeout kill the whole group and raise.
+
+    Output goes to files, not pipes: Lava's forked children inherit the worker's stdout, so a pipe
+    would stay open after the worker itself has exited.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+            err.seek(0)
+            raise TargetError(f"{what} did not finish within {timeout:g} s and was stopped (its process "
+                              f"group was killed); last output: {_tail(err.read())}") from None
+        finally:
+            _kill_group(proc.pid)  # Lava's forked children must not outlive the worker
+            if proc.returncode is None:
+                proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
 
 
 def _kill_group(pgid: int) -> None:
@@ -122,7 +127,7 @@ class LavaRunner:
         idx = np.arange(n)[:, None] * P + np.arange(F)[None, :]  # (n, F) 0-based global steps
         readout = (u[idx] >> net.act_shift).transpose(1, 0, 2)  # (F, n, n_out)
         sp = {k: v[idx].transpose(1, 0, 2).astype(np.uint8) for k, v in spikes.items()}
-        start = {p.name: net.window_start(p.name) for p in net.lifs}
+        start = {p.name: net.window_start(p.name) or 1 for p in net.lifs}
         counts = {k: v[start[k] - 1:start[k] - 1 + net.T].sum(axis=(0, 2)).astype(np.int64) for k, v in sp.items()}
         end = start[net.readout] + net.T - 1
         return Trace(target="lava", T=net.T, final=readout[end - 1], readout=readout, spikes=sp,

@@ -142,12 +142,7 @@ def build_and_run(spec, arrays, out_dir):
 
     anchor = lifs[ro]
     t0 = time.perf_counter()
-    try:
-        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-    except Exception as exc:
-        raise RuntimeError(lava_exception_text(anchor) or str(exc)) from exc
-    finally:
-        anchor.stop()
+    run_in_thread(anchor, RunSteps(num_steps=steps), Loihi2SimCfg(select_tag="fixed_pt"))
     t_run = time.perf_counter() - t0
     for i, (name, path) in enumerate(files.items()):
         raw = np.load(path)
@@ -163,6 +158,32 @@ def build_and_run(spec, arrays, out_dir):
     return {"run_seconds": t_run, "steps": steps}
 
 
+def run_in_thread(anchor, condition, cfg):
+    """Run Lava and watch its actors: an exception inside a process model makes Lava 0.10 wait
+    forever (seen with DelaySparse rejecting a delay), so the error is read off the actor that
+    raised it and the run is abandoned (the toolchain kills the whole process group)."""
+    import threading
+
+    failure = []
+
+    def target():
+        try:
+            anchor.run(condition=condition, run_cfg=cfg)
+        except BaseException as exc:  # surfaced below, in the main thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+        text = lava_exception_text(anchor)
+        if text:
+            raise RuntimeError(f"a Lava process model raised: {text}")
+    if failure:
+        raise RuntimeError(lava_exception_text(anchor) or str(failure[0])) from failure[0]
+    anchor.stop()
+
+
 def lava_exception_text(proc):
     """Lava reports 'N Exception(s) occurred'; the tracebacks sit on its actors (private API)."""
     try:
@@ -171,10 +192,11 @@ def lava_exception_text(proc):
         return ""
     texts = []
     for actor in actors:
-        exc = getattr(actor, "exception", None)
+        exc = getattr(actor, "exception", None)  # (exception, traceback text) once a model raised
         if exc:
-            texts.append(str(exc[1]) if isinstance(exc, tuple) and len(exc) > 1 else str(exc))
-    return " | ".join(t.strip().splitlines()[-1] for t in texts if t.strip())
+            err = exc[0] if isinstance(exc, tuple) else exc
+            texts.append(f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}")
+    return " | ".join(texts)
 
 
 def main(argv):
@@ -195,7 +217,8 @@ def main(argv):
         with open(os.path.join(out_dir, "error.json"), "w") as f:
             json.dump({"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}, f)
         print(traceback.format_exc(), file=sys.stderr)
-        return 1
+        sys.stderr.flush()
+        os._exit(1)  # Lava may still hold non-daemon threads and children; the caller kills the group
     with open(os.path.join(out_dir, "done.json"), "w") as f:
         json.dump(info, f)
     return 0

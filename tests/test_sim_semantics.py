@@ -1,0 +1,106 @@
+"""``sim`` against Lava 0.10's documented fixed-point arithmetic (unit vectors from lava-nc's own
+tests and the semantics note), independently of the PyTorch reference."""
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from spikeport.targets.process_net import ConvProcess, CurrentSource, DenseProcess, LIFProcess, ProcessNet
+from spikeport.targets.sim import lava_weights, simulate
+
+
+def single(lif: LIFProcess, impulse: int = 0, steps: int = 8, extra: tuple = ()) -> ProcessNet:
+    """One LIF (the 'readout', so its u is recorded) with an optional impulse into a_in at step 1."""
+    sources = [CurrentSource("imp", lif.name, start=1, value=np.full(lif.size, impulse), quench=0)]
+    return ProcessNet(T=1, period=steps + 1, lifs=[lif, *extra], synapses=[], sources=sources, readout=lif.name)
+
+
+def v_trace(net: ProcessNet, steps: int) -> np.ndarray:
+    return simulate(net, {}, record=True, steps=steps)
+
+
+def test_bias_driven_lif_spikes_at_5_and_10():
+    lif = LIFProcess("n", (1,), du=0, dv=0, vth=8, bias_mant=2, bias_exp=6)
+    other = LIFProcess("o", (1,), du=0, dv=0, vth=1 << 17)
+    net = ProcessNet(T=1, period=20, lifs=[lif, other], synapses=[], sources=[], readout="o")
+    tr = simulate(net, {}, record=True, steps=12)
+    assert list(np.flatnonzero(tr.spikes["n"][:, 0, 0]) + 1) == [5, 10]
+
+
+def test_current_decay_halves_u():
+    lif = LIFProcess("n", (1,), du=2047, dv=0, vth=1 << 17)
+    tr = simulate(single(lif, impulse=128), {}, steps=8)
+    # the readout trace holds u >> 6
+    assert list(tr.readout[:, 0, 0] << 6) == [8192, 4096, 2048, 1024, 512, 256, 128, 64]
+
+
+def test_voltage_decay_matches_lava():
+    from spikeport.targets import sim as simmod
+
+    lif = LIFProcess("n", (1,), du=0, dv=2048, vth=1 << 17)
+    model = simmod._LIF(lif, 1, 6, simmod.torch.device("cpu"))
+    vs = []
+    for t in range(1, 9):
+        a = simmod.torch.tensor([[128 if t == 1 else 0]])
+        model.step(t, a)
+        vs.append(int(model.v[0, 0]))
+    assert vs == [8192, 12286, 14331, 15351, 15859, 16111, 16235, 16295]
+
+
+def test_bias_exponent():
+    from spikeport.targets import sim as simmod
+
+    lif = LIFProcess("n", (1,), du=0, dv=0, vth=1 << 17, bias_mant=4095, bias_exp=5)
+    model = simmod._LIF(lif, 1, 6, simmod.torch.device("cpu"))
+    model.step(1, simmod.torch.zeros((1, 1), dtype=simmod.torch.int64))
+    assert int(model.v[0, 0]) == 131040
+
+
+def test_u_folds_once_at_24_bits_and_is_counted():
+    lif = LIFProcess("n", (1,), du=-1, dv=4096, vth=1 << 17)
+    tr = simulate(single(lif, impulse=(1 << 17) + 1), {}, steps=1)
+    assert int(tr.readout[0, 0, 0]) == ((1 << 23) + 64 - (1 << 24)) >> 6
+    assert tr.overflow["n"] >= 1
+
+
+@pytest.mark.parametrize("w,mode,bits,want", [
+    ([[3, -3, 255]], None, 8, [[2, -4, 254]]),  # mixed sign loses the LSB
+    ([[3, 5, 255]], None, 8, [[3, 5, 255]]),  # excitatory keeps 8 bits
+    ([[300, -300, 1]], None, 8, [[254, -256, 0]]),  # clipped, then truncated
+    ([[255, 0]], None, 6, [[252, 0]]),  # exc, 6 bits: 2 LSBs dropped
+    ([[-128, -3]], "inh", 8, [[-128, -3]]),
+    ([[-256, -3]], "inh", 8, [[-255, -3]]),  # inhibitory range is [-255, 0]
+])
+def test_dense_weight_clipping_and_truncation(w, mode, bits, want):
+    assert np.array_equal(lava_weights(np.array(w), mode, bits), np.array(want))
+    got = lava_weights(sparse.csr_matrix(np.array(w)), mode, bits).toarray()
+    assert np.array_equal(got, np.array(want))
+
+
+def spike_source_net(syn, n_in: int, n_out: int, delay_steps: int = 6) -> ProcessNet:
+    """A layer that fires every neuron at step 1 (huge bias, one step) feeding ``syn`` into a readout."""
+    src = LIFProcess("src", (n_in,), du=4095, dv=4096, vth=0)
+    out = LIFProcess("out", (n_out,), du=-1, dv=4096, vth=1 << 17)
+    sources = [CurrentSource("kick", "src", start=1, value=np.full(n_in, 1), quench=0)]
+    return ProcessNet(T=1, period=20, lifs=[src, out], synapses=[syn], sources=sources, readout="out")
+
+
+def test_dense_exponent_and_one_step_delay():
+    syn = DenseProcess("d", "src", "out", np.array([[255, 0]]), weight_exp=2, num_weight_bits=6)
+    tr = simulate(spike_source_net(syn, 2, 1), {}, steps=4)
+    # (255 >> 2) << 2 = 252 (exc, 6 bits), << 2 = 1008; the source fires at step 1, arrives at step 2
+    assert list(tr.readout[:, 0, 0]) == [0, 1008, 1008, 1008]
+
+
+def test_delay_sparse_arrives_after_one_plus_delay_steps():
+    syn = DenseProcess("d", "src", "out", sparse.csr_matrix(np.array([[4, 6]])), sign_mode="exc", delay=3,
+                       sparse=True)
+    tr = simulate(spike_source_net(syn, 2, 1), {}, steps=6)
+    assert list(tr.readout[:, 0, 0]) == [0, 0, 0, 0, 10, 10]
+
+
+def test_conv_output_wraps_at_24_bits():
+    w = np.array([1 << 23, 1 << 23, 7], dtype=np.int64).reshape(1, 1, 1, 3)  # sum 2**24 + 7
+    syn = ConvProcess("c", "src", "out", w, (1, 1, 3), (1, 1, 1))
+    tr = simulate(spike_source_net(syn, 3, 1), {}, steps=2)
+    assert int(tr.readout[1, 0, 0]) == 7

@@ -1,0 +1,71 @@
+"""sim against the integer PyTorch reference, spike for spike, and the verifier's own behaviour."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from spikeport.targets.lowering import lower
+from spikeport.targets.sim import simulate
+from spikeport.toolchain.pipeline import run, verify
+from spikeport.toolchain.reference import encode
+from spikeport.toolchain.verify import READOUT, compare
+
+
+@pytest.mark.parametrize("T", [1, 3, 8])
+def test_sim_equals_reference_on_the_mlp_test_split(mlp, T):
+    rows, traces = verify(mlp.q(T), mlp.data.x_test, T, targets=("sim",))
+    (row,) = rows
+    assert row.exact, row.line()
+    assert row.samples == 360 and row.spikes > 0
+    assert np.array_equal(traces["sim"].final, traces["torch_int"].final)
+
+
+@pytest.mark.parametrize("T", [2, 5])
+def test_sim_equals_reference_on_the_residual_net(resnet, T):
+    (row,), _ = verify(resnet.q(T), resnet.data.x_test[:120], T, targets=("sim",))
+    assert row.exact, row.line()
+    assert row.shifts == {"2": 0, "3.act1": 1, "3.act2": 2, READOUT: 3}
+
+
+def test_sim_equals_reference_on_the_cnn(cnn):
+    (row,), _ = verify(cnn.q(8), cnn.data.x_test[:24], 8, targets=("sim",))
+    assert row.exact, row.line()
+    assert row.layers == 4 and row.shifts[READOUT] == 3
+
+
+def test_a_flipped_spike_is_reported_as_the_first_divergence(mlp):
+    q, x, T = mlp.q(4), mlp.data.x_test[:10], 4
+    ref = run(q, x, T, "torch_int", record=True)
+    sim = run(q, x, T, "sim", record=True)
+    layer = q.populations[1].name
+    shift = sim.window_start[layer]
+    sim.spikes[layer][shift + 2, 7, 33] ^= 1
+    v = compare(ref, sim)
+    assert not v.exact
+    d = v.first_divergence
+    assert (d["layer"], d["step"], d["sample"], d["neuron"]) == (layer, 3, 7, 33)
+    assert d["expected"] == int(ref.spikes[layer][2, 7, 33]) and d["got"] == 1 - d["expected"]
+    assert v.shifts[layer] == shift  # found, not taken from the runner
+
+
+def test_an_unbalanced_residual_graph_is_caught(resnet):
+    """Without the skip path's delay the two inputs of the add-layer arrive a step apart."""
+    T, q = 4, resnet.q(4)
+    net = lower(q, T)
+    skip = next(s for s in net.synapses if getattr(s, "delay", 0) > 0)
+    net.synapses[net.synapses.index(skip)] = dataclasses.replace(skip, delay=0)
+    x = resnet.data.x_test[:40]
+    bad = simulate(net, encode(q, x), record=True)
+    bad.target = "sim (unbalanced)"
+    v = compare(run(q, x, T, "torch_int", record=True), bad)
+    assert not v.exact and v.first_divergence["layer"] == "3.act2"
+
+
+def test_verification_reports_overflow_instead_of_hiding_it(mlp):
+    """Running a graph quantized for T=2 at T=64 leaves the calibrated head-room; the runners say so."""
+    q = mlp.q(2)
+    tr = run(q, mlp.data.x_test[:50], 64, "sim")
+    ref = run(q, mlp.data.x_test[:50], 64, "torch_int")
+    assert sum(ref.overflow.values()) > 0
+    assert sum(tr.overflow.values()) >= 0  # the sim counts u wraps; the reference counts head-room excursions
