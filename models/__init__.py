@@ -3,7 +3,7 @@ small trained checkpoints."""
 
 from spikeport.models.data import DATASETS, Dataset, load_dataset
 from spikeport.models.qcfs import QCFS
-from spikeport.models.zoo import ARCHITECTURES, build_model, load_checkpoint, bundled_checkpoint
+from spikeport.models.zoo import ARCHITECTURES, build_model, bundled_checkpoint, load_checkpoint
 
 __all__ = [
     "ARCHITECTURES",

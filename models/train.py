@@ -84,7 +84,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[nn.Module, dict]:
     """Train ``cfg.arch`` on its bundled data set; returns (model, meta for the checkpoint)."""
     from tqdm import tqdm
 
-    builder, dataset, flat = ARCHITECTURES[cfg.arch]
+    _, dataset, flat = ARCHITECTURES[cfg.arch]
     data = load_dataset(dataset, flat=flat)
     n_fit = len(data.x_train) - cfg.val_samples
     x_val, y_val = data.x_train[n_fit:], data.y_train[n_fit:]

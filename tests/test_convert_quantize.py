@@ -65,7 +65,7 @@ def test_relu_thresholds_come_from_the_activation_percentile():
 
 def test_model_ending_in_an_activation_is_refused():
     g = import_model(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), (4,))
-    with pytest.raises(SpikeportError, match="ends with ReLU.*last layer must be linear"):
+    with pytest.raises(SpikeportError, match=r"ends with ReLU.*last layer must be linear"):
         convert(g, np.ones((4, 4), np.float32))
 
 
@@ -112,7 +112,8 @@ def test_weights_that_cannot_fit_the_target_are_an_error(mlp):
     snn = copy.deepcopy(mlp.snn)
     layer = snn.populations[1]
     layer.inputs[0].synapse.weight[0, 0] = 1e6 * layer.threshold  # needs a 2**20 weight exponent
-    with pytest.raises(QuantizationError, match=rf"layer '{layer.name}' cannot fit loihi2 at T=4.*largest weight 1e\+06 thresholds"):
+    want = rf"layer '{layer.name}' cannot fit loihi2 at T=4.*largest weight 1e\+06 thresholds"
+    with pytest.raises(QuantizationError, match=want):
         quantize(snn, mlp.calib, 4)
 
 

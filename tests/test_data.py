@@ -7,7 +7,7 @@ def test_digits_split_is_fixed_and_disjoint():
     a, b = load_dataset("digits", flat=True), load_dataset("digits", flat=True)
     assert a.x_train.shape == (1437, 64) and a.x_test.shape == (360, 64)
     assert np.array_equal(a.x_test, b.x_test) and np.array_equal(a.y_train, b.y_train)
-    assert 0.0 <= a.x_train.min() and a.x_train.max() <= 1.0
+    assert a.x_train.min() >= 0.0 and a.x_train.max() <= 1.0
     train = {r.tobytes() for r in a.x_train}
     # digits has a few duplicate images; the split itself never puts one sample in both halves
     assert sum(r.tobytes() in train for r in a.x_test) < 10

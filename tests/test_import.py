@@ -115,7 +115,7 @@ def test_unsupported_onnx_op_is_named(tmp_path):
 
 def test_maxpool_needs_opt_in():
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(18, 2))
-    with pytest.raises(UnsupportedOpError, match="MaxPool2d at '2'.*allow_maxpool"):
+    with pytest.raises(UnsupportedOpError, match=r"MaxPool2d at '2'.*allow_maxpool"):
         import_model(net, (1, 8, 8))
     with pytest.warns(UserWarning, match="replaced by AvgPool2d"):
         g = import_model(net, (1, 8, 8), allow_maxpool=True)
@@ -139,7 +139,7 @@ def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(SpikeportError, match=r"does not run on inputs of shape \(batch, 1, 10, 10\)"):
         import_model(small_net(nn.ReLU()), (1, 10, 10))
     loaded = load_model("mlp_digits")
-    with pytest.raises(SpikeportError, match="shape mismatch.*mnist5k"):
+    with pytest.raises(SpikeportError, match=r"shape mismatch.*mnist5k"):
         dataset_for(loaded, "mnist5k")
 
 

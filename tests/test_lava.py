@@ -65,7 +65,7 @@ def test_a_lava_model_exception_is_reported(mlp):
     """DelaySparse rejects delays above 63 inside its process model: Lava's own error reaches the user."""
     net = lower(mlp.q(2), 2)
     net.synapses[-1] = dataclasses.replace(net.synapses[-1], delay=70, sparse=True)
-    with pytest.raises(TargetError, match="the Lava worker failed.*between 0 and 63"):
+    with pytest.raises(TargetError, match=r"the Lava worker failed.*between 0 and 63"):
         run_lava(net, encode(mlp.q(2), mlp.data.x_test[:1]))
 
 

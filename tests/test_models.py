@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from spikeport.models.data import load_dataset
 from spikeport.models.train import accuracy
 from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
-from spikeport.models.data import load_dataset
 from spikeport.toolchain.errors import SpikeportError
 
 
@@ -33,5 +33,5 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     src = (CHECKPOINT_DIR / "mlp_digits.pt").read_bytes()
     bad = tmp_path / "cut.pt"
     bad.write_bytes(src[: len(src) // 2])
-    with pytest.raises(SpikeportError, match="cut.pt"):
+    with pytest.raises(SpikeportError, match=r"cut\.pt"):
         load_checkpoint(bad)

@@ -188,7 +188,7 @@ def import_onnx(path: str | Path) -> ir.Graph:
             if len(roots) == 1 and scalar_consts:
                 root = roots.pop()
                 prior = {id(o): o for i in dyn if i in region for o in region[i][1]}
-                ops = sorted(prior.values(), key=lambda o: order[id(o)]) + [node]
+                ops = [*sorted(prior.values(), key=lambda o: order[id(o)]), node]
                 region[node.output[0]] = (root, ops)
                 continue
             if op == "Add" and len(dyn) == 2 and not any(i in consts for i in node.input):

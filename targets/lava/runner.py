@@ -8,6 +8,7 @@ forever.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def lava_python() -> str:
     """The Lava environment's interpreter: $SPIKEPORT_LAVA_PYTHON or the repository's .venv-lava."""
     env = os.environ.get("SPIKEPORT_LAVA_PYTHON")
-    candidates = [Path(env)] if env else [REPO_ROOT / ".venv-lava" / "bin" / "python", Path.cwd() / ".venv-lava" / "bin" / "python"]
+    candidates = [Path(env)] if env else [root / ".venv-lava" / "bin" / "python" for root in (REPO_ROOT, Path.cwd())]
     for c in candidates:
         if c.is_file():
             return str(c)
@@ -65,10 +66,8 @@ def run_process(cmd: list[str], timeout: float, what: str) -> subprocess.Complet
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _tail(text: str, n: int = 3) -> str:
