@@ -104,13 +104,15 @@ class _Conv:
         self.p = p
         self.w = torch.as_tensor(p.weight, dtype=torch.float64, device=device)
         self.queue: list[torch.Tensor | None] = []
+        self.overflow = 0
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
         p = self.p
         x = s.reshape(len(s), *p.in_shape).to(torch.float64)
         a = F.conv2d(x, self.w, None, p.stride, p.padding, p.dilation, p.groups).round().to(torch.int64)
-        a = (a + U_MAX) % U_FOLD - U_MAX  # Lava's signed 24-bit clamp of the conv output
-        return a.reshape(len(s), -1)
+        wrapped = (a + U_MAX) % U_FOLD - U_MAX  # Lava's signed 24-bit clamp of the conv output
+        self.overflow += int((wrapped != a).sum())
+        return wrapped.reshape(len(s), -1)
 
 
 class _LIF:
@@ -199,7 +201,8 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
         target="sim", T=net.T, final=ro_trace[end - 1].numpy(), readout=ro_trace.numpy(),
         spikes={k: v.numpy() for k, v in spikes.items()},
         spike_counts={k: v.numpy() for k, v in counts.items()},
-        overflow={n: lif.overflow for n, lif in lifs.items()},
+        overflow={n: lif.overflow + sum(getattr(s, "overflow", 0) for s in syns if s.p.dst == n)
+                  for n, lif in lifs.items()},
         window_start={n: w - 1 for n, w in windows.items() if n != net.readout},
         readout_start=windows[net.readout] - 1,
         meta={"steps": steps, "period": net.period})

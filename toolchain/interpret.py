@@ -92,10 +92,11 @@ def run_graph(
 
 
 @torch.no_grad()
-def forward(graph: ir.Graph, x: np.ndarray, batch: int = 512, clip_qcfs: bool = False) -> np.ndarray:
+def forward(graph: ir.Graph, x: np.ndarray, batch: int = 512, clip_qcfs: bool = False,
+            dtype: torch.dtype = torch.float32) -> np.ndarray:
     """The ANN's output for a batch of inputs, evaluated in chunks."""
     outs = []
     for i in range(0, len(x), batch):
-        res = run_graph(graph, x[i:i + batch], clip_qcfs=clip_qcfs, keep=set())
+        res = run_graph(graph, x[i:i + batch], clip_qcfs=clip_qcfs, keep=set(), dtype=dtype)
         outs.append(res[graph.output.name].numpy())
     return np.concatenate(outs)

@@ -1,0 +1,133 @@
+"""The command line: exit codes, one-line errors, --debug, and a small demo run."""
+
+import json
+import subprocess
+import sys
+import warnings
+from html.parser import HTMLParser
+
+import pytest
+import torch
+from torch import nn
+
+from spikeport.cli import main
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_shows_working_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    out = capsys.readouterr().out
+    assert "spikeport verify cnn_mnist --T 8" in out
+
+
+def test_verify_prints_exact_rows_and_exits_zero(capsys):
+    code, out, _ = cli(capsys, "verify", "mlp_digits", "--T", "3", "--samples", "20", "--targets", "sim")
+    assert code == 0
+    assert "sim vs torch_int: exact (20 samples x 3 steps x 3 layers" in out
+
+
+def test_run_reports_accuracy_as_json(capsys):
+    code, out, _ = cli(capsys, "run", "mlp_digits", "--target", "sim", "--T", "8", "--json")
+    assert code == 0
+    row = json.loads(out)
+    assert row["n"] == 360 and row["acc"] > 0.97 and row["overflow"] == 0
+
+
+def export(net: nn.Module, shape, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (torch.zeros(1, *shape),), str(path), dynamo=False)
+
+
+@pytest.mark.parametrize("case", ["truncated", "unsupported", "nan", "shape", "no-data"])
+def test_bad_input_is_one_line_and_nonzero(case, capsys, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "m.onnx"
+    net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    args = ["run", str(path), "--data", "digits"]
+    expect = ""
+    if case == "truncated":
+        export(net, (64,), path)
+        path.write_bytes(path.read_bytes()[:300])
+        expect = "m.onnx is not a valid ONNX file"
+    elif case == "unsupported":
+        export(nn.Sequential(nn.Linear(64, 16), nn.Softplus(), nn.Linear(16, 10)), (64,), path)
+        expect = "unsupported ONNX op Softplus"
+    elif case == "nan":
+        with torch.no_grad():
+            net[2].weight[3, 3] = float("nan")
+        export(net, (64,), path)
+        expect = "weight has 1 NaN/Inf value(s)"
+    elif case == "shape":
+        export(net, (64,), path)
+        args = ["run", str(path), "--data", "mnist5k"]
+        expect = "shape mismatch"
+    elif case == "no-data":
+        export(net, (64,), path)
+        args = ["run", str(path)]
+        expect = "does not say which data set"
+    code, _, err = cli(capsys, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spikeport: error:") and expect in lines[0], err
+    code, _, err = cli(capsys, "--debug", *args)
+    assert code == 2 and "Traceback" in err
+
+
+def test_onnx_model_runs_end_to_end(capsys, tmp_path):
+    from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
+
+    model, _ = load_checkpoint(CHECKPOINT_DIR / "mlp_digits.pt")
+    export(model, (64,), tmp_path / "mlp.onnx")
+    code, out, _ = cli(capsys, "verify", str(tmp_path / "mlp.onnx"), "--data", "digits", "--T", "4",
+                       "--samples", "10", "--targets", "sim")
+    assert code == 0 and "exact" in out
+
+
+def test_lava_timeout_is_reported_not_hung(capsys):
+    code, _, err = cli(capsys, "verify", "cnn_mnist", "--T", "8", "--samples", "2", "--targets", "lava",
+                       "--timeout", "1")
+    assert code == 2
+    assert "did not finish within 1 s and was stopped" in err
+
+
+def test_console_script_is_installed():
+    res = subprocess.run([sys.executable, "-m", "spikeport.cli", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "demo" in res.stdout
+
+
+class _Parser(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.tables = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.imgs.append(dict(attrs)["src"])
+        self.tables += tag == "table"
+
+
+def test_small_demo_writes_reports(capsys, tmp_path):
+    code, out, _ = cli(capsys, "demo", "--out", str(tmp_path), "--T", "2,4", "--lava-T", "4",
+                       "--lava-samples", "3", "--samples", "60")
+    assert code == 0
+    rep = json.loads((tmp_path / "report.json").read_text())
+    acc = {(r["method"], r["target"], r["T"], r["n"]) for r in rep["accuracy"]}
+    assert ("qcfs", "ann", None, 60) in acc and ("qcfs", "lava", 4, 3) in acc
+    assert {("qcfs", t, T, 60) for t in ("torch_float", "torch_int", "sim") for T in (2, 4)} <= acc
+    rows = rep["verification"]
+    assert {(r["target"], r["against"], r["steps"]) for r in rows} == {
+        ("sim", "torch_int", 2), ("sim", "torch_int", 4), ("lava", "torch_int", 4), ("lava", "sim", 4)}
+    for r in rows:
+        assert set(r) >= {"target", "against", "exact", "samples", "steps", "layers", "spikes", "first_divergence"}
+        assert r["exact"] and r["first_divergence"] is None
+    p = _Parser()
+    p.feed((tmp_path / "report.html").read_text())
+    assert len(p.imgs) >= 2 and all(s.startswith("data:image/png;base64,") for s in p.imgs) and p.tables >= 3
+    assert "T=2" in out and "lava" in out
