@@ -114,5 +114,6 @@ def bundled_checkpoint(name: str) -> Path:
     path = CHECKPOINT_DIR / f"{name}.pt"
     if not path.is_file():
         have = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
-        raise SpikeportError(f"no bundled checkpoint {name!r}; bundled: {have}")
+        raise SpikeportError(f"{name!r} is not a bundled model ({', '.join(have)}); give a spikeport .pt "
+                             "checkpoint or an .onnx file instead")
     return path

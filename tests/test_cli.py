@@ -45,7 +45,7 @@ def export(net: nn.Module, shape, path):
         torch.onnx.export(net.eval(), (torch.zeros(1, *shape),), str(path), dynamo=False)
 
 
-@pytest.mark.parametrize("case", ["truncated", "unsupported", "nan", "shape", "no-data"])
+@pytest.mark.parametrize("case", ["truncated", "unsupported", "nan", "shape", "no-data", "cannot-fit"])
 def test_bad_input_is_one_line_and_nonzero(case, capsys, tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "m.onnx"
@@ -72,6 +72,14 @@ def test_bad_input_is_one_line_and_nonzero(case, capsys, tmp_path):
         export(net, (64,), path)
         args = ["run", str(path)]
         expect = "does not say which data set"
+    elif case == "cannot-fit":
+        from spikeport.models.qcfs import QCFS
+
+        net = nn.Sequential(nn.Linear(64, 16), QCFS(8, 1.0), nn.Linear(16, 16), QCFS(8, 1.0), nn.Linear(16, 10))
+        with torch.no_grad():
+            net[2].weight[0, 0] = 1e7  # ten million thresholds: no 8-bit mantissa and exponent holds it
+        export(net, (64,), path)
+        expect = "cannot fit loihi2 at T=8"
     code, _, err = cli(capsys, *args)
     assert code == 2
     lines = err.strip().splitlines()

@@ -173,6 +173,9 @@ def import_onnx(path: str | Path) -> ir.Graph:
             if i and i not in consts and i not in alias and i not in region:
                 raise ModelFileError(f"{where} reads {i!r}, which no earlier node or initializer defines")
         dyn = [i for i in node.input if i and i not in consts]
+        if not dyn and op in ELEMENTWISE:  # constant folding (exporters alias shared weights via Identity)
+            consts[node.output[0]] = _eval_elementwise(op, [consts.get(i) if i else None for i in node.input], a)
+            continue
         if op in ELEMENTWISE and dyn:
             roots = {root_of(i) for i in dyn}
             scalar_consts = all(np.size(consts[i]) == 1 for i in node.input if i and i in consts)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from spikeport.models.data import Dataset, load_dataset
-from spikeport.models.zoo import ARCHITECTURES, CHECKPOINT_DIR, load_checkpoint
+from spikeport.models.zoo import ARCHITECTURES, bundled_checkpoint, load_checkpoint
 from spikeport.toolchain import ir
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.import_onnx import import_onnx
@@ -19,7 +19,7 @@ from spikeport.toolchain.import_torch import import_torch
 from spikeport.toolchain.passes import normalize
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
-from spikeport.toolchain.verify import READOUT, Verification, aligned, compare
+from spikeport.toolchain.verify import Verification, aligned, compare
 
 
 @dataclass
@@ -50,12 +50,7 @@ def load_model(spec: str | Path, allow_maxpool: bool = False) -> LoadedModel:
     if path.suffix == ".onnx":
         return LoadedModel(import_model(path, allow_maxpool=allow_maxpool), path.stem)
     if path.suffix != ".pt":
-        bundled = CHECKPOINT_DIR / f"{spec}.pt"
-        if not bundled.is_file():
-            have = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
-            raise SpikeportError(f"{spec!r} is neither a bundled model ({', '.join(have)}), a .pt checkpoint "
-                                 "nor an .onnx file")
-        path = bundled
+        path = bundled_checkpoint(str(spec))
     module, ckpt = load_checkpoint(path)
     _, dataset, flat = ARCHITECTURES[ckpt["arch"]]
     shape = load_dataset(dataset, flat=flat).input_shape
@@ -151,5 +146,3 @@ def _strip(trace: Trace) -> Trace:
                  trace.window_start, trace.readout_start, trace.meta)
 
 
-__all__ = ["READOUT", "LoadedModel", "accuracy", "ann_accuracy", "dataset_for", "import_model", "load_model",
-           "run", "verify"]
