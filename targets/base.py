@@ -37,7 +37,7 @@ def register(name: str):
 
 
 def get_target(name: str, **options) -> Target:
-    import spikeport.targets.lava  # register the built-in targets
+    import spikeport.targets.lava.target  # register the built-in targets
     import spikeport.targets.sim
     import spikeport.targets.torch_ref  # noqa: F401
 

@@ -110,7 +110,7 @@ def quantize(snn: SNNGraph, calib_x: np.ndarray, T: int, profile: str | TargetPr
                     f"{peak / p.threshold:.3g} thresholds) and the weight range at most 2**{k_w} (largest "
                     f"weight {wmax / p.threshold:.3g} thresholds)")
             unit = p.threshold / 2 ** k
-            threshold, v_init = 1 << k, 1 << (k - 1)
+            threshold, v_init = 1 << k, int(round(p.v_init / unit))  # theta/2 -> exactly 2**(k-1)
         else:
             unit = peak / target if peak > 0 else 1.0
             if wmax > 0:
@@ -127,7 +127,8 @@ def quantize(snn: SNNGraph, calib_x: np.ndarray, T: int, profile: str | TargetPr
                 projections.append(q)
                 infos.append(info)
         bias = np.rint(p.bias / unit).astype(np.int64)
-        qp = Population(p.name, p.shape, p.kind, threshold, v_init, bias, projections, p.origin)
+        time_bias = None if p.time_bias is None else np.rint(p.time_bias / unit).astype(np.int64)
+        qp = Population(p.name, p.shape, p.kind, threshold, v_init, bias, projections, p.origin, time_bias)
         syn_peak = _worst_synaptic_input(qp, projections)
         pops.append(qp)
         headroom_used = peak / unit / profile.headroom
@@ -142,4 +143,5 @@ def quantize(snn: SNNGraph, calib_x: np.ndarray, T: int, profile: str | TargetPr
         })
     meta = {**snn.meta, "profile": profile.name, "T": T, "headroom": profile.headroom,
             "calibration_samples": len(calib_x), "quantization": report}
-    return SNNGraph(snn.input_shape, pops, integer=True, meta=meta)
+    return SNNGraph(snn.input_shape, pops, integer=True, meta=meta, neuron=snn.neuron,
+                    neuron_params=dict(snn.neuron_params))

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikeport.toolchain.neurons import Excursion, permute_in_time, run_cos, run_if, run_tpp
 from spikeport.toolchain.ops import apply_synapse
-from spikeport.toolchain.snn import INPUT, Population, SNNGraph
+from spikeport.toolchain.snn import INPUT, SNNGraph
 from spikeport.toolchain.trace import Trace
 
 
@@ -48,106 +49,137 @@ class Synapse(nn.Module):
         return apply_synapse(self.syn, s.reshape(len(s), *self.syn.in_shape), self.weight).reshape(len(s), -1)
 
 
-class IFNeurons(nn.Module):
-    """IF neurons with reset by subtraction: fire when ``m >= threshold``."""
-
-    def __init__(self, pop: Population, integer: bool, headroom: int | None) -> None:
-        super().__init__()
-        self.integer = integer
-        self.threshold = pop.threshold
-        self.v_init = pop.v_init
-        self.headroom = headroom
-        self.overflow = 0
-        self.peak = 0.0  # largest |m - v_init| seen since reset (what the quantizer sizes u for)
-
-    def reset(self, batch: int, n: int, device: torch.device) -> None:
-        dtype = torch.int64 if self.integer else torch.float32
-        self.v = torch.full((batch, n), self.v_init, dtype=dtype, device=device)
-        self.overflow = 0
-        self.peak = 0.0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.v + x
-        excursion = (m - self.v_init).abs()  # what a Loihi current register u holds
-        self.peak = max(self.peak, float(excursion.max()))
-        if self.headroom is not None:
-            self.overflow += int((excursion > self.headroom).sum())
-        s = m >= self.threshold
-        self.v = m - self.threshold * s.to(m.dtype)
-        return s
-
-
 class SNNReference(nn.Module):
+    """The SNN as torch modules: one ``Synapse`` list per population, run layer by layer.
+
+    Every hidden layer's whole window is computed before the next layer starts (as the seed
+    papers' code does), which is what COS, TPP and the permutation diagnostic need; for plain IF
+    neurons it is the same as stepping all layers together.
+    """
+
     def __init__(self, snn: SNNGraph, device: str | torch.device = "cpu") -> None:
         super().__init__()
         self.snn = snn
         self.integer = snn.integer
         self.device = torch.device(device)
         syn_dtype = torch.float64 if snn.integer else torch.float32
-        headroom = snn.meta.get("headroom") if snn.integer else None
+        self.headroom = snn.meta.get("headroom") if snn.integer else None
+        self.dtype = torch.int64 if snn.integer else torch.float32
         # indexed like snn.populations (torch module names cannot hold the dots of layer names)
-        self.synapses = nn.ModuleList()
-        self.neurons = nn.ModuleList()
-        self.biases: dict[str, torch.Tensor] = {}
-        for p in snn.populations:
-            self.synapses.append(nn.ModuleList([Synapse(pr, syn_dtype) for pr in p.inputs if pr.source != INPUT]))
-            self.neurons.append(IFNeurons(p, snn.integer, headroom) if p.kind == "if" else nn.Identity())
-            dtype = torch.int64 if snn.integer else torch.float32
-            self.biases[p.name] = torch.as_tensor(np.asarray(p.bias).reshape(-1), dtype=dtype, device=self.device)
+        self.synapses = nn.ModuleList(
+            nn.ModuleList([Synapse(pr, syn_dtype) for pr in p.inputs if pr.source != INPUT]) for p in snn.populations)
+        self.biases = [torch.as_tensor(np.asarray(p.bias).reshape(-1), dtype=self.dtype) for p in snn.populations]
+        self.time_biases = [None if p.time_bias is None else torch.as_tensor(
+            np.broadcast_to(p.time_bias, (len(p.time_bias), *p.shape)).reshape(len(p.time_bias), -1).copy(),
+            dtype=self.dtype) for p in snn.populations]
         self.to(self.device)
 
     def _to_current(self, x: torch.Tensor) -> torch.Tensor:
         return torch.round(x).to(torch.int64) if self.integer else x
 
+    def _current_fn(self, i: int, const: torch.Tensor | None, spikes: dict[str, torch.Tensor], batch: int):
+        """current(t) for population i; synaptic input is computed a chunk of steps at a time."""
+        p = self.snn.populations[i]
+        base = self.biases[i].to(self.device)
+        if const is not None:
+            base = base + const
+        tb = self.time_biases[i]
+        syns = list(self.synapses[i])
+        chunk = max(1, (1 << 24) // max(1, batch * p.size))
+        cache: dict[int, torch.Tensor] = {}
+
+        def current(t: int) -> torch.Tensor:
+            x = base
+            if tb is not None and t < len(tb):
+                x = x + tb[t].to(self.device)
+            if syns:
+                c0 = t - t % chunk
+                if c0 not in cache:
+                    cache.clear()
+                    total = None
+                    for syn in syns:
+                        src = spikes[syn.source][c0:c0 + chunk]
+                        flat = src.reshape(-1, *src.shape[2:]).to(syn.weight.dtype)
+                        y = self._to_current(syn(flat)).reshape(len(src), batch, -1)
+                        total = y if total is None else total + y
+                    cache[c0] = total
+                x = x + cache[c0][t - c0]
+            return x
+
+        return current
+
     @torch.no_grad()
-    def forward(self, inputs: np.ndarray | dict[str, np.ndarray], T: int, record: bool = False) -> Trace:
-        """``inputs``: raw samples (float graphs) or :func:`encode` currents (integer graphs)."""
-        if isinstance(inputs, dict):
-            currents = inputs
-        else:
-            currents = encode(self.snn, inputs)
-        dtype = torch.int64 if self.integer else torch.float32
-        const = {k: torch.as_tensor(v, dtype=dtype, device=self.device) for k, v in currents.items()}
+    def forward(self, inputs: np.ndarray | dict[str, np.ndarray], T: int, record: bool = False,
+                sample_ids: np.ndarray | None = None, permute_seed: int | None = None) -> Trace:
+        """``inputs``: raw samples (float graphs) or :func:`encode` currents (integer graphs).
+
+        ``sample_ids`` key TPP's random numbers (default 0..batch-1); ``permute_seed`` shuffles
+        every hidden layer's spike trains in time (the temporal-misalignment diagnostic).
+        """
+        snn = self.snn
+        currents = inputs if isinstance(inputs, dict) else encode(snn, inputs)
+        const = {k: torch.as_tensor(v, dtype=self.dtype, device=self.device) for k, v in currents.items()}
         batch = len(next(iter(const.values())))
-        for i, p in enumerate(self.snn.hidden):
-            self.neurons[i].reset(batch, p.size, self.device)
-        ro = self.snn.readout
-        acc = torch.zeros((batch, ro.size), dtype=dtype, device=self.device)
-        readout = torch.zeros((T, batch, ro.size), dtype=dtype)
-        spikes = {p.name: torch.zeros((T, batch, p.size), dtype=torch.uint8) for p in self.snn.hidden} \
-            if record else {}
-        counts = {p.name: torch.zeros(batch, dtype=torch.int64) for p in self.snn.hidden}
-        for t in range(T):
-            out: dict[str, torch.Tensor] = {}
-            for i, p in enumerate(self.snn.populations):
-                x = self.biases[p.name] + const[p.name] if p.name in const else self.biases[p.name]
-                for syn in self.synapses[i]:
-                    x = x + self._to_current(syn(out[syn.source].to(syn.weight.dtype)))
-                if p.kind == "readout":
-                    acc = acc + x
+        ids = torch.as_tensor(np.arange(batch) if sample_ids is None else np.asarray(sample_ids), dtype=torch.int64)
+        gen = torch.Generator().manual_seed(permute_seed) if permute_seed is not None else None
+        S = snn.steps(T)
+        consumers = {p.name: 0 for p in snn.populations}
+        for p in snn.populations:
+            for pr in p.inputs:
+                if pr.source != INPUT:
+                    consumers[pr.source] += 1
+        spikes: dict[str, torch.Tensor] = {}
+        recorded, counts, overflow, peak = {}, {}, {}, {}
+        readout = None
+        for i, p in enumerate(snn.populations):
+            current = self._current_fn(i, const.get(p.name), spikes, batch)
+            shape = (batch, p.size)
+            if p.kind == "readout":
+                acc = torch.zeros(shape, dtype=self.dtype, device=self.device)
+                readout = torch.zeros((T, *shape), dtype=self.dtype)
+                for t in range(T):
+                    acc = acc + current(t)
                     readout[t] = acc.cpu()
-                else:
-                    s = self.neurons[i](x)
-                    out[p.name] = s
-                    counts[p.name] += s.sum(1).cpu()
-                    if record:
-                        spikes[p.name][t] = s.cpu()
+                peak[p.name] = float(readout.abs().max())
+                continue
+            ex = Excursion(p.v_init, self.headroom)
+            if snn.neuron == "cos":
+                s = run_cos(current, S, int(snn.neuron_params["rho"]), shape, p.threshold, p.v_init, self.integer,
+                            ex, self.device)
+            elif snn.neuron == "tpp":
+                s = run_tpp(current, T, shape, p.threshold, p.v_init, self.integer, ex, self.device,
+                            int(snn.neuron_params["seed"]), i, ids)
+            else:
+                s = run_if(current, S, shape, p.threshold, p.v_init, self.integer, ex, self.device)
+            if gen is not None:
+                s = permute_in_time(s, gen)
+            spikes[p.name] = s
+            peak[p.name], overflow[p.name] = ex.peak, ex.overflow
+            counts[p.name] = s[:T].sum(dim=(0, 2)).cpu().to(torch.int64)
+            if record:
+                recorded[p.name] = s.cpu().to(torch.uint8).numpy()
+            for pr in p.inputs:  # free spike trains nobody needs any more
+                if pr.source != INPUT:
+                    consumers[pr.source] -= 1
+                    if consumers[pr.source] == 0:
+                        spikes.pop(pr.source, None)
         return Trace(
             target="torch_int" if self.integer else "torch_float", T=T,
-            final=readout[-1].numpy(), readout=readout.numpy(),
-            spikes={k: v.numpy() for k, v in spikes.items()},
+            final=readout[-1].numpy(), readout=readout.numpy(), spikes=recorded,
             spike_counts={k: v.numpy() for k, v in counts.items()},
-            overflow={p.name: self.neurons[i].overflow for i, p in enumerate(self.snn.hidden)} if self.integer else {},
-            window_start={p.name: 0 for p in self.snn.hidden},
-            meta={"peak": {**{p.name: self.neurons[i].peak for i, p in enumerate(self.snn.hidden)},
-                           ro.name: float(readout.abs().max())}})
+            overflow=overflow if self.integer else {},
+            window_start={p.name: 0 for p in snn.hidden}, meta={"peak": peak})
 
 
 def run_reference(snn: SNNGraph, inputs: np.ndarray, T: int, record: bool = False, batch: int = 256,
-                  device: str = "cpu") -> Trace:
+                  device: str = "cpu", sample_ids: np.ndarray | None = None,
+                  permute_seed: int | None = None) -> Trace:
     """Run the reference over many samples in batches (raw inputs; integer graphs are encoded)."""
     model = SNNReference(snn, device)
-    traces = [model(inputs[i:i + batch], T, record) for i in range(0, len(inputs), batch)]
+    ids = np.arange(len(inputs)) if sample_ids is None else np.asarray(sample_ids)
+    traces = [model(inputs[i:i + batch], T, record, sample_ids=ids[i:i + batch],
+                    permute_seed=None if permute_seed is None else permute_seed + i)
+              for i in range(0, len(inputs), batch)]
     out = Trace.concat(traces)
     out.meta["peak"] = {k: max(t.meta["peak"][k] for t in traces) for k in traces[0].meta["peak"]}
     return out

@@ -5,9 +5,11 @@ The same dataclasses describe the float SNN that :func:`convert` makes and the i
 
 * Neuron (``kind == "if"``), zero synaptic delay, steps t = 1..T::
 
-      m(t) = v(t-1) + sum_p W_p s_p(t) + bias      v(0) = v_init
+      m(t) = v(t-1) + sum_p W_p s_p(t) + bias + time_bias[t]      v(0) = v_init
       s(t) = m(t) >= threshold
       v(t) = m(t) - threshold * s(t)                # reset by subtraction
+
+  ``SNNGraph.neuron`` swaps this model for COS or TPP (see :mod:`spikeport.toolchain.neurons`).
 
   Spike amplitudes are folded into the weights, so ``s`` is 0/1 everywhere.
 * The readout (``kind == "readout"``, always the last population) does not spike; its output is
@@ -83,10 +85,14 @@ class Population:
     bias: np.ndarray  # per neuron, shaped like ``shape``
     inputs: list[Projection] = field(default_factory=list)
     origin: str = ""  # the ANN layers it was made from
+    time_bias: np.ndarray | None = None  # FTBC: (T, ...) added at step t, broadcast to ``shape``
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+
+NEURONS = ("if", "cos", "tpp")
 
 
 @dataclass
@@ -95,6 +101,12 @@ class SNNGraph:
     populations: list[Population]  # topological order; the last one is the readout
     integer: bool = False
     meta: dict = field(default_factory=dict)
+    neuron: str = "if"  # the model of every hidden population: "if", "cos" (rho) or "tpp" (seed, v_init)
+    neuron_params: dict = field(default_factory=dict)
+
+    def steps(self, T: int) -> int:
+        """Output steps of each hidden layer for a T-step readout (COS runs max(T, rho))."""
+        return max(T, int(self.neuron_params["rho"])) if self.neuron == "cos" else T
 
     @property
     def readout(self) -> Population:

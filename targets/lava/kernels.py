@@ -1,0 +1,132 @@
+"""Integer kernels of spikeport's own neuron models (COS, TPP) and the PRNG they share.
+
+This module imports nothing but what it is given: every function takes the array module ``xp``
+(numpy or torch), so the very same arithmetic runs in ``sim`` (torch, batched) and inside the
+Lava process models of ``procs/neurons.py`` (numpy, in Lava's Python 3.10 environment). The
+PyTorch reference implements the methods separately, layer by layer, in
+``spikeport.toolchain.neurons``; the PRNG below is the one definition all three share, so a seed
+reproduces every spike everywhere.
+
+Window-relative time: for one sample, step j = 0, 1, ... counts from the first step at which
+the neuron's input for that sample arrives.
+"""
+
+MASK32 = 0xFFFFFFFF
+TWO32 = 1 << 32
+
+
+def _mix32(x):
+    """lowbias32 (C. Wellons): a 32-bit integer hash. Works on Python ints, numpy or torch int64
+    arrays alike: products wrap modulo 2**64 and only their low 32 bits are kept."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & MASK32
+    return x ^ (x >> 16)
+
+
+def prng_u32(seed, layer, sample, neuron, step):
+    """A uniform integer in [0, 2**32) for every (seed, layer, sample, neuron, step).
+
+    ``sample`` and ``neuron`` may be int64 arrays that broadcast (e.g. (B, 1) and (N,));
+    ``seed``, ``layer`` and ``step`` are Python ints.
+    """
+    head = _mix32((_mix32((seed & MASK32) ^ 0x9E3779B9) + layer * 0x85EBCA6B + step * 0xC2B2AE35) & MASK32)
+    x = _mix32((sample * 0x27D4EB2F + head) & MASK32)
+    return _mix32((x + neuron * 0x165667B1) & MASK32)
+
+
+def tpp_fires(v, theta: int, remaining: int, r):
+    """TPP's firing test with probability clip(v / (theta * remaining), 0, 1), in integers:
+    ``r * theta * remaining < v * 2**32`` for a uniform r in [0, 2**32)."""
+    return r * (theta * remaining) < v * TWO32
+
+
+class TPPKernel:
+    """Two-phase probabilistic neuron, pipelined: steps j = 0..T-1 accumulate the input into v
+    (from v_init); steps j = T..2T-1 fire with probability v / (theta * steps left), subtracting
+    theta per spike, at most one spike per step. Inputs outside j < T are ignored."""
+
+    def __init__(self, xp, shape, theta: int, v_init: int, T: int, seed: int, layer: int, neuron_ids):
+        self.xp, self.shape = xp, shape
+        self.theta, self.v_init, self.T, self.seed, self.layer = theta, v_init, T, seed, layer
+        self.neuron = neuron_ids
+        self.v = xp.zeros(shape, dtype=xp.int64)
+
+    def reset(self):
+        self.v = self.v * 0 + self.v_init
+
+    def step(self, j: int, a, sample):
+        """One step at window position j; ``sample`` holds the sample ids (broadcast over neurons)."""
+        T = self.T
+        if j < T:
+            self.v = self.v + a
+            return self.v != self.v  # no spikes (all False, the right shape and type)
+        k = j - T + 1  # firing step 1..T
+        if k > T:
+            return self.v != self.v
+        r = prng_u32(self.seed, self.layer, sample, self.neuron, k)
+        s = tpp_fires(self.v, self.theta, T - k + 1, r)
+        self.v = self.v - s * self.theta
+        return s
+
+
+class COSKernel:
+    """Calibrating Offset Spikes, pipelined. Steps j = 0..rho-1 pre-run an IF neuron (v_init,
+    reset by subtraction, fire at m >= theta) on the live input while buffering it; the end of the
+    pre-run fixes a per-neuron initial potential; steps j = rho..rho+S-1 replay the buffered input
+    from its first step with that potential and emit the real spikes. Inputs at j >= S are ignored.
+
+    Initial-potential shift (Hao et al., integer form of the authors' code):
+    one spike too many (v < 0 after firing) -> v0 = v_init - max(theta, min m at spikes - theta + 1);
+    one too few (v >= theta)              -> v0 = v_init + max(theta, theta - max m without a spike),
+    or + S*theta when the pre-run fired at every step (the authors use ~1001 theta; S*theta forces a
+    spike at every step just the same and stays inside a 24-bit membrane).
+    """
+
+    BIG = 1 << 40
+
+    def __init__(self, xp, shape, theta: int, v_init: int, rho: int, S: int):
+        self.xp, self.shape = xp, shape
+        self.theta, self.v_init, self.rho, self.S = theta, v_init, rho, S
+        self.buf = [None] * S
+
+    def reset(self):
+        z = self.xp.zeros(self.shape, dtype=self.xp.int64)
+        self.v = z + self.v_init
+        self.count = z * 0
+        self.min_spike = z + self.BIG
+        self.max_quiet = z - self.BIG
+        self.buf = [None] * self.S
+
+    def _finish_prerun(self):
+        xp, th = self.xp, self.theta
+        lower = (self.v < 0) & (self.count > 0)
+        higher = self.v >= th
+        down = xp.maximum(self.min_spike - th + 1, self.min_spike * 0 + th)
+        up = xp.where(self.max_quiet > -self.BIG, xp.maximum(th - self.max_quiet, self.max_quiet * 0 + th),
+                      self.max_quiet * 0 + self.S * th)
+        v0 = xp.where(lower, self.v * 0 + self.v_init - down, self.v * 0 + self.v_init)
+        self.v = xp.where(higher, self.v * 0 + self.v_init + up, v0)
+
+    def step(self, j: int, a):
+        xp, th = self.xp, self.theta
+        if j < self.S:
+            self.buf[j] = a
+        if j < self.rho:
+            m = self.v + a
+            s = m >= th
+            self.min_spike = xp.where(s, xp.minimum(self.min_spike, m), self.min_spike)
+            self.max_quiet = xp.where(s, self.max_quiet, xp.maximum(self.max_quiet, m))
+            self.count = self.count + s
+            self.v = m - s * th
+            if j == self.rho - 1:
+                self._finish_prerun()
+            return s & False  # the pre-run emits nothing
+        r = j - self.rho
+        if r >= self.S:
+            return self.v != self.v
+        m = self.v + self.buf[r]
+        s = m >= th
+        self.v = m - s * th
+        return s

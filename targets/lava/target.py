@@ -1,0 +1,30 @@
+"""``lava`` as a :class:`~spikeport.targets.base.Target`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spikeport.targets.base import check_graph, register
+from spikeport.targets.lava.runner import LavaRunner
+from spikeport.targets.lowering import lower
+from spikeport.toolchain.reference import encode
+from spikeport.toolchain.snn import SNNGraph
+from spikeport.toolchain.trace import Trace
+
+
+class LavaTarget:
+    """``lava``: lower for T, encode the inputs, stream them through real Lava (fixed_pt)."""
+
+    name = "lava"
+    pipelined = True
+    needs_integer = True
+
+    def __init__(self, python: str | None = None, timeout: float = 900.0, chunk: int = 64, progress=None) -> None:
+        self.runner = LavaRunner(python=python, timeout=timeout, chunk=chunk, progress=progress)
+
+    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False) -> Trace:
+        check_graph(self, snn)
+        return self.runner.run(lower(snn, T), encode(snn, x), record=record)
+
+
+register("lava")(LavaTarget)

@@ -1,0 +1,195 @@
+"""The seed calibration methods on top of the QCFS baseline, as transformations of a float SNN.
+
+``apply_method(snn, name, ...)`` returns a new float SNN; quantize it like any other. NQ is a
+training recipe (``models/train.py``) and needs nothing here; the permutation diagnostic is an
+option of the reference (``run_reference(..., permute_seed=...)``).
+
+- ``qcfs``: the baseline, unchanged.
+- ``ftbc`` (Wu et al., ECCV 2024): a per-layer, per-step, per-channel bias b[t, c], calibrated
+  with forward passes only, layer by layer in network order, on a few training batches.
+- ``cos`` (Hao et al., ICLR 2023): every neuron's initial potential is shifted per sample after a
+  rho-step pre-run (see :func:`spikeport.toolchain.neurons.run_cos`).
+- ``tpp`` (Bojkovic et al., ICML 2025): two-phase probabilistic neurons (accumulate T steps, fire
+  T steps), seeded.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from spikeport.toolchain import ir
+from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.interpret import run_graph
+from spikeport.toolchain.neurons import Excursion, run_if
+from spikeport.toolchain.reference import SNNReference, encode, run_reference
+from spikeport.toolchain.snn import SNNGraph
+
+METHODS = ("qcfs", "ftbc", "cos", "tpp")
+FTBC_VARIANTS = ("upstream", "iterative")
+
+
+def _channel_mean(e: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Mean over batch and space per channel: (B, N) -> (C,) for (C, H, W) layers, (N,) otherwise."""
+    if len(shape) == 3:
+        return e.reshape(len(e), shape[0], -1).mean(dim=(0, 2))
+    return e.mean(dim=0)
+
+
+def _time_bias_shape(shape: tuple[int, ...], T: int) -> tuple[int, ...]:
+    return (T, shape[0], 1, 1) if len(shape) == 3 else (T, *shape)
+
+
+ALPHA_GRID = (0.0, 0.1, 0.2, 0.5)
+
+
+@torch.no_grad()
+def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, alpha: float | str = "auto",
+                   batches: int = 10, batch_size: int = 200, variant: str = "iterative",
+                   calib_y: np.ndarray | None = None) -> SNNGraph:
+    """FTBC: forward temporal bias correction. ``graph`` is the float ANN the SNN was made from.
+
+    ``variant="upstream"`` follows the authors' code (``main_cali.py`` @ eb4db06): per batch and
+    layer, run the neuron on its input *without* its own bias, along a corrected trajectory
+    (m' = m - e after each step, so the history matches the ANN), and add alpha * mean error per
+    step and channel to the bias; the batches' increments add up (the bias ends near
+    batches * alpha * mean error). ``variant="iterative"`` runs the neuron *with* its current bias
+    on its real trajectory and corrects by alpha * mean error, so repeated batches converge
+    (the authors' SNNC-backbone variant). In both, a positive error (too many spikes) lowers the bias.
+
+    ``alpha="auto"`` (needs ``calib_y``) calibrates on the first 80 % of the calibration samples
+    with each alpha of ``ALPHA_GRID`` and scores the float SNN on the other 20 %. It keeps the most
+    accurate alpha only if it beats alpha = 0 (plain QCFS) by more than two standard errors of the
+    held-out accuracy; otherwise the bias is zero. A first version took the plain argmax and chose a
+    bias at T=4 that was 0.25 % better on the held-out part and 0.4 % worse on the test split: the
+    margin keeps noise from being mistaken for a gain.
+    Defaults, chosen on held-out training data of the bundled CNN: the iterative variant; the
+    upstream one lowered accuracy there (see BENCHMARKS.md).
+    """
+    if alpha == "auto":
+        if calib_y is None:
+            raise SpikeportError("FTBC alpha='auto' needs the calibration labels (calib_y) to choose alpha")
+        cut = int(0.8 * len(calib_x))
+        xa, xh, yh = calib_x[:cut], calib_x[cut:], calib_y[cut:]
+        scored = []
+        for a in ALPHA_GRID:
+            cand = calibrate_ftbc(snn, graph, xa, T, a, batches, batch_size, variant)
+            acc = float((run_reference(cand, xh, T).predictions == yh).mean())
+            scored.append((acc, -a, cand))
+        base = scored[0][0]
+        margin = 2 * np.sqrt(max(base * (1 - base), 1e-4) / len(xh))
+        acc, neg_a, best = max(scored, key=lambda r: (r[0], r[1]))
+        if acc - base <= margin:
+            best = scored[0][2]
+        best.meta["ftbc"]["alpha_choice"] = {"grid": list(ALPHA_GRID), "held_out": len(xh),
+                                             "held_out_acc": {str(-r[1]): r[0] for r in scored},
+                                             "margin": float(margin)}
+        return best
+    if snn.integer:
+        raise SpikeportError("calibrate FTBC on the float SNN, then quantize")
+    if variant not in FTBC_VARIANTS:
+        raise SpikeportError(f"unknown FTBC variant {variant!r}; choose one of {FTBC_VARIANTS}")
+    if snn.neuron != "if":
+        raise SpikeportError("FTBC calibrates IF neurons")
+    out = copy.deepcopy(snn)
+    hidden = out.hidden
+    missing = [p.name for p in hidden if p.name not in {n.name for n in graph.nodes}]
+    if missing:
+        raise SpikeportError(f"FTBC needs the ANN graph the SNN was converted from; layers {missing} are not in it")
+    bias = {p.name: torch.zeros((T, p.shape[0] if len(p.shape) == 3 else p.size), dtype=torch.float64)
+            for p in hidden}
+    for p in hidden:
+        p.time_bias = np.zeros(_time_bias_shape(p.shape, T))
+    n = min(len(calib_x), batches * batch_size)
+    for b0 in range(0, n, batch_size):
+        xb = calib_x[b0:b0 + batch_size]
+        acts = run_graph(graph, xb, keep={p.name for p in hidden})
+        model = SNNReference(out)
+        const = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in encode(out, xb).items()}
+        spikes: dict[str, torch.Tensor] = {}
+        for i, p in enumerate(hidden):
+            a = acts[p.name].reshape(len(xb), -1).to(torch.float32)
+            if variant == "upstream":
+                model.time_biases[i] = None  # the layer's own bias stays out of its calibration trajectory
+            current = model._current_fn(i, const.get(p.name), spikes, len(xb))
+            theta = p.threshold
+            v = torch.full((len(xb), p.size), p.v_init)
+            for t in range(T):
+                m = v + current(t)
+                if variant == "upstream":
+                    s = (m >= theta).to(m.dtype) * theta
+                    e = s - a
+                    m = m - e  # corrected trajectory
+                    v = m - (m >= theta).to(m.dtype) * theta
+                    bias[p.name][t] -= alpha * _channel_mean(e, p.shape).double()
+                else:
+                    b_t = _expand(bias[p.name][t], p.shape).to(m.dtype)
+                    m = m + b_t
+                    s = (m >= theta).to(m.dtype) * theta
+                    e = s - a
+                    v = m - s
+                    bias[p.name][t] -= alpha * _channel_mean(e, p.shape).double()
+            p.time_bias = bias[p.name].numpy().reshape(_time_bias_shape(p.shape, T)).copy()
+            model.time_biases[i] = torch.as_tensor(
+                np.broadcast_to(p.time_bias, (T, *p.shape)).reshape(T, -1), dtype=torch.float32)
+            current = model._current_fn(i, const.get(p.name), spikes, len(xb))
+            spikes[p.name] = run_if(current, T, (len(xb), p.size), theta, p.v_init, False,
+                                    Excursion(p.v_init, None), torch.device("cpu"))
+    out.meta = {**out.meta, "method": "ftbc", "ftbc": {"T": T, "alpha": float(alpha), "batches": batches,
+                                                       "batch_size": batch_size, "variant": variant,
+                                                       "calibration_samples": n}}
+    return out
+
+
+def _expand(per_channel: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    if len(shape) == 3:
+        return per_channel.reshape(-1, 1).expand(shape[0], shape[1] * shape[2]).reshape(-1)
+    return per_channel
+
+
+@torch.no_grad()
+def ftbc_step_error(snn: SNNGraph, graph: ir.Graph, x: np.ndarray, T: int) -> dict[str, np.ndarray]:
+    """Mean signed per-step error (spike output minus ANN activation) per layer: (T,) arrays.
+
+    What FTBC drives toward zero; used by tests and reports."""
+    tr = run_reference(snn, x, T, record=True)
+    acts = run_graph(graph, x, keep={p.name for p in snn.hidden})
+    out = {}
+    for p in snn.hidden:
+        a = acts[p.name].reshape(len(x), -1).numpy()
+        s = tr.spikes[p.name][:T].astype(np.float64) * p.threshold
+        out[p.name] = (s - a[None]).mean(axis=(1, 2))
+    return out
+
+
+def apply_method(snn: SNNGraph, method: str, T: int, graph: ir.Graph | None = None,
+                 calib_x: np.ndarray | None = None, calib_y: np.ndarray | None = None, rho: int = 4, seed: int = 0,
+                 tpp_v_init: str = "zero", **ftbc_options) -> SNNGraph:
+    """A float SNN that runs ``method``; quantize the result for integer targets."""
+    if snn.integer:
+        raise SpikeportError("apply a method to the float SNN, then quantize")
+    if method == "qcfs":
+        return snn
+    if method == "ftbc":
+        if graph is None or calib_x is None:
+            raise SpikeportError("FTBC needs the ANN graph and calibration samples (training data)")
+        return calibrate_ftbc(snn, graph, calib_x, T, calib_y=calib_y, **ftbc_options)
+    if method == "cos":
+        if rho < 1:
+            raise SpikeportError(f"COS needs a pre-run of at least one step, got rho={rho}")
+        out = copy.deepcopy(snn)
+        out.neuron, out.neuron_params = "cos", {"rho": int(rho)}
+        out.meta = {**out.meta, "method": "cos"}
+        return out
+    if method == "tpp":
+        if tpp_v_init not in ("zero", "half"):
+            raise SpikeportError(f"tpp_v_init must be 'zero' or 'half', got {tpp_v_init!r}")
+        out = copy.deepcopy(snn)
+        out.neuron, out.neuron_params = "tpp", {"seed": int(seed), "v_init": tpp_v_init}
+        for p in out.hidden:
+            p.v_init = 0.0 if tpp_v_init == "zero" else p.threshold / 2
+        out.meta = {**out.meta, "method": "tpp"}
+        return out
+    raise SpikeportError(f"unknown method {method!r}; choose one of {METHODS}")
