@@ -1,7 +1,8 @@
 """The one interface every target keeps, and the registry of targets by name.
 
-``run(snn, x, T, record)`` takes the SNN graph (integer for every target but ``torch_float``),
-raw input samples and the number of time steps, and returns a :class:`Trace`. Zero-delay targets
+``run(snn, x, T, record, sample_ids)`` takes the SNN graph (integer for every target but
+``torch_float``), raw input samples and the number of time steps, and returns a :class:`Trace`.
+``sample_ids`` name the samples for TPP's random numbers (default: their positions in ``x``). Zero-delay targets
 return T steps; pipelined ones return their raw steps per sample, with each population's window
 start recorded (``verify`` re-derives those shifts independently).
 """
@@ -23,7 +24,8 @@ class Target(Protocol):
     pipelined: bool
     needs_integer: bool
 
-    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False) -> Trace: ...
+    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,
+            sample_ids: np.ndarray | None = None) -> Trace: ...
 
 
 _REGISTRY: dict[str, Callable[..., Target]] = {}

@@ -28,7 +28,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse as sp
 
-from spikeport.targets.process_net import ConvProcess, CurrentSource, DenseProcess, LIFProcess, ProcessNet
+from spikeport.targets.process_net import (
+    ConvProcess,
+    COSProcess,
+    CurrentSource,
+    DenseProcess,
+    LIFProcess,
+    ProcessNet,
+    TPPProcess,
+)
 from spikeport.targets.profiles import TargetProfile, get_profile
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.ops import conv_as_matrix
@@ -37,13 +45,29 @@ from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
 DECAY_ONE = 4096  # Lava's 12-bit decay unit
 
 
-def depths(snn: SNNGraph) -> dict[str, int]:
-    """Pipeline depth of each population: 1 for input-fed layers, +1 per synaptic hop."""
+def output_delay(snn: SNNGraph, T: int) -> int:
+    """Steps between a hidden layer's first input and its first output spike."""
+    return {"if": 0, "cos": int(snn.neuron_params.get("rho", 0)), "tpp": T}[snn.neuron]
+
+
+def depths(snn: SNNGraph, T: int = 1) -> dict[str, int]:
+    """First step (1-based) at which each population sees a sample: 1 for input-fed layers, then
+    one step per synaptic hop plus the upstream neuron's own output delay (COS: rho, TPP: T)."""
     depth: dict[str, int] = {}
+    delay = output_delay(snn, T)
     for p in snn.populations:
-        srcs = [depth[pr.source] for pr in p.inputs if pr.source != INPUT]
+        srcs = [depth[pr.source] + delay for pr in p.inputs if pr.source != INPUT]
         depth[p.name] = max(srcs) + 1 if srcs else 1
     return depth
+
+
+def period(snn: SNNGraph, T: int) -> int:
+    """Steps between consecutive streamed samples: each layer's busy span plus one."""
+    if snn.neuron == "cos":
+        return int(snn.neuron_params["rho"]) + snn.steps(T) + 1
+    if snn.neuron == "tpp":
+        return 2 * T + 1
+    return T + 1
 
 
 def _self_connection(name: str, n: int, theta: int, sparse: bool) -> DenseProcess:
@@ -58,32 +82,40 @@ def _self_connection(name: str, n: int, theta: int, sparse: bool) -> DenseProces
 
 
 def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> ProcessNet:
-    """The Lava process network that runs ``snn`` for ``T``-step windows, streamed every T+1 steps."""
+    """The Lava process network that runs ``snn`` for ``T``-step windows, streamed sample after sample."""
     if not snn.integer:
         raise SpikeportError("only integer graphs can be lowered; run quantize() first")
     profile = get_profile(profile or snn.meta.get("profile", "loihi2"))
-    period = T + 1
-    depth = depths(snn)
+    P = period(snn, T)
+    depth = depths(snn, T)
+    delay_out = output_delay(snn, T)
+    S = snn.steps(T)
     lifs, synapses, sources = [], [], []
-    for p in snn.populations:
+    for i, p in enumerate(snn.populations):
         d = depth[p.name]
-        if p.kind == "if":
+        length, quench = T, 0
+        if p.kind == "readout":
+            lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=DECAY_ONE, vth=1 << 17,
+                                   reset_interval=P, reset_offset=d % P))
+        elif snn.neuron == "cos":
+            lifs.append(COSProcess(p.name, p.shape, int(p.threshold), int(p.v_init), int(snn.neuron_params["rho"]),
+                                   S, start=d, period=P))
+            length = S
+        elif snn.neuron == "tpp":
+            lifs.append(TPPProcess(p.name, p.shape, int(p.threshold), int(p.v_init), T, start=d, period=P,
+                                   seed=int(snn.neuron_params["seed"]), layer=i))
+        else:
             vth = int(p.threshold) - int(p.v_init) - 1
-            lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=DECAY_ONE, vth=vth,
-                                   reset_interval=period, reset_offset=d % period))
+            lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=DECAY_ONE, vth=vth, reset_interval=P, reset_offset=d % P))
             synapses.append(_self_connection(p.name, p.size, int(p.threshold), sparse=len(p.shape) > 1))
             quench = profile.quench
-        else:
-            lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=DECAY_ONE, vth=1 << 17,
-                                   reset_interval=period, reset_offset=d % period))
-            quench = 0
         adds_input = False
-        for i, pr in enumerate(p.inputs):
+        for k, pr in enumerate(p.inputs):
             if pr.source == INPUT:
                 adds_input = True
                 continue
-            delay = d - depth[pr.source] - 1
-            name = f"{p.name}.in{i}"
+            delay = d - depth[pr.source] - delay_out - 1
+            name = f"{p.name}.in{k}"
             mant = pr.synapse.weight.astype(np.int64)
             if isinstance(pr.synapse, ConvSynapse) and delay == 0:
                 s = pr.synapse
@@ -97,9 +129,13 @@ def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> 
             else:
                 synapses.append(DenseProcess(name, pr.source, p.name, mant * 2, weight_exp=pr.weight_exp - 1,
                                              sign_mode="mixed", delay=delay, sparse=delay > 0))
+        schedule = None
+        if p.time_bias is not None:
+            schedule = np.broadcast_to(p.time_bias, (len(p.time_bias), *p.shape)).reshape(len(p.time_bias), -1)
+            schedule = schedule.astype(np.int64).copy()
         sources.append(CurrentSource(f"{p.name}.bias", p.name, start=d,
                                      value=np.asarray(p.bias, dtype=np.int64).reshape(-1),
-                                     quench=quench, adds_input=adds_input))
-    return ProcessNet(T=T, period=period, lifs=lifs, synapses=synapses, sources=sources,
+                                     quench=quench, adds_input=adds_input, length=length, schedule=schedule))
+    return ProcessNet(T=T, period=P, lifs=lifs, synapses=synapses, sources=sources,
                       readout=snn.readout.name, act_shift=profile.act_shift,
-                      meta={"depth": depth, "profile": profile.name})
+                      meta={"depth": depth, "profile": profile.name, "neuron": snn.neuron})

@@ -8,8 +8,9 @@ Lava's can be compared parameter by parameter. Arrays are in PyTorch layout (pop
 (C_out, C_in / groups, kH, kW)); the Lava worker converts to Lava's (X, Y, C) layout itself.
 
 Time: steps are numbered from 1 as in Lava. ``CurrentSource`` models an ``io.source.RingBuffer``
-wired straight into a LIF's ``a_in`` (no delay): for a sample whose window starts at step s it
-sends ``value`` at steps s .. s+T-1, ``-quench`` at step s+T (the flush step), and 0 otherwise.
+wired straight into a neuron's ``a_in`` (no delay): for a sample whose window starts at step s it
+sends ``value`` (plus ``schedule[j]`` at window step j, FTBC's time-indexed bias) at steps
+s .. s+L-1 for a window of L steps, ``-quench`` at step s+L (the flush step), and 0 otherwise.
 Dense and Conv deliver one step after the spike (plus ``delay`` for DelaySparse).
 """
 
@@ -38,6 +39,49 @@ class LIFProcess:
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+
+@dataclass
+class COSProcess:
+    """spikeport's own COS neuron (``procs/neurons.py``; CPU-only in Lava): a rho-step pre-run on
+    the live input fixes each neuron's initial potential, then the buffered input is replayed for
+    S steps (see ``kernels.COSKernel``). Window j = 0 starts at ``start`` and repeats every ``period``."""
+
+    name: str
+    shape: tuple[int, ...]
+    theta: int
+    v_init: int
+    rho: int
+    S: int
+    start: int
+    period: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class TPPProcess:
+    """spikeport's own two-phase probabilistic neuron (CPU-only in Lava): accumulate T steps, fire T
+    steps with the shared PRNG keyed by (seed, layer, sample id, neuron, step)."""
+
+    name: str
+    shape: tuple[int, ...]
+    theta: int
+    v_init: int
+    T: int
+    start: int
+    period: int
+    seed: int
+    layer: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+NeuronProcess = LIFProcess | COSProcess | TPPProcess
 
 
 @dataclass
@@ -75,13 +119,26 @@ class CurrentSource:
     value: np.ndarray  # (N,) int64 constant part (bias)
     quench: int  # sent negated in the flush step
     adds_input: bool = False  # add the per-sample input current of ``dst``
+    length: int | None = None  # window length (default: the net's T)
+    schedule: np.ndarray | None = None  # (steps, N) int64 added at window step j (FTBC's time bias)
+
+    def window(self, T: int) -> int:
+        return self.length if self.length is not None else T
+
+    def value_at(self, j: int, T: int):
+        """Constant part at window step j (0-based) without the per-sample input, or None outside."""
+        if 0 <= j < self.window(T):
+            if self.schedule is not None and j < len(self.schedule):
+                return self.value + self.schedule[j]
+            return self.value
+        return None
 
 
 @dataclass
 class ProcessNet:
     T: int
     period: int  # steps between consecutive streamed samples
-    lifs: list[LIFProcess]
+    lifs: list[NeuronProcess]
     synapses: list[DenseProcess | ConvProcess]
     sources: list[CurrentSource]
     readout: str  # the LIF whose u carries the summed logits

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from scipy import sparse
 
 from spikeport.targets.base import check_graph, register
+from spikeport.targets.lava.kernels import COSKernel, TPPKernel
 from spikeport.targets.lowering import lower
-from spikeport.targets.process_net import ConvProcess, DenseProcess, LIFProcess, ProcessNet
+from spikeport.targets.process_net import ConvProcess, COSProcess, DenseProcess, LIFProcess, ProcessNet, TPPProcess
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
@@ -150,39 +151,79 @@ class _LIF:
         return s
 
 
+class _Windowed:
+    """A COS or TPP kernel driven by the step counter: window j = 0 restarts every period."""
+
+    def __init__(self, p: COSProcess | TPPProcess, batch: int, device: torch.device, sample_ids: torch.Tensor):
+        self.p = p
+        self.overflow = 0
+        shape = (batch, p.size)
+        if isinstance(p, COSProcess):
+            self.kernel = COSKernel(torch, shape, p.theta, p.v_init, p.rho, p.S)
+            self.out_start = p.start + p.rho
+        else:
+            neurons = torch.arange(p.size, dtype=torch.int64, device=device)
+            self.kernel = TPPKernel(torch, shape, p.theta, p.v_init, p.T, p.seed, p.layer, neurons)
+            self.out_start = p.start + p.T
+        self.kernel.reset()
+        self.samples = sample_ids.to(device).reshape(-1, 1)
+        self.none = torch.zeros(shape, dtype=torch.bool, device=device)
+
+    def step(self, t: int, a: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        if t < p.start:
+            return self.none
+        j = (t - p.start) % p.period
+        if j == 0:
+            self.kernel.reset()
+        if isinstance(p, TPPProcess):
+            return self.kernel.step(j, a, self.samples)
+        return self.kernel.step(j, a)
+
+
 def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False,
-             steps: int | None = None, device: str = "cpu") -> Trace:
-    """Run one window per sample (batched). ``currents[pop]`` is (batch, N) for input-fed layers."""
+             steps: int | None = None, device: str = "cpu", sample_ids: np.ndarray | None = None) -> Trace:
+    """Run one window per sample (batched). ``currents[pop]`` is (batch, N) for input-fed layers;
+    ``sample_ids`` key TPP's random numbers (default 0..batch-1)."""
     dev = torch.device(device)
     batch = len(next(iter(currents.values()))) if currents else 1
+    ids = torch.as_tensor(np.arange(batch) if sample_ids is None else np.asarray(sample_ids), dtype=torch.int64)
     steps = steps or net.frame
-    lifs = {p.name: _LIF(p, batch, net.act_shift, dev) for p in net.lifs}
+    neurons: dict[str, _LIF | _Windowed] = {}
+    for p in net.lifs:
+        neurons[p.name] = _LIF(p, batch, net.act_shift, dev) if isinstance(p, LIFProcess) else \
+            _Windowed(p, batch, dev, ids)
     syns = [_Dense(p, dev) if isinstance(p, DenseProcess) else _Conv(p, dev) for p in net.synapses]
     src_values = []
     for s in net.sources:
-        val = torch.as_tensor(s.value, dtype=torch.int64, device=dev).expand(batch, -1)
+        extra = None
         if s.adds_input:
-            val = val + torch.as_tensor(currents[s.dst], dtype=torch.int64, device=dev).reshape(batch, -1)
-        src_values.append((s, val))
-    readout = lifs[net.readout]
+            extra = torch.as_tensor(currents[s.dst], dtype=torch.int64, device=dev).reshape(batch, -1)
+        src_values.append((s, extra))
+    readout = neurons[net.readout]
     ro_trace = torch.zeros((steps, batch, readout.p.size), dtype=torch.int64)
-    spikes = {n: torch.zeros((steps, batch, lif.p.size), dtype=torch.uint8) for n, lif in lifs.items()
-              if n != net.readout} if record else {}
-    windows = {n: net.window_start(n) or 1 for n in lifs}
-    counts = {n: torch.zeros(batch, dtype=torch.int64) for n in lifs if n != net.readout}
+    hidden = [n for n in neurons if n != net.readout]
+    spikes = {n: torch.zeros((steps, batch, neurons[n].p.size), dtype=torch.uint8) for n in hidden} if record else {}
+    starts = {n: net.window_start(n) or 1 for n in neurons}
+    out_start = {n: getattr(neurons[n], "out_start", starts[n]) for n in neurons}
+    counts = {n: torch.zeros(batch, dtype=torch.int64) for n in hidden}
     for t in range(1, steps + 1):
-        a_in = {n: torch.zeros((batch, lif.p.size), dtype=torch.int64, device=dev) for n, lif in lifs.items()}
+        a_in = {n: torch.zeros((batch, nr.p.size), dtype=torch.int64, device=dev) for n, nr in neurons.items()}
         for syn in syns:  # deliver what was computed 1 + delay steps ago
             if syn.queue and syn.queue[0] is not None:
                 a_in[syn.p.dst] += syn.queue[0]
             if syn.queue:
                 syn.queue.pop(0)
-        for s, val in src_values:
-            if s.start <= t < s.start + net.T:
-                a_in[s.dst] += val
-            elif t == s.start + net.T:
+        for s, extra in src_values:
+            j = t - s.start
+            val = s.value_at(j, net.T)
+            if val is not None:
+                a_in[s.dst] += torch.as_tensor(val, dtype=torch.int64, device=dev)
+                if extra is not None:
+                    a_in[s.dst] += extra
+            elif j == s.window(net.T):
                 a_in[s.dst] -= s.quench
-        out = {n: lif.step(t, a_in[n]) for n, lif in lifs.items()}
+        out = {n: nr.step(t, a_in[n]) for n, nr in neurons.items()}
         for syn in syns:
             delay = getattr(syn.p, "delay", 0)
             while len(syn.queue) < delay + 1:
@@ -191,20 +232,20 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
             syn.queue[delay] = contrib if syn.queue[delay] is None else syn.queue[delay] + contrib
         ro_trace[t - 1] = (readout.u >> net.act_shift).cpu()
         for n, c in counts.items():
-            if windows[n] <= t < windows[n] + net.T:
+            if out_start[n] <= t < out_start[n] + net.T:
                 c += out[n].sum(1).cpu()
         if record:
             for n in spikes:
                 spikes[n][t - 1] = out[n].cpu()
-    end = min(windows[net.readout] + net.T - 1, steps)
+    end = min(starts[net.readout] + net.T - 1, steps)
     return Trace(
         target="sim", T=net.T, final=ro_trace[end - 1].numpy(), readout=ro_trace.numpy(),
         spikes={k: v.numpy() for k, v in spikes.items()},
         spike_counts={k: v.numpy() for k, v in counts.items()},
-        overflow={n: lif.overflow + sum(getattr(s, "overflow", 0) for s in syns if s.p.dst == n)
-                  for n, lif in lifs.items()},
-        window_start={n: w - 1 for n, w in windows.items() if n != net.readout},
-        readout_start=windows[net.readout] - 1,
+        overflow={n: nr.overflow + sum(getattr(s, "overflow", 0) for s in syns if s.p.dst == n)
+                  for n, nr in neurons.items()},
+        window_start={n: out_start[n] - 1 for n in hidden},
+        readout_start=starts[net.readout] - 1,
         meta={"steps": steps, "period": net.period})
 
 
@@ -220,12 +261,15 @@ class SimTarget:
         self.device = device
         self.progress = progress
 
-    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False) -> Trace:
+    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,
+            sample_ids: np.ndarray | None = None) -> Trace:
         check_graph(self, snn)
         net = lower(snn, T)
+        ids = np.arange(len(x)) if sample_ids is None else np.asarray(sample_ids)
         traces = []
         for i in range(0, len(x), self.batch):
-            traces.append(simulate(net, encode(snn, x[i:i + self.batch]), record=record, device=self.device))
+            traces.append(simulate(net, encode(snn, x[i:i + self.batch]), record=record, device=self.device,
+                                   sample_ids=ids[i:i + self.batch]))
             if self.progress is not None:
                 self.progress(len(x[i:i + self.batch]))
         return Trace.concat(traces)

@@ -19,9 +19,10 @@ class TorchTarget:
         self.batch = batch
         self.device = device
 
-    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False) -> Trace:
+    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,
+            sample_ids: np.ndarray | None = None) -> Trace:
         check_graph(self, snn)
-        return run_reference(snn, x, T, record=record, batch=self.batch, device=self.device)
+        return run_reference(snn, x, T, record=record, batch=self.batch, device=self.device, sample_ids=sample_ids)
 
 
 register("torch_float")(lambda **kw: TorchTarget(integer=False, **kw))

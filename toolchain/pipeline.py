@@ -84,11 +84,12 @@ def accuracy(trace: Trace, y: np.ndarray) -> float:
     return float((trace.predictions == y).mean())
 
 
-def run(snn: SNNGraph, x: np.ndarray, T: int, target: str = "sim", record: bool = False, **options) -> Trace:
+def run(snn: SNNGraph, x: np.ndarray, T: int, target: str = "sim", record: bool = False,
+        sample_ids: np.ndarray | None = None, **options) -> Trace:
     """Run an SNN on a target (``torch_float``, ``torch_int``, ``sim``, ``lava``)."""
     from spikeport.targets.base import get_target
 
-    return get_target(target, **options).run(snn, x, T, record=record)
+    return get_target(target, **options).run(snn, x, T, record=record, sample_ids=sample_ids)
 
 
 def merge_verifications(rows: list[Verification], offsets: list[int]) -> Verification:
@@ -121,12 +122,13 @@ def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("si
     kept: dict[str, list[Trace]] = {}
     for i in range(0, len(x), chunk):
         xb = x[i:i + chunk]
+        ids = np.arange(i, i + len(xb))
         offsets.append(i)
-        ref = run(snn, xb, T, "torch_int", record=True)
+        ref = run(snn, xb, T, "torch_int", record=True, sample_ids=ids)
         kept.setdefault("torch_int", []).append(_strip(ref))
         first_aligned = None
         for name in targets:
-            tr = run(snn, xb, T, name, record=True, **target_options.get(name, {}))
+            tr = run(snn, xb, T, name, record=True, sample_ids=ids, **target_options.get(name, {}))
             row = compare(ref, tr)
             rows.setdefault((name, "torch_int"), []).append(row)
             if first_aligned is None:
