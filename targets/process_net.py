@@ -154,6 +154,11 @@ class ProcessNet:
         start = self.window_start(self.readout)
         return (start or 1) + self.T - 1
 
+    def output_delay(self, name: str) -> int:
+        """Steps from a neuron's first input of a window to its first output (COS: rho, TPP: T)."""
+        p = self.lif(name)
+        return p.rho if isinstance(p, COSProcess) else p.T if isinstance(p, TPPProcess) else 0
+
     def window_start(self, name: str) -> int | None:
         """First step (1-based) of the LIF's window: where its current source starts; None without one."""
         return next((s.start for s in self.sources if s.dst == name), None)

@@ -80,7 +80,7 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
             scored.append((acc, -a, cand))
         base = scored[0][0]
         margin = 2 * np.sqrt(max(base * (1 - base), 1e-4) / len(xh))
-        acc, neg_a, best = max(scored, key=lambda r: (r[0], r[1]))
+        acc, _, best = max(scored, key=lambda r: (r[0], r[1]))
         if acc - base <= margin:
             best = scored[0][2]
         best.meta["ftbc"]["alpha_choice"] = {"grid": list(ALPHA_GRID), "held_out": len(xh),
@@ -133,7 +133,7 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
                     bias[p.name][t] -= alpha * _channel_mean(e, p.shape).double()
             p.time_bias = bias[p.name].numpy().reshape(_time_bias_shape(p.shape, T)).copy()
             model.time_biases[i] = torch.as_tensor(
-                np.broadcast_to(p.time_bias, (T, *p.shape)).reshape(T, -1), dtype=torch.float32)
+                np.broadcast_to(p.time_bias, (T, *p.shape)).reshape(T, -1).copy(), dtype=torch.float32)
             current = model._current_fn(i, const.get(p.name), spikes, len(xb))
             spikes[p.name] = run_if(current, T, (len(xb), p.size), theta, p.v_init, False,
                                     Excursion(p.v_init, None), torch.device("cpu"))

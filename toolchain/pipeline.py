@@ -132,7 +132,7 @@ def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("si
             row = compare(ref, tr)
             rows.setdefault((name, "torch_int"), []).append(row)
             if first_aligned is None:
-                first_aligned = aligned(tr, row.shifts)
+                first_aligned = aligned(tr, row.shifts, like=ref)
             else:
                 rows.setdefault((name, first_aligned.target), []).append(compare(first_aligned, tr))
             kept.setdefault(name, []).append(_strip(tr))

@@ -110,7 +110,7 @@ def quantize(snn: SNNGraph, calib_x: np.ndarray, T: int, profile: str | TargetPr
                     f"{peak / p.threshold:.3g} thresholds) and the weight range at most 2**{k_w} (largest "
                     f"weight {wmax / p.threshold:.3g} thresholds)")
             unit = p.threshold / 2 ** k
-            threshold, v_init = 1 << k, int(round(p.v_init / unit))  # theta/2 -> exactly 2**(k-1)
+            threshold, v_init = 1 << k, round(p.v_init / unit)  # theta/2 -> exactly 2**(k-1)
         else:
             unit = peak / target if peak > 0 else 1.0
             if wmax > 0:

@@ -105,11 +105,12 @@ def compare(ref: Trace, other: Trace, layers: list[str] | None = None) -> Verifi
         expected_shifts={**{k: other.window_start.get(k, 0) for k in layers}, READOUT: other.readout_start})
 
 
-def aligned(trace: Trace, shifts: dict[str, int]) -> Trace:
-    """The T-step windows of a pipelined trace at the given shifts, as a zero-delay trace."""
+def aligned(trace: Trace, shifts: dict[str, int], like: Trace) -> Trace:
+    """The windows of a pipelined trace at the given shifts, as long as ``like``'s (the zero-delay
+    trace the shifts were found against), as a zero-delay trace."""
     T = trace.T
     return Trace(target=trace.target, T=T, final=trace.final,
                  readout=trace.readout[shifts[READOUT]:shifts[READOUT] + T],
-                 spikes={k: v[shifts[k]:shifts[k] + T] for k, v in trace.spikes.items()},
+                 spikes={k: v[shifts[k]:shifts[k] + len(like.spikes[k])] for k, v in trace.spikes.items()},
                  spike_counts=trace.spike_counts, overflow=trace.overflow,
                  window_start={k: 0 for k in trace.window_start}, readout_start=0, meta=trace.meta)

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from spikeport.targets.process_net import ConvProcess, ProcessNet
+from spikeport.targets.process_net import ConvProcess, COSProcess, ProcessNet, TPPProcess
 
 FORMAT = "spikeport-lava-net/1"
 
 
 def write_net(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray], n_samples: int,
-              record: list[str]) -> dict:
+              record: list[str], sample_ids: np.ndarray | None = None) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
 
@@ -36,8 +36,17 @@ def write_net(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray], n_
 
     lifs = []
     for i, p in enumerate(net.lifs):
+        if isinstance(p, COSProcess):
+            lifs.append({"kind": "cos", "name": p.name, "shape": list(p.shape), "theta": p.theta,
+                         "v_init": p.v_init, "rho": p.rho, "S": p.S, "start": p.start, "period": p.period})
+            continue
+        if isinstance(p, TPPProcess):
+            lifs.append({"kind": "tpp", "name": p.name, "shape": list(p.shape), "theta": p.theta,
+                         "v_init": p.v_init, "T": p.T, "start": p.start, "period": p.period, "seed": p.seed,
+                         "layer": p.layer})
+            continue
         bias = np.asarray(p.bias_mant)
-        lifs.append({"name": p.name, "shape": list(p.shape), "du": p.du, "dv": p.dv, "vth": p.vth,
+        lifs.append({"kind": "lif", "name": p.name, "shape": list(p.shape), "du": p.du, "dv": p.dv, "vth": p.vth,
                      "bias_mant": put(f"lif{i}.bias", bias.astype(np.int64)) if bias.ndim else int(bias),
                      "bias_exp": p.bias_exp, "reset_interval": p.reset_interval,
                      "reset_offset": p.reset_offset})
@@ -58,10 +67,12 @@ def write_net(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray], n_
     srcs = []
     for i, s in enumerate(net.sources):
         srcs.append({"name": s.name, "dst": s.dst, "start": s.start, "quench": s.quench,
-                     "value": put(f"src{i}.value", s.value.astype(np.int64)),
+                     "length": s.window(net.T), "value": put(f"src{i}.value", s.value.astype(np.int64)),
+                     "schedule": None if s.schedule is None else put(f"src{i}.schedule", s.schedule.astype(np.int64)),
                      "per_sample": put(f"src{i}.input", np.asarray(currents[s.dst], dtype=np.int64)
                                        .reshape(n_samples, -1)) if s.adds_input else None})
     steps = (n_samples - 1) * net.period + net.frame
+    put("sample_ids", np.arange(n_samples) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64))
     spec = {"format": FORMAT, "T": net.T, "period": net.period, "n_samples": n_samples, "steps": steps,
             "act_shift": net.act_shift, "readout": net.readout, "record": record,
             "lifs": lifs, "synapses": syns, "sources": srcs}

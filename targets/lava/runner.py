@@ -85,12 +85,14 @@ class LavaRunner:
         self.chunk = chunk
         self.progress = progress
 
-    def run(self, net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False) -> Trace:
+    def run(self, net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False,
+            sample_ids: np.ndarray | None = None) -> Trace:
         n = len(next(iter(currents.values())))
+        ids = np.arange(n) if sample_ids is None else np.asarray(sample_ids)
         traces = []
         for i in range(0, n, self.chunk):
             part = {k: v[i:i + self.chunk] for k, v in currents.items()}
-            traces.append(self._run_chunk(net, part, min(self.chunk, n - i), record))
+            traces.append(self._run_chunk(net, part, min(self.chunk, n - i), record, ids[i:i + self.chunk]))
             if self.progress is not None:
                 self.progress(min(self.chunk, n - i))
         out = Trace.concat(traces)
@@ -98,12 +100,13 @@ class LavaRunner:
         out.meta["lava_run_seconds"] = sum(t.meta["lava_run_seconds"] for t in traces)
         return out
 
-    def _run_chunk(self, net: ProcessNet, currents: dict[str, np.ndarray], n: int, record: bool) -> Trace:
+    def _run_chunk(self, net: ProcessNet, currents: dict[str, np.ndarray], n: int, record: bool,
+                   sample_ids: np.ndarray) -> Trace:
         python = self.python or lava_python()
         hidden = [p.name for p in net.lifs if p.name != net.readout]
         with tempfile.TemporaryDirectory(prefix="spikeport-lava-") as tmp:
             net_dir, out_dir = Path(tmp) / "net", Path(tmp) / "out"
-            spec = write_net(net_dir, net, currents, n, record=hidden if record else [])
+            spec = write_net(net_dir, net, currents, n, record=hidden if record else [], sample_ids=sample_ids)
             t0 = time.perf_counter()
             res = run_process([python, str(WORKER), str(net_dir), str(out_dir)], self.timeout, "the Lava worker")
             wall = time.perf_counter() - t0
@@ -126,7 +129,7 @@ class LavaRunner:
         idx = np.arange(n)[:, None] * P + np.arange(F)[None, :]  # (n, F) 0-based global steps
         readout = (u[idx] >> net.act_shift).transpose(1, 0, 2)  # (F, n, n_out)
         sp = {k: v[idx].transpose(1, 0, 2).astype(np.uint8) for k, v in spikes.items()}
-        start = {p.name: net.window_start(p.name) or 1 for p in net.lifs}
+        start = {p.name: (net.window_start(p.name) or 1) + net.output_delay(p.name) for p in net.lifs}
         counts = {k: v[start[k] - 1:start[k] - 1 + net.T].sum(axis=(0, 2)).astype(np.int64) for k, v in sp.items()}
         end = start[net.readout] + net.T - 1
         return Trace(target="lava", T=net.T, final=readout[end - 1], readout=readout, spikes=sp,
@@ -136,6 +139,7 @@ class LavaRunner:
                            "period": P})
 
 
-def run_lava(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False, **kwargs) -> Trace:
-    return LavaRunner(**kwargs).run(net, currents, record)
+def run_lava(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False,
+             sample_ids: np.ndarray | None = None, **kwargs) -> Trace:
+    return LavaRunner(**kwargs).run(net, currents, record, sample_ids)
 

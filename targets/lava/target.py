@@ -22,9 +22,10 @@ class LavaTarget:
     def __init__(self, python: str | None = None, timeout: float = 900.0, chunk: int = 64, progress=None) -> None:
         self.runner = LavaRunner(python=python, timeout=timeout, chunk=chunk, progress=progress)
 
-    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False) -> Trace:
+    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,
+            sample_ids: np.ndarray | None = None) -> Trace:
         check_graph(self, snn)
-        return self.runner.run(lower(snn, T), encode(snn, x), record=record)
+        return self.runner.run(lower(snn, T), encode(snn, x), record=record, sample_ids=sample_ids)
 
 
 register("lava")(LavaTarget)

@@ -48,17 +48,22 @@ def load_array(arrays, key):
 
 
 def source_data(src, spec, arrays, n):
-    """Ring-buffer contents: value during each sample's window, -quench in its flush step."""
-    T, P, steps = spec["T"], spec["period"], spec["steps"]
-    value = arrays[src["value"]]
+    """Ring-buffer contents: the value (plus the time-indexed schedule) during each sample's
+    window, -quench in its flush step, 0 elsewhere."""
+    P, steps, L = spec["period"], spec["steps"], src["length"]
+    window = np.repeat(arrays[src["value"]][:, None], L, axis=1)
+    if src["schedule"]:
+        sched = arrays[src["schedule"]][:L].T
+        window[:, :sched.shape[1]] += sched
     per_sample = arrays[src["per_sample"]] if src["per_sample"] else None
     data = np.zeros((n, steps), dtype=np.int64)
     for i in range(spec["n_samples"]):
         first = i * P + src["start"]  # 1-based step of the window's first step
-        cur = value + (per_sample[i] if per_sample is not None else 0)
-        data[:, first - 1:first - 1 + T] = cur[:, None]
-        if first + T <= steps:
-            data[:, first + T - 1] = -src["quench"]
+        cur = window + (per_sample[i][:, None] if per_sample is not None else 0)
+        last = min(first - 1 + L, steps)
+        data[:, first - 1:last] = cur[:, :last - first + 1]
+        if first + L <= steps:
+            data[:, first + L - 1] = -src["quench"]
     if np.abs(data).max(initial=0) >= 2 ** 31:
         raise ValueError(f"source {src['name']}: a current does not fit int32")
     return data.astype(np.int32)
@@ -73,6 +78,7 @@ def build_and_run(spec, arrays, out_dir):
     from lava.proc.lif.process import LIF, LIFReset
     from lava.proc.sparse.process import DelaySparse, Sparse
     from lava.utils.weightutils import SignMode
+    from procs.neurons import COSNeuron, TPPNeuron  # spikeport's own, CPU-only
     from procs.recorders import SpikeRecorder, StateProbe
 
     sign_modes = {"mixed": SignMode.MIXED, "exc": SignMode.EXCITATORY, "inh": SignMode.INHIBITORY}
@@ -81,6 +87,16 @@ def build_and_run(spec, arrays, out_dir):
     for p in spec["lifs"]:
         shape = tuple(p["shape"])
         shapes[p["name"]], orders[p["name"]] = shape, lava_order(shape)
+        if p["kind"] == "cos":
+            lifs[p["name"]] = COSNeuron(shape=lava_shape(shape), theta=p["theta"], v_init=p["v_init"], rho=p["rho"],
+                                        S=p["S"], start=p["start"], period=p["period"], name=p["name"])
+            continue
+        if p["kind"] == "tpp":
+            lifs[p["name"]] = TPPNeuron(shape=lava_shape(shape), theta=p["theta"], v_init=p["v_init"], T=p["T"],
+                                        start=p["start"], period=p["period"], seed=p["seed"], layer=p["layer"],
+                                        neuron_ids=orders[p["name"]], sample_ids=arrays["sample_ids"],
+                                        name=p["name"])
+            continue
         kwargs = dict(shape=lava_shape(shape), du=p["du"], dv=p["dv"], vth=p["vth"], bias_exp=p["bias_exp"],
                       name=p["name"])
         bias = p["bias_mant"]

@@ -1,0 +1,100 @@
+"""spikeport's own neuron processes for COS and TPP (CPU-only: Python process models).
+
+Their arithmetic is ``kernels.py``, the same code ``sim`` runs; Lava contributes the runtime:
+message passing, the stock synapses around them, the schedule of the streamed samples. The PyTorch
+reference implements both methods independently.
+"""
+
+import numpy as np
+from kernels import COSKernel, TPPKernel
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+
+class COSNeuron(AbstractProcess):
+    """Calibrating Offset Spikes neurons; see ``kernels.COSKernel``."""
+
+    def __init__(self, *, shape, theta, v_init, rho, S, start, period, name=None):
+        super().__init__(shape=shape, theta=theta, v_init=v_init, rho=rho, S=S, start=start, period=period,
+                         name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+
+
+class TPPNeuron(AbstractProcess):
+    """Two-phase probabilistic neurons; see ``kernels.TPPKernel``. ``neuron_ids`` give the PRNG
+    index (PyTorch flat order) of each neuron in Lava order, ``sample_ids`` the id of each streamed
+    sample."""
+
+    def __init__(self, *, shape, theta, v_init, T, start, period, seed, layer, neuron_ids, sample_ids, name=None):
+        super().__init__(shape=shape, theta=theta, v_init=v_init, T=T, start=start, period=period, seed=seed,
+                         layer=layer, neuron_ids=neuron_ids, sample_ids=sample_ids, name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+
+
+class _WindowedModel(PyLoihiProcessModel):
+    """Window j = 0 restarts every ``period`` steps from ``start``; outputs are 0/1 spikes."""
+
+    def _setup(self, kernel):
+        # prefixed names: PyLoihiProcessModel already has attributes such as start() and shape
+        p = self.proc_params
+        self._sp_shape, self._sp_t0, self._sp_period = tuple(p["shape"]), p["start"], p["period"]
+        self._sp_kernel = kernel
+        self._sp_window = -1
+
+    def run_spk(self):
+        a = self.a_in.recv().astype(np.int64).reshape(-1)
+        t = self.time_step
+        s = np.zeros(a.shape, dtype=bool)
+        if t >= self._sp_t0:
+            j = (t - self._sp_t0) % self._sp_period
+            if j == 0:
+                self._sp_kernel.reset()
+                self._sp_window = (t - self._sp_t0) // self._sp_period
+            s = self._sp_step(j, a)
+        self.s_out.send(s.reshape(self._sp_shape).astype(np.int32))
+
+
+@implements(proc=COSNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyCOSNeuronModel(_WindowedModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params
+        n = int(np.prod(p["shape"]))
+        self._setup(COSKernel(np, (n,), p["theta"], p["v_init"], p["rho"], p["S"]))
+
+    def _sp_step(self, j, a):
+        return self._sp_kernel.step(j, a)
+
+
+@implements(proc=TPPNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyTPPNeuronModel(_WindowedModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params
+        n = int(np.prod(p["shape"]))
+        self._sp_samples = np.asarray(p["sample_ids"], dtype=np.int64)
+        self._setup(TPPKernel(np, (n,), p["theta"], p["v_init"], p["T"], p["seed"], p["layer"],
+                              np.asarray(p["neuron_ids"], dtype=np.int64)))
+
+    def _sp_step(self, j, a):
+        if self._sp_window >= len(self._sp_samples):  # the tail of the run, after the last sample
+            return np.zeros(a.shape, dtype=bool)
+        return self._sp_kernel.step(j, a, self._sp_samples[self._sp_window])
