@@ -1,5 +1,11 @@
 """QCFS training recipe (``spikeport train``): the model zoo's checkpoints are made with it.
 
+With ``noise=True`` it is the NQ recipe (Huang et al., TNNLS 2025): the same training plus
+Gaussian noise on every QCFS activation, whose standard deviation per layer is refitted after
+every epoch from the measured gap between the ANN and its converted SNN at ``noise_T`` steps
+(sigma = 0 in the first epoch). Everything else, including the budget, is the plain recipe's,
+so an NQ checkpoint and its QCFS twin differ only in the noise.
+
 SGD with momentum 0.9, weight decay 5e-4 and a cosine learning-rate schedule, as in the QCFS
 authors' code; light random-shift augmentation for 28x28 inputs. The last ``val_samples`` of the
 training split are held out for model selection: every few epochs the network is converted and
@@ -39,6 +45,8 @@ class TrainConfig:
     seed: int = 0
     shift_augment: int | None = None  # random translation in pixels; None: 2 for 28x28, 0 for 8x8
     val_samples: int = 500  # held out of the training split for model selection (0: no selection)
+    noise: bool = False  # NQ: Gaussian noise on the activations, sigma per layer refitted every epoch
+    noise_T: int = 4  # NQ: time steps of the SNN whose gap to the ANN sets sigma
     select_T: int | None = None  # time steps of the selection metric; None: levels
     eval_every: int = 5
     arch_kwargs: dict = field(default_factory=dict)
@@ -80,6 +88,31 @@ def snn_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, T: int) -> floa
     return float((run_reference(snn, x, T).predictions == y).mean())
 
 
+@torch.no_grad()
+def nq_sigmas(model: nn.Module, x: np.ndarray, T: int) -> dict[str, float]:
+    """NQ (Huang et al.): per QCFS layer, the standard deviation of the gap between the ANN
+    activation (no noise) and the converted SNN's rate (spike count * threshold / T) on held-out
+    training samples. The next epoch trains with Gaussian noise of that size on the activation."""
+    from spikeport.toolchain.convert import convert
+    from spikeport.toolchain.import_torch import import_torch
+    from spikeport.toolchain.interpret import run_graph
+    from spikeport.toolchain.passes import normalize
+    from spikeport.toolchain.reference import run_reference
+
+    was_training = model.training
+    graph = normalize(import_torch(model.eval(), tuple(x.shape[1:])))
+    snn = convert(graph)
+    trace = run_reference(snn, x, T, record=True)
+    acts = run_graph(graph, x, keep={p.name for p in snn.hidden})
+    out = {}
+    for p in snn.hidden:
+        rate = trace.spikes[p.name].sum(0).astype(np.float64) * p.threshold / T
+        gap = acts[p.name].reshape(len(x), -1).numpy() - rate
+        out[p.name] = float(gap.std())
+    model.train(was_training)
+    return out
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> tuple[nn.Module, dict]:
     """Train ``cfg.arch`` on its bundled data set; returns (model, meta for the checkpoint)."""
     from tqdm import tqdm
@@ -93,14 +126,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[nn.Module, dict]:
     gen = torch.Generator().manual_seed(cfg.seed)
     model = build_model(cfg.arch, levels=cfg.levels, **cfg.arch_kwargs)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    steps_per_epoch = -(-len(data.x_train) // cfg.batch_size)
+    steps_per_epoch = -(-n_fit // cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps_per_epoch)
     x_train, y_train = torch.from_numpy(data.x_train[:n_fit]), torch.from_numpy(data.y_train[:n_fit])
     shift = cfg.shift_augment if cfg.shift_augment is not None else data.x_train.shape[-1] // 14
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.perf_counter()
     best: tuple[float, int, dict] | None = None
-    history = []
+    history, noise_history = [], []
     bar = tqdm(range(cfg.epochs), desc=f"train {cfg.arch} seed {cfg.seed}", disable=not progress)
     for epoch in bar:
         model.train()
@@ -116,6 +149,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[nn.Module, dict]:
             sched.step()
             total += loss.item() * len(idx)
         bar.set_postfix(loss=f"{total / len(order):.4f}")
+        if cfg.noise:
+            sigmas = nq_sigmas(model, x_val, cfg.noise_T)
+            for name, sigma in sigmas.items():
+                model.get_submodule(name).noise_std = sigma
+            noise_history.append({"epoch": epoch + 1, **sigmas})
         last = epoch == cfg.epochs - 1
         if cfg.val_samples and ((epoch + 1) % cfg.eval_every == 0 or last):
             val = snn_accuracy(model, x_val, y_val, select_T)
@@ -142,6 +180,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[nn.Module, dict]:
                       "(held out from fitting)",
             "history": history, "chosen_epoch": best[1] if best else cfg.epochs,
             "val_snn_acc": best[0] if best else None},
+        "nq_sigmas": noise_history if cfg.noise else None,
         "train_seconds": round(seconds, 1),
         "torch_version": str(torch.__version__),
         "trained_on": _dt.date.today().isoformat(),

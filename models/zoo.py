@@ -73,6 +73,7 @@ ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], str, bool]] = {
 
 
 def build_model(arch: str, **kwargs: Any) -> nn.Module:
+    """``arch``: a key of ARCHITECTURES (the NQ checkpoints use the same architectures)."""
     from spikeport.toolchain.errors import SpikeportError
 
     if arch not in ARCHITECTURES:

@@ -17,6 +17,7 @@ EXAMPLES = {
     "run": "spikeport run cnn_mnist --target sim --T 8",
     "verify": "spikeport verify cnn_mnist --T 8 --samples 16 --targets sim,lava",
     "info": "spikeport info model.onnx --data mnist5k",
+    "methods": "spikeport methods cnn_mnist --T 1,2,4,8 --out out/methods",
     "train": "spikeport train cnn_mnist --epochs 40 --seeds 0,1,2 --out cnn.pt",
 }
 
@@ -88,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a Lava worker is stopped")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = add("methods", "the seed methods side by side: QCFS, FTBC, COS, TPP, NQ, permutation diagnostic")
+    p.add_argument("model", nargs="?", default="cnn_mnist", help="a bundled model (its NQ twin is <model>_nq)")
+    p.add_argument("--T", type=_steps, default=(1, 2, 4, 8, 16, 32), help="time steps, e.g. 1,2,4,8")
+    p.add_argument("--rho", type=_positive, default=4, help="COS pre-run length")
+    p.add_argument("--tpp-seeds", type=_positive, default=5, help="TPP seeds (mean and spread)")
+    p.add_argument("--lava-T", type=_steps, default=(2, 8), help="T values also run in Lava")
+    p.add_argument("--lava-samples", type=int, default=16, help="test samples per Lava run (0: none)")
+    p.add_argument("--verify-samples", type=_positive, default=100, help="samples verified spike for spike")
+    p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
+    p.add_argument("--out", type=Path, default=Path("out/methods"), help="folder for methods.json and methods.md")
+
     p = add("info", "show the imported graph, the spiking network and its quantization")
     _model_args(p)
     p.add_argument("--T", type=_positive, default=8)
@@ -98,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, default=40)
     p.add_argument("--seeds", type=_ints, default=(0,), help="seeds to train; the best on the "
                    "held-out selection metric is kept, e.g. 0,1,2")
+    p.add_argument("--nq", action="store_true", help="NQ: train with noise refitted to the SNN-ANN gap")
     p.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -177,13 +190,33 @@ def cmd_info(args) -> int:
 def cmd_train(args) -> int:
     from spikeport.models.train import TrainConfig, train_and_save
 
-    meta = train_and_save(TrainConfig(args.arch, levels=args.levels, epochs=args.epochs), args.out, seeds=args.seeds)
+    cfg = TrainConfig(args.arch, levels=args.levels, epochs=args.epochs, noise=args.nq)
+    meta = train_and_save(cfg, args.out, seeds=args.seeds)
     print(f"{args.out}: ANN test accuracy {100 * meta['ann_test_acc']:.2f}% "
           f"(unquantized activations {100 * meta['ann_clip_test_acc']:.2f}%)")
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "info": cmd_info, "train": cmd_train}
+def cmd_methods(args) -> int:
+    from dataclasses import asdict
+
+    from spikeport.toolchain.compare import compare_methods
+
+    table = compare_methods(args.model, Ts=args.T, rho=args.rho, tpp_seeds=args.tpp_seeds, lava_Ts=args.lava_T,
+                            lava_samples=args.lava_samples, verify_samples=args.verify_samples,
+                            test_samples=args.samples)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "methods.json").write_text(json.dumps(asdict(table), indent=1))
+    md = table.markdown()
+    (args.out / "methods.md").write_text(md + "\n")
+    print(md)
+    exact = table.notes["all_checks_exact"]
+    print(f"integer checks: {len(table.checks)}, all exact: {exact}")
+    return 0 if exact else 1
+
+
+COMMANDS = {"demo": cmd_demo, "methods": cmd_methods, "run": cmd_run, "verify": cmd_verify, "info": cmd_info,
+            "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -150,9 +150,24 @@ class ProcessNet:
 
     @property
     def frame(self) -> int:
-        """Steps from a sample's first step to the readout's last window step."""
-        start = self.window_start(self.readout)
-        return (start or 1) + self.T - 1
+        """Steps from a sample's first step to the last output any process makes for it (the
+        readout's last window step, or a COS layer's last replayed step when S > T)."""
+        last = 0
+        for p in self.lifs:
+            if isinstance(p, COSProcess):
+                end = p.start + p.rho + p.S - 1
+            elif isinstance(p, TPPProcess):
+                end = p.start + 2 * p.T - 1
+            else:
+                src = next((s for s in self.sources if s.dst == p.name), None)
+                end = (src.start + src.window(self.T) - 1) if src else self.T
+            last = max(last, end)
+        return last
+
+    @property
+    def latency(self) -> int:
+        """Steps from a sample's first input to the readout's last window step (its answer)."""
+        return (self.window_start(self.readout) or 1) + self.T - 1
 
     def output_delay(self, name: str) -> int:
         """Steps from a neuron's first input of a window to its first output (COS: rho, TPP: T)."""

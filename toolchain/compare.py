@@ -1,0 +1,186 @@
+"""``spikeport methods``: the seed methods side by side on a bundled model.
+
+For every T: the ANN, QCFS, QCFS+FTBC, QCFS+COS, TPP (mean and spread over seeds), the NQ-trained
+twin and the permutation diagnostic, as float (``torch_float``) and integer rows (``torch_int`` and
+``sim`` on the whole test split, ``lava`` on a subset). Integer targets are checked against each
+other: sim's and torch_int's summed logits must agree on every test sample, their spikes on a
+subset (every layer, step and neuron), and Lava must equal both where it runs.
+
+Latency is reported honestly: ``latency`` is the number of steps from a sample's first input to
+its last readout step in the pipelined (Lava) network, which counts every layer's hop and every
+method's own delay (COS: rho per layer, TPP: T per layer). For COS the papers' "T" excludes the
+pre-run; the table shows T + rho next to it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from spikeport.models.zoo import CHECKPOINT_DIR
+from spikeport.targets.lowering import lower
+from spikeport.toolchain.convert import convert
+from spikeport.toolchain.methods import apply_method
+from spikeport.toolchain.pipeline import LoadedModel, accuracy, ann_accuracy, dataset_for, load_model, run, verify
+from spikeport.toolchain.quantize import quantize
+from spikeport.toolchain.reference import run_reference
+from spikeport.toolchain.snn import SNNGraph
+
+METHOD_ORDER = ["qcfs", "ftbc", "cos", "tpp", "nq", "permute"]
+
+
+@dataclass
+class MethodTable:
+    model: str
+    dataset: str
+    levels: int | None
+    n_test: int
+    rows: list[dict] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+
+    def add(self, method: str, target: str, T: int | None, accs: list[float], n: int, **extra) -> None:
+        self.rows.append({"method": method, "target": target, "T": T, "acc": float(np.mean(accs)),
+                          "acc_std": float(np.std(accs)) if len(accs) > 1 else None, "runs": len(accs), "n": n,
+                          **extra})
+
+    def markdown(self) -> str:
+        """One row per (method, target), one column per T; TPP as mean ± std."""
+        Ts = sorted({r["T"] for r in self.rows if r["T"] is not None})
+        keyed: dict[tuple, dict] = {}
+        for r in self.rows:
+            keyed.setdefault((r["method"], r["target"], r["n"]), {})[r["T"]] = r
+        head = "| method | target | n | " + " | ".join(f"T={t}" for t in Ts) + " |"
+        lines = [head, "|" + "---|" * (3 + len(Ts))]
+        order = {m: i for i, m in enumerate(["ann", *METHOD_ORDER])}
+        targets = {t: i for i, t in enumerate(["ann", "torch_float", "torch_int", "sim", "lava"])}
+        for (method, target, n), cells in sorted(keyed.items(), key=lambda kv: (
+                order.get(kv[0][0].split(" ")[0], 99), kv[0][0], targets[kv[0][1]], -kv[0][2])):
+            if None in cells:
+                vals = [f"{100 * cells[None]['acc']:.2f}"] + [""] * (len(Ts) - 1)
+            else:
+                vals = []
+                for t in Ts:
+                    r = cells.get(t)
+                    if r is None:
+                        vals.append("")
+                    elif r["acc_std"] is not None:
+                        vals.append(f"{100 * r['acc']:.2f} ± {100 * r['acc_std']:.2f}")
+                    else:
+                        vals.append(f"{100 * r['acc']:.2f}")
+            lines.append(f"| {method} | {target} | {n} | " + " | ".join(vals) + " |")
+        lat = {}
+        for r in self.rows:
+            if "latency" in r and r["target"] == "sim":
+                lat.setdefault(r["method"].split(" ")[0], {})[r["T"]] = r["latency"]
+        if lat:
+            lines += ["", "| method | " + " | ".join(f"T={t}" for t in Ts) + " |", "|" + "---|" * (1 + len(Ts))]
+            for m in sorted(lat, key=lambda m: order.get(m, 99)):
+                lines.append(f"| {m} latency (steps, pipelined) | " +
+                             " | ".join(str(lat[m].get(t, "")) for t in Ts) + " |")
+        return "\n".join(lines)
+
+
+def _integer_rows(table: MethodTable, label: str, q: SNNGraph, x, y, T: int, verify_samples: int,
+                  tick: Callable[[int], None]) -> tuple[float, float]:
+    """torch_int and sim on the whole split (logits must agree on every sample), spikes verified on
+    the first ``verify_samples``; returns (torch_int acc, sim acc)."""
+    ti = run(q, x, T, "torch_int")
+    tick(len(x))
+    ts = run(q, x, T, "sim")
+    tick(len(x))
+    same = bool(np.array_equal(ti.final, ts.final))
+    rows, _ = verify(q, x[:verify_samples], T, targets=("sim",))
+    table.checks.append({"method": label, "T": T, "check": "sim vs torch_int logits, every test sample",
+                         "exact": same, "samples": len(x)})
+    table.checks += [{"method": label, "T": T, "check": "spikes", **r.to_dict()} for r in rows]
+    latency = lower(q, T).latency
+    a_int, a_sim = accuracy(ti, y), accuracy(ts, y)
+    table.add(label, "torch_int", T, [a_int], len(x))
+    table.add(label, "sim", T, [a_sim], len(x), latency=latency)
+    return a_int, a_sim
+
+
+def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), rho: int = 4,
+                    tpp_seeds: int = 5, lava_Ts: tuple[int, ...] = (2, 8), lava_samples: int = 16,
+                    verify_samples: int = 100, test_samples: int | None = None, calib_samples: int = 512,
+                    progress: bool = True) -> MethodTable:
+    """Run every method on ``model`` and its NQ twin (``<model>_nq``) for every T."""
+    loaded = load_model(model)
+    data = dataset_for(loaded)
+    x, y = data.x_test[:test_samples], data.y_test[:test_samples]
+    calib = data.x_train[:calib_samples]
+    nq_name = f"{model}_nq"
+    nq: LoadedModel | None = load_model(nq_name) if (CHECKPOINT_DIR / f"{nq_name}.pt").is_file() else None
+    table = MethodTable(model, data.name, loaded.meta.get("train_config", {}).get("levels"), len(x))
+    table.add("ann", "ann", None, [ann_accuracy(loaded.graph, x, y)], len(x))
+    table.add("ann (unquantized)", "ann", None, [ann_accuracy(loaded.graph, x, y, clip=True)], len(x))
+    if nq is not None:
+        table.add("ann (NQ-trained)", "ann", None, [ann_accuracy(nq.graph, x, y)], len(x))
+    else:
+        table.notes["nq"] = f"no bundled {nq_name} checkpoint"
+    snn = convert(loaded.graph, calib)
+    snn_nq = convert(nq.graph, calib) if nq is not None else None
+    n_methods = 4 + tpp_seeds + (1 if nq is not None else 0)
+    total = len(Ts) * len(x) * (3 * n_methods + 2) + len(lava_Ts) * 3 * min(lava_samples, len(x))
+    bar = tqdm(total=total, desc=f"methods {model}", unit="sample", disable=not progress, file=sys.stderr)
+    tick = bar.update
+    for T in Ts:
+        variants: list[tuple[str, SNNGraph, dict]] = []
+        t0 = time.perf_counter()
+        variants.append(("qcfs", snn, {}))
+        ftbc = apply_method(snn, "ftbc", T, graph=loaded.graph, calib_x=data.x_train, calib_y=data.y_train)
+        table.timings[f"ftbc_calibration_T{T}_s"] = time.perf_counter() - t0
+        variants.append(("ftbc", ftbc, {"alpha": ftbc.meta["ftbc"]["alpha"]}))
+        variants.append((f"cos (rho={rho})", apply_method(snn, "cos", T, rho=rho), {"T_plus_rho": T + rho}))
+        if snn_nq is not None:
+            variants.append(("nq", snn_nq, {}))
+        for label, s, extra in variants:
+            bar.set_description(f"{model} T={T} {label}")
+            table.add(label, "torch_float", T, [accuracy(run(s, x, T, "torch_float"), y)], len(x), **extra)
+            tick(len(x))
+            _integer_rows(table, label, quantize(s, calib, T), x, y, T, verify_samples, tick)
+        bar.set_description(f"{model} T={T} tpp")
+        accs: dict[str, list[float]] = {"torch_float": [], "torch_int": [], "sim": []}
+        for seed in range(tpp_seeds):
+            s = apply_method(snn, "tpp", T, seed=seed)
+            accs["torch_float"].append(accuracy(run(s, x, T, "torch_float"), y))
+            tick(len(x))
+            sub = MethodTable(model, data.name, None, len(x))
+            a_int, a_sim = _integer_rows(sub, f"tpp seed {seed}", quantize(s, calib, T), x, y, T, verify_samples,
+                                         tick)
+            table.checks += sub.checks
+            accs["torch_int"].append(a_int)
+            accs["sim"].append(a_sim)
+            latency = sub.rows[-1]["latency"]
+        for target, vals in accs.items():
+            table.add("tpp", target, T, vals, len(x), **({"latency": latency} if target == "sim" else {}))
+        bar.set_description(f"{model} T={T} permute")
+        table.add("permute", "torch_float", T, [accuracy(run_reference(snn, x, T, permute_seed=0), y)], len(x))
+        tick(len(x))
+        q = quantize(snn, calib, T)
+        table.add("permute", "torch_int", T, [accuracy(run_reference(q, x, T, permute_seed=0), y)], len(x))
+        tick(len(x))
+        if T in lava_Ts and lava_samples:
+            n = min(lava_samples, len(x))
+            for label, s in [("qcfs", snn), ("ftbc", ftbc), (f"cos (rho={rho})", apply_method(snn, "cos", T, rho=rho)),
+                             ("tpp", apply_method(snn, "tpp", T, seed=0))]:
+                bar.set_description(f"{model} T={T} lava {label}")
+                t0 = time.perf_counter()
+                qm = quantize(s, calib, T)
+                rows, traces = verify(qm, x[:n], T, targets=("sim", "lava"))
+                table.timings[f"lava_{label}_T{T}_s"] = time.perf_counter() - t0
+                table.checks += [{"method": label, "T": T, "check": "spikes", **r.to_dict()} for r in rows]
+                name = f"{label} (seed 0)" if label == "tpp" else label
+                table.add(name, "lava", T, [accuracy(traces["lava"], y[:n])], n)
+                table.add(name, "sim", T, [accuracy(traces["sim"], y[:n])], n)
+                tick(3 * n // 4)
+    bar.close()
+    table.notes["all_checks_exact"] = all(c["exact"] for c in table.checks)
+    return table
