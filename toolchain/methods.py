@@ -111,8 +111,8 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
         spikes: dict[str, torch.Tensor] = {}
         for i, p in enumerate(hidden):
             a = acts[p.name].reshape(len(xb), -1).to(torch.float32)
-            if variant == "upstream":
-                model.time_biases[i] = None  # the layer's own bias stays out of its calibration trajectory
+            # the trajectory below adds the layer's own bias itself (iterative) or leaves it out (upstream)
+            model.time_biases[i] = None
             current = model._current_fn(i, const.get(p.name), spikes, len(xb))
             theta = p.threshold
             v = torch.full((len(xb), p.size), p.v_init)
@@ -151,16 +151,15 @@ def _expand(per_channel: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 @torch.no_grad()
 def ftbc_step_error(snn: SNNGraph, graph: ir.Graph, x: np.ndarray, T: int) -> dict[str, np.ndarray]:
-    """Mean signed per-step error (spike output minus ANN activation) per layer: (T,) arrays.
-
-    What FTBC drives toward zero; used by tests and reports."""
+    """Mean signed error (spike output minus ANN activation) per layer, step and channel: the
+    (T, C) quantity FTBC's bias is fitted to. Used by tests and reports."""
     tr = run_reference(snn, x, T, record=True)
     acts = run_graph(graph, x, keep={p.name for p in snn.hidden})
     out = {}
     for p in snn.hidden:
-        a = acts[p.name].reshape(len(x), -1).numpy()
-        s = tr.spikes[p.name][:T].astype(np.float64) * p.threshold
-        out[p.name] = (s - a[None]).mean(axis=(1, 2))
+        a = torch.as_tensor(acts[p.name].reshape(len(x), -1).numpy(), dtype=torch.float64)
+        s = torch.as_tensor(tr.spikes[p.name][:T], dtype=torch.float64) * p.threshold
+        out[p.name] = np.stack([_channel_mean(s[t] - a, p.shape).numpy() for t in range(T)])
     return out
 
 
