@@ -17,6 +17,7 @@ from spikeport.models.zoo import load_checkpoint
 from spikeport.targets.lowering import lower
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.methods import apply_method
 from spikeport.toolchain.pipeline import (
     accuracy,
     ann_accuracy,
@@ -34,6 +35,7 @@ __all__ = [
     "__version__",
     "accuracy",
     "ann_accuracy",
+    "apply_method",
     "convert",
     "dataset_for",
     "encode",

@@ -21,6 +21,16 @@ How each population becomes stock Lava processes (DESIGN.md section 3, checked a
   first step of its window; in the flush step after the window its source sends a large negative
   current (the quench) so that no spike (and no pending self-subtraction) leaks into the next
   sample.
+
+The seed methods:
+
+* FTBC's per-step, per-channel bias is a time-indexed ``RingBuffer`` (the source's schedule):
+  stock processes only.
+* COS and TPP are neuron models no stock Lava process has; they become spikeport's own
+  ``COSNeuron`` / ``TPPNeuron`` processes (CPU-only, ``procs/neurons.py``) between stock synapses.
+  A COS layer emits its first spike rho steps after its first input, a TPP layer T steps after;
+  the depths, the delays of skip connections and the streaming period (rho + S + 1, resp. 2T + 1)
+  account for that.
 """
 
 from __future__ import annotations

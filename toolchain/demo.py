@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm import tqdm
 
+from spikeport.toolchain.compare import compare_methods
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.pipeline import accuracy, ann_accuracy, dataset_for, load_model, run, verify
 from spikeport.toolchain.quantize import quantize
@@ -22,7 +24,8 @@ from spikeport.toolchain.report import Report, accuracy_table, write_report
 
 def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), lava_T: int = 8,
          lava_samples: int = 32, calib_samples: int = 512, test_samples: int | None = None,
-         lava: bool = True, progress: bool = True) -> Report:
+         lava: bool = True, progress: bool = True, methods_Ts: tuple[int, ...] = (1, 2, 4, 8),
+         tpp_seeds: int = 3) -> Report:
     t_start = time.perf_counter()
     loaded = load_model(model)
     data = dataset_for(loaded)
@@ -70,9 +73,19 @@ def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
             report.lava = {"T": T, "samples": n_lava, **{k: v for k, v in traces["lava"].meta.items()
                                                          if isinstance(v, int | float)}}
     bar.close()
+    if methods_Ts:
+        t0 = time.perf_counter()
+        table = compare_methods(model, Ts=methods_Ts, tpp_seeds=tpp_seeds, lava_Ts=(), verify_samples=50,
+                                test_samples=test_samples, calib_samples=calib_samples, progress=progress)
+        report.methods = asdict(table)
+        report.methods_markdown = table.markdown()
+        report.timings["methods_s"] = time.perf_counter() - t0
     report.timings["total_s"] = time.perf_counter() - t_start
     write_report(report, out)
     print(accuracy_table(report))
+    if report.methods_markdown:
+        print("\nseed methods (spikeport methods for the full table, with Lava):")
+        print(report.methods_markdown)
     for v in report.verification:
         print(("  ok   " if v["exact"] else "  FAIL ") + _verification_line(v))
     print(f"report: {out / 'report.html'} and {out / 'report.json'}")
@@ -89,4 +102,5 @@ def _verification_line(v: dict) -> str:
 
 
 def all_exact(report: Report) -> bool:
-    return all(v["exact"] for v in report.verification)
+    return all(v["exact"] for v in report.verification) and report.methods.get("notes", {}).get(
+        "all_checks_exact", True)

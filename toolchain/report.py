@@ -34,6 +34,8 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     snn_summary: str = ""
+    methods: dict = field(default_factory=dict)  # spikeport.toolchain.compare.MethodTable as a dict
+    methods_markdown: str = ""
 
     @classmethod
     def new(cls, loaded, data: Dataset, profile: str, calib_samples: int) -> Report:
@@ -136,7 +138,44 @@ def _plots(report: Report) -> dict[str, str]:
         ax.grid(alpha=0.3, axis="y")
         out["headroom"] = _png(fig)
         plt.close(fig)
+    rows = [r for r in report.methods.get("rows", []) if r["target"] == "sim" and r["T"] is not None
+            and r["n"] == report.methods.get("n_test")]
+    if rows:
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+        for m in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted((r["T"], r["acc"], r["acc_std"] or 0.0) for r in rows if r["method"] == m)
+            ax.errorbar([p[0] for p in pts], [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts],
+                        marker="o", capsize=3, label=m)
+        ann = [r for r in report.methods["rows"] if r["method"] == "ann"]
+        if ann:
+            ax.axhline(100 * ann[0]["acc"], ls="--", color="gray", label="ANN")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("time steps T (COS adds rho, TPP doubles it: see the latency table)")
+        ax.set_ylabel("integer SNN on sim (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        out["methods"] = _png(fig)
+        plt.close(fig)
     return out
+
+
+def _methods_html(report: Report, plots: dict[str, str]) -> str:
+    if not report.methods:
+        return ""
+    tables, current = [], []
+    for ln in [*report.methods_markdown.splitlines(), ""]:
+        if ln.startswith("|"):
+            if not ln.startswith("|---"):
+                current.append([c.strip() for c in ln.strip("|").split("|")])
+        elif current:
+            tables.append(current)
+            current = []
+    html_tables = "".join(_table(t[1:], t[0]) for t in tables)
+    img = f'<img src="{plots["methods"]}" alt="methods against T">' if "methods" in plots else ""
+    return ("<h2>Seed methods</h2><p>Integer accuracy of each method on sim (whole test split); torch_int rows are "
+            "identical by the checks below. COS's latency includes its pre-run, TPP's its accumulation phase. "
+            f"Integer checks: {len(report.methods['checks'])}, all exact: {report.methods['notes'].get('all_checks_exact')}."
+            f"</p>{img}{html_tables}")
 
 
 def _table(rows: list[list], header: list[str], cls: list[str] | None = None) -> str:
@@ -189,6 +228,7 @@ pre{{background:#f7f7f7;padding:.6em;font-size:13px}}img{{max-width:100%}}</styl
 (ANN test accuracy {100 * ck.get('ann_test_acc', float('nan')):.2f}%, unquantized activations {100 * ck.get('ann_clip_test_acc', float('nan')):.2f}%).</p>
 <h2>Accuracy</h2><img src="{plots['accuracy']}" alt="accuracy against T">{acc}
 <h2>Verification (spike for spike, as integers)</h2>{_table(ver_rows, ['target', 'against', 'T', 'samples', 'layers', 'values', 'spikes', 'result', 'first divergence'], ver_cls)}
+{_methods_html(report, plots)}
 <h2>Quantization</h2>{'<img src="' + plots['headroom'] + '" alt="head-room">' if 'headroom' in plots else ''}{''.join(q_html)}
 <h2>Overflow</h2>{ovf_html}
 <h2>Spiking network</h2><pre>{html.escape(report.snn_summary)}</pre>
