@@ -14,8 +14,8 @@ from pathlib import Path
 
 EXAMPLES = {
     "demo": "spikeport demo --out out/demo",
-    "run": "spikeport run cnn_mnist --target sim --T 8",
-    "verify": "spikeport verify cnn_mnist --T 8 --samples 16 --targets sim,lava",
+    "run": "spikeport run cnn_mnist --target sim --T 2 --method ftbc",
+    "verify": "spikeport verify cnn_mnist --T 8 --samples 16 --targets sim,lava --method cos",
     "info": "spikeport info model.onnx --data mnist5k",
     "methods": "spikeport methods cnn_mnist --T 1,2,4,8 --out out/methods",
     "train": "spikeport train cnn_mnist --epochs 40 --seeds 0,1,2 --out cnn.pt",
@@ -52,6 +52,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    "was trained on; required for ONNX files)")
     p.add_argument("--allow-maxpool", action="store_true", help="replace MaxPool2d by AvgPool2d (with a warning)")
     p.add_argument("--calib", type=_positive, default=512, help="training samples used for calibration")
+    p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp"], default="qcfs",
+                   help="calibration method on top of the QCFS conversion (NQ: pass an *_nq model)")
+    p.add_argument("--rho", type=_positive, default=4, help="COS pre-run length")
+    p.add_argument("--seed", type=int, default=0, help="TPP seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lava-T", type=_positive, default=8, help="T of the Lava run")
     p.add_argument("--lava-samples", type=int, default=32, help="test samples streamed through Lava (0: none)")
     p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
+    p.add_argument("--methods-T", type=_ints, default=(1, 2, 4, 8),
+                   help="T values of the seed-methods table (0: leave it out)")
+    p.add_argument("--tpp-seeds", type=_positive, default=3, help="TPP seeds in the methods table")
 
     p = add("run", "accuracy of one target on the test split")
     _model_args(p)
@@ -117,19 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _prepare(args):
     from spikeport.toolchain.convert import convert
+    from spikeport.toolchain.methods import apply_method
     from spikeport.toolchain.pipeline import dataset_for, load_model
 
     model = load_model(args.model, allow_maxpool=args.allow_maxpool)
     data = dataset_for(model, args.data)
     calib = data.x_train[:args.calib]
-    return model, data, calib, convert(model.graph, calib)
+    snn = convert(model.graph, calib)
+    snn = apply_method(snn, args.method, args.T, graph=model.graph, calib_x=data.x_train, calib_y=data.y_train,
+                       rho=args.rho, seed=args.seed)
+    return model, data, calib, snn
 
 
 def cmd_demo(args) -> int:
     from spikeport.toolchain.demo import all_exact, demo
 
     report = demo(args.out, model=args.model, Ts=args.T, lava_T=args.lava_T, lava_samples=args.lava_samples,
-                  test_samples=args.samples, lava=args.lava_samples > 0)
+                  test_samples=args.samples, lava=args.lava_samples > 0,
+                  methods_Ts=tuple(t for t in args.methods_T if t > 0), tpp_seeds=args.tpp_seeds)
     return 0 if all_exact(report) else 1
 
 

@@ -123,7 +123,7 @@ class _Parser(HTMLParser):
 
 def test_small_demo_writes_reports(capsys, tmp_path):
     code, out, _ = cli(capsys, "demo", "--out", str(tmp_path), "--T", "2,4", "--lava-T", "4",
-                       "--lava-samples", "3", "--samples", "60")
+                       "--lava-samples", "3", "--samples", "60", "--methods-T", "2", "--tpp-seeds", "2")
     assert code == 0
     rep = json.loads((tmp_path / "report.json").read_text())
     acc = {(r["method"], r["target"], r["T"], r["n"]) for r in rep["accuracy"]}
@@ -137,5 +137,28 @@ def test_small_demo_writes_reports(capsys, tmp_path):
         assert r["exact"] and r["first_divergence"] is None
     p = _Parser()
     p.feed((tmp_path / "report.html").read_text())
-    assert len(p.imgs) >= 2 and all(s.startswith("data:image/png;base64,") for s in p.imgs) and p.tables >= 3
+    assert len(p.imgs) >= 3 and all(s.startswith("data:image/png;base64,") for s in p.imgs) and p.tables >= 4
+    assert {r["method"] for r in rep["methods"]["rows"]} >= {"qcfs", "ftbc", "cos (rho=4)", "tpp", "permute"}
+    assert rep["methods"]["notes"]["all_checks_exact"]
     assert "T=2" in out and "lava" in out
+
+
+@pytest.mark.parametrize("method", ["ftbc", "cos", "tpp"])
+def test_verify_with_a_method(method, capsys):
+    code, out, _ = cli(capsys, "verify", "resnet_digits", "--T", "2", "--samples", "6", "--targets", "sim",
+                       "--method", method)
+    assert code == 0 and "sim vs torch_int: exact" in out
+
+
+def test_methods_table_command(capsys, tmp_path):
+    code, out, _ = cli(capsys, "methods", "mlp_digits", "--T", "1,2", "--tpp-seeds", "2", "--lava-T", "2",
+                       "--lava-samples", "3", "--verify-samples", "10", "--samples", "40", "--out", str(tmp_path))
+    assert code == 0 and "all exact: True" in out
+    table = json.loads((tmp_path / "methods.json").read_text())
+    methods = {r["method"] for r in table["rows"]}
+    assert {"qcfs", "ftbc", "cos (rho=4)", "tpp", "nq", "permute", "ann"} <= methods
+    tpp = [r for r in table["rows"] if r["method"] == "tpp" and r["target"] == "sim"]
+    assert all(r["runs"] == 2 and r["acc_std"] is not None for r in tpp)
+    lava = {(r["method"], r["T"]) for r in table["rows"] if r["target"] == "lava"}
+    assert lava == {("qcfs", 2), ("ftbc", 2), ("cos (rho=4)", 2), ("tpp (seed 0)", 2)}
+    assert (tmp_path / "methods.md").read_text().startswith("| method |")
