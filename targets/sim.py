@@ -13,7 +13,8 @@ Its arithmetic follows Lava's bit-accurate process models, not the PyTorch refer
 
 Samples run side by side in a batch, each starting at step 1 (the streamed Lava run puts sample i
 at steps i*P + 1 ..; the LIFReset/quench construction makes the two equivalent, which the Lava
-tests check). Synaptic sums are computed in float64, exact for these integer ranges.
+tests check). Synaptic sums run in float32 where every partial sum stays below 2**24 (exact for 0/1
+inputs) and in float64 otherwise (``toolchain.ops.exact_dtype``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from spikeport.targets.base import check_graph, register
 from spikeport.targets.lava.kernels import COSKernel, TPPKernel
 from spikeport.targets.lowering import lower
 from spikeport.targets.process_net import ConvProcess, COSProcess, DenseProcess, LIFProcess, ProcessNet, TPPProcess
+from spikeport.toolchain.ops import exact_dtype
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
@@ -80,13 +82,14 @@ class _Dense:
                 d[coo.row] = coo.data
                 self.diag = torch.as_tensor(d, device=device)
             else:
+                dtype = exact_dtype(np.asarray(abs(w).sum(axis=1)))
                 with warnings.catch_warnings():  # torch calls CSR "beta"; the indices come from scipy
                     warnings.simplefilter("ignore", UserWarning)
                     self.w = torch.sparse_csr_tensor(
                         torch.as_tensor(w.indptr, dtype=torch.int64), torch.as_tensor(w.indices, dtype=torch.int64),
-                        torch.as_tensor(w.data, dtype=torch.float64), w.shape, device=device)
+                        torch.as_tensor(w.data, dtype=dtype), w.shape, device=device)
         else:
-            self.w = torch.as_tensor(w, dtype=torch.float64, device=device)
+            self.w = torch.as_tensor(w, dtype=exact_dtype(w), device=device)
         self.queue: list[torch.Tensor | None] = []
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
@@ -94,7 +97,7 @@ class _Dense:
         if self.diag is not None:
             acc = x.to(torch.int64) * self.diag
         else:
-            x = x.to(torch.float64)
+            x = x.to(self.w.dtype)
             acc = (self.w @ x.T).T if self.w.layout == torch.sparse_csr else x @ self.w.T
             acc = acc.round().to(torch.int64)
         return _shift(acc, self.p.weight_exp)
@@ -103,13 +106,13 @@ class _Dense:
 class _Conv:
     def __init__(self, p: ConvProcess, device: torch.device) -> None:
         self.p = p
-        self.w = torch.as_tensor(p.weight, dtype=torch.float64, device=device)
+        self.w = torch.as_tensor(p.weight, dtype=exact_dtype(p.weight), device=device)
         self.queue: list[torch.Tensor | None] = []
         self.overflow = 0
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
         p = self.p
-        x = s.reshape(len(s), *p.in_shape).to(torch.float64)
+        x = s.reshape(len(s), *p.in_shape).to(self.w.dtype)
         a = F.conv2d(x, self.w, None, p.stride, p.padding, p.dilation, p.groups).round().to(torch.int64)
         wrapped = (a + U_MAX) % U_FOLD - U_MAX  # Lava's signed 24-bit clamp of the conv output
         self.overflow += int((wrapped != a).sum())

@@ -2,7 +2,7 @@
 
 Float mode runs a float :class:`SNNGraph` on raw inputs; integer mode runs an integer graph on the
 per-sample input currents of :func:`encode` with exact integer arithmetic (int64 membranes;
-synaptic sums computed in float64, exact for the integer ranges the quantizer allows). This is the
+synaptic sums in float32 or float64, whichever holds them exactly: ``ops.exact_dtype``). This is the
 model the pipelined targets (``sim``, ``lava``) are verified against, after each layer's pipeline
 latency is aligned.
 """
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from spikeport.toolchain.neurons import Excursion, permute_in_time, run_cos, run_if, run_tpp
-from spikeport.toolchain.ops import apply_synapse
+from spikeport.toolchain.ops import apply_synapse, exact_dtype
 from spikeport.toolchain.snn import INPUT, SNNGraph
 from spikeport.toolchain.trace import Trace
 
@@ -39,11 +39,13 @@ def encode(snn: SNNGraph, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class Synapse(nn.Module):
-    def __init__(self, projection, dtype: torch.dtype) -> None:
+    def __init__(self, projection, integer: bool) -> None:
         super().__init__()
         self.syn = projection.synapse
         self.source = projection.source
-        self.register_buffer("weight", torch.as_tensor(projection.effective_weight(), dtype=dtype))
+        w = projection.effective_weight()
+        dtype = exact_dtype(w) if integer else torch.float32  # integer sums stay exact
+        self.register_buffer("weight", torch.as_tensor(w, dtype=dtype))
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         return apply_synapse(self.syn, s.reshape(len(s), *self.syn.in_shape), self.weight).reshape(len(s), -1)
@@ -62,12 +64,11 @@ class SNNReference(nn.Module):
         self.snn = snn
         self.integer = snn.integer
         self.device = torch.device(device)
-        syn_dtype = torch.float64 if snn.integer else torch.float32
         self.headroom = snn.meta.get("headroom") if snn.integer else None
         self.dtype = torch.int64 if snn.integer else torch.float32
         # indexed like snn.populations (torch module names cannot hold the dots of layer names)
         self.synapses = nn.ModuleList(
-            nn.ModuleList([Synapse(pr, syn_dtype) for pr in p.inputs if pr.source != INPUT]) for p in snn.populations)
+            nn.ModuleList([Synapse(pr, snn.integer) for pr in p.inputs if pr.source != INPUT]) for p in snn.populations)
         self.biases = [torch.as_tensor(np.asarray(p.bias).reshape(-1), dtype=self.dtype) for p in snn.populations]
         self.time_biases = [None if p.time_bias is None else torch.as_tensor(
             np.broadcast_to(p.time_bias, (len(p.time_bias), *p.shape)).reshape(len(p.time_bias), -1).copy(),
