@@ -37,7 +37,9 @@ def _zeros(shape, integer: bool, device) -> torch.Tensor:
 
 def run_if(current: Current, S: int, shape: tuple[int, int], theta, v_init, integer: bool, ex: Excursion,
            device) -> torch.Tensor:
-    """IF with reset by subtraction: m = v + x; fire when m >= theta; v = m - theta * s."""
+    """IF with reset by subtraction: m = v + x; fire when m >= theta; v = m - theta * s.
+
+    ``v_init`` is a number, or a (batch, neurons) tensor of per-neuron initial potentials (COS)."""
     v = _zeros(shape, integer, device) + v_init
     out = torch.zeros((S, *shape), dtype=torch.bool, device=device)
     for t in range(S):
@@ -95,14 +97,7 @@ def run_cos(current: Current, S: int, rho: int, shape: tuple[int, int], theta, v
     else:
         min_spike, max_quiet = min_spike.to(v.dtype), max_quiet.to(v.dtype)
     v = cos_initial_potential(v, count, min_spike, max_quiet, has_quiet, theta, v_init, S, integer)
-    out = torch.zeros((S, *shape), dtype=torch.bool, device=device)
-    for t in range(S):
-        m = v + current(t)
-        ex.observe(m)
-        s = m >= theta
-        v = m - theta * s.to(m.dtype)
-        out[t] = s
-    return out
+    return run_if(current, S, shape, theta, v, integer, ex, device)
 
 
 def run_tpp(current: Current, T: int, shape: tuple[int, int], theta, v_init, integer: bool, ex: Excursion,
