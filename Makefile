@@ -9,6 +9,7 @@ PY311 ?= $(shell command -v python3.11 || command -v python3)
 PY310 ?= $(shell (pyenv prefix 3.10.13 || pyenv prefix 3.10) 2>/dev/null | head -n1 | sed 's|$$|/bin/python|' | grep . || command -v python3.10)
 VENV := .venv
 LAVA := .venv-lava
+NETX := .cache/lava-dl/netx
 OUT ?= out/demo
 
 .PHONY: env lava-env demo test lint clean
@@ -28,8 +29,19 @@ $(LAVA)/.stamp:
 	$(LAVA)/bin/pip install -q --no-deps "lava-dl==0.6.0"
 	touch $@
 
+# lava-dl's own ground-truth traces ship inside its wheel (tests/lava/lib/dl/netx): fetch and unpack them
+$(NETX)/.stamp: $(LAVA)/.stamp
+	mkdir -p .cache/lava-dl
+	$(LAVA)/bin/pip download -q --no-deps "lava-dl==0.6.0" -d .cache/lava-dl
+	$(LAVA)/bin/python -c "import glob, os, shutil, zipfile; \
+	  z = zipfile.ZipFile(sorted(glob.glob('.cache/lava-dl/lava_dl-0.6.0-*.whl'))[0]); \
+	  p = 'tests/lava/lib/dl/netx/'; shutil.rmtree('$(NETX)', ignore_errors=True); \
+	  [z.extract(n, '.cache/lava-dl/unpacked') for n in z.namelist() if n.startswith(p)]; \
+	  shutil.move('.cache/lava-dl/unpacked/' + p, '$(NETX)'); shutil.rmtree('.cache/lava-dl/unpacked')"
+	touch $@
+
 env: $(VENV)/.stamp lava-env
-lava-env: $(LAVA)/.stamp
+lava-env: $(LAVA)/.stamp $(NETX)/.stamp
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .

@@ -19,6 +19,7 @@ EXAMPLES = {
     "info": "spikeport info model.onnx --data mnist5k",
     "methods": "spikeport methods cnn_mnist --T 1,2,4,8 --out out/methods",
     "train": "spikeport train cnn_mnist --epochs 40 --seeds 0,1,2 --out cnn.pt",
+    "conformance": "spikeport conformance --json",
 }
 
 MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikeport checkpoint (.pt) or an "
@@ -106,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-samples", type=_positive, default=100, help="samples verified spike for spike")
     p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
     p.add_argument("--out", type=Path, default=Path("out/methods"), help="folder for methods.json and methods.md")
+
+    p = add("conformance", "reproduce lava-dl 0.6.0's own ground-truth traces with sim (exit 1 on any mismatch)")
+    p.add_argument("--only", default=None, help="comma-separated subset of tinynet, dense, pilotnet_lif, ntidigits")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("info", "show the imported graph, the spiking network and its quantization")
     _model_args(p)
@@ -227,8 +232,25 @@ def cmd_methods(args) -> int:
     return 0 if exact else 1
 
 
-COMMANDS = {"demo": cmd_demo, "methods": cmd_methods, "run": cmd_run, "verify": cmd_verify, "info": cmd_info,
-            "train": cmd_train}
+def cmd_conformance(args) -> int:
+    from spikeport.targets.conformance import SUITE, run_suite
+    from spikeport.toolchain.errors import SpikeportError
+
+    names = [n.strip() for n in args.only.split(",")] if args.only else None
+    unknown = [n for n in names or [] if n not in SUITE]
+    if unknown:
+        raise SpikeportError(f"unknown conformance trace(s) {unknown}; choose from {sorted(SUITE)}")
+    checks = run_suite(names)
+    if args.json:
+        print(json.dumps([c.to_dict() for c in checks], indent=1))
+    else:
+        for c in checks:
+            print(c.line())
+    return 0 if all(c.exact for c in checks) else 1
+
+
+COMMANDS = {"demo": cmd_demo, "methods": cmd_methods, "conformance": cmd_conformance, "run": cmd_run,
+            "verify": cmd_verify, "info": cmd_info, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

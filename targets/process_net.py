@@ -93,8 +93,9 @@ class DenseProcess:
     weight_exp: int = 0
     num_weight_bits: int = 8
     sign_mode: str | None = None  # None: Lava determines it from the weights
-    delay: int = 0  # uniform axonal delay (DelaySparse); arrives at t + 1 + delay
+    delay: int | np.ndarray = 0  # axonal delay, uniform or per synapse (DelaySparse); arrives at t + 1 + delay
     sparse: bool = False  # Sparse instead of Dense (same arithmetic)
+    num_message_bits: int = 0  # 0: binary spikes; > 0: graded input values
 
 
 @dataclass
@@ -109,6 +110,7 @@ class ConvProcess:
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
+    num_message_bits: int = 0
 
 
 @dataclass

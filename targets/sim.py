@@ -35,6 +35,7 @@ from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
 
+INPUT_NAME = "input"  # the source name of synapses fed by external spikes
 U_FOLD = 1 << 24
 U_MAX = 1 << 23
 V_MAX = (1 << 23) - 1
@@ -69,12 +70,11 @@ def _shift(acc: torch.Tensor, exp: int) -> torch.Tensor:
     return acc << exp if exp > 0 else acc >> -exp
 
 
-class _Dense:
-    def __init__(self, p: DenseProcess, device: torch.device) -> None:
-        self.p = p
-        w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits)
-        self.diag = None
-        self.w = None
+class _Matrix:
+    """One integer weight matrix applied to a (batch, n_in) input: diagonal, CSR or dense."""
+
+    def __init__(self, w, device: torch.device) -> None:
+        self.diag = self.w = None
         if sparse.issparse(w):
             coo = w.tocoo()
             if w.shape[0] == w.shape[1] and np.all(coo.row == coo.col):  # self-connections, skips
@@ -90,17 +90,36 @@ class _Dense:
                         torch.as_tensor(w.data, dtype=dtype), w.shape, device=device)
         else:
             self.w = torch.as_tensor(w, dtype=exact_dtype(w), device=device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.diag is not None:
+            return x.to(torch.int64) * self.diag
+        x = x.to(self.w.dtype)
+        acc = (self.w @ x.T).T if self.w.layout == torch.sparse_csr else x @ self.w.T
+        return acc.round().to(torch.int64)
+
+
+class _Dense:
+    """Dense / Sparse / DelaySparse / DelayDense: Lava's weight processing on the whole matrix, then
+    one matrix per distinct delay (each block is shifted by weight_exp on its own, as Lava does)."""
+
+    def __init__(self, p: DenseProcess, device: torch.device) -> None:
+        self.p = p
+        w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits)
+        if np.ndim(p.delay) == 0:
+            self.blocks = [(int(p.delay), _Matrix(w, device))]
+        else:
+            dense = w.toarray() if sparse.issparse(w) else np.asarray(w)
+            delays = np.asarray(p.delay)
+            self.blocks = [(int(d), _Matrix(sparse.csr_matrix(np.where(delays == d, dense, 0)), device))
+                           for d in np.unique(delays[dense != 0])] or [(0, _Matrix(dense, device))]
         self.queue: list[torch.Tensor | None] = []
 
-    def __call__(self, s: torch.Tensor) -> torch.Tensor:
+    def __call__(self, s: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         x = s.reshape(len(s), -1)
-        if self.diag is not None:
-            acc = x.to(torch.int64) * self.diag
-        else:
-            x = x.to(self.w.dtype)
-            acc = (self.w @ x.T).T if self.w.layout == torch.sparse_csr else x @ self.w.T
-            acc = acc.round().to(torch.int64)
-        return _shift(acc, self.p.weight_exp)
+        if not self.p.num_message_bits:
+            x = x != 0
+        return [(d, _shift(m(x), self.p.weight_exp)) for d, m in self.blocks]
 
 
 class _Conv:
@@ -110,13 +129,14 @@ class _Conv:
         self.queue: list[torch.Tensor | None] = []
         self.overflow = 0
 
-    def __call__(self, s: torch.Tensor) -> torch.Tensor:
+    def __call__(self, s: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         p = self.p
-        x = s.reshape(len(s), *p.in_shape).to(self.w.dtype)
+        x = s.reshape(len(s), *p.in_shape)
+        x = (x != 0 if not p.num_message_bits else x).to(self.w.dtype)
         a = F.conv2d(x, self.w, None, p.stride, p.padding, p.dilation, p.groups).round().to(torch.int64)
         wrapped = (a + U_MAX) % U_FOLD - U_MAX  # Lava's signed 24-bit clamp of the conv output
         self.overflow += int((wrapped != a).sum())
-        return wrapped.reshape(len(s), -1)
+        return [(0, wrapped.reshape(len(s), -1))]
 
 
 class _LIF:
@@ -185,11 +205,19 @@ class _Windowed:
 
 
 def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False,
-             steps: int | None = None, device: str = "cpu", sample_ids: np.ndarray | None = None) -> Trace:
+             steps: int | None = None, device: str = "cpu", sample_ids: np.ndarray | None = None,
+             spikes_in: np.ndarray | None = None, record_state: tuple[str, ...] = ()) -> Trace:
     """Run one window per sample (batched). ``currents[pop]`` is (batch, N) for input-fed layers;
-    ``sample_ids`` key TPP's random numbers (default 0..batch-1)."""
+    ``sample_ids`` key TPP's random numbers (default 0..batch-1); ``spikes_in`` (steps, batch, N)
+    feeds the synapses whose source is ``"input"`` (netx networks); ``record_state`` names LIFs whose
+    u and v are kept for every step (``trace.meta["u"]``, ``trace.meta["v"]``)."""
     dev = torch.device(device)
-    batch = len(next(iter(currents.values()))) if currents else 1
+    if currents:
+        batch = len(next(iter(currents.values())))
+    elif spikes_in is not None:
+        batch = np.asarray(spikes_in).shape[1]
+    else:
+        batch = 1
     ids = torch.as_tensor(np.arange(batch) if sample_ids is None else np.asarray(sample_ids), dtype=torch.int64)
     steps = steps or net.frame
     neurons: dict[str, _LIF | _Windowed] = {}
@@ -210,6 +238,8 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
     starts = {n: net.window_start(n) or 1 for n in neurons}
     out_start = {n: getattr(neurons[n], "out_start", starts[n]) for n in neurons}
     counts = {n: torch.zeros(batch, dtype=torch.int64) for n in hidden}
+    states = {k: {n: torch.zeros((steps, batch, neurons[n].p.size), dtype=torch.int64) for n in record_state}
+              for k in ("u", "v")}
     for t in range(1, steps + 1):
         a_in = {n: torch.zeros((batch, nr.p.size), dtype=torch.int64, device=dev) for n, nr in neurons.items()}
         for syn in syns:  # deliver what was computed 1 + delay steps ago
@@ -227,13 +257,17 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
             elif j == s.window(net.T):
                 a_in[s.dst] -= s.quench
         out = {n: nr.step(t, a_in[n]) for n, nr in neurons.items()}
+        if spikes_in is not None:
+            out[INPUT_NAME] = torch.as_tensor(spikes_in[t - 1], device=dev).reshape(batch, -1)
         for syn in syns:
-            delay = getattr(syn.p, "delay", 0)
-            while len(syn.queue) < delay + 1:
-                syn.queue.append(None)
-            contrib = syn(out[syn.p.src])
-            syn.queue[delay] = contrib if syn.queue[delay] is None else syn.queue[delay] + contrib
+            for delay, contrib in syn(out[syn.p.src]):
+                while len(syn.queue) < delay + 1:
+                    syn.queue.append(None)
+                syn.queue[delay] = contrib if syn.queue[delay] is None else syn.queue[delay] + contrib
         ro_trace[t - 1] = (readout.u >> net.act_shift).cpu()
+        for n in record_state:
+            states["u"][n][t - 1] = neurons[n].u.cpu()
+            states["v"][n][t - 1] = neurons[n].v.cpu()
         for n, c in counts.items():
             if out_start[n] <= t < out_start[n] + net.T:
                 c += out[n].sum(1).cpu()
@@ -249,7 +283,9 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
                   for n, nr in neurons.items()},
         window_start={n: out_start[n] - 1 for n in hidden},
         readout_start=starts[net.readout] - 1,
-        meta={"steps": steps, "period": net.period})
+        meta={"steps": steps, "period": net.period,
+              **({"u": {k: v.numpy() for k, v in states["u"].items()},
+                  "v": {k: v.numpy() for k, v in states["v"].items()}} if record_state else {})})
 
 
 class SimTarget:

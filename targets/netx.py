@@ -1,0 +1,239 @@
+"""Read lava-dl netx ``.net`` files (HDF5) into a :class:`ProcessNet` that ``sim`` runs.
+
+It follows what ``lava.lib.dl.netx.hdf5.Network`` builds, layer type by layer type (semantics
+note, section 7):
+- ``input``: with a neuron it becomes a LIF driven by its bias; without one, the network's input
+  is spikes into the next layer's synapse.
+- ``conv``: Conv + LIF. netx's kernel flip and Lava's true convolution add up to a PyTorch
+  cross-correlation with the stored (C_out, C_in, kH, kW) kernel.
+- ``dense``: Dense + LIF, with netx's 8-bit weight optimisation (``optimize_weight_bits``).
+  Axonal delays become per-row DelayDense delays; above 62 they are an error (netx clamps them
+  with a warning, which silently changes the network).
+- A ``dense`` without a neuron becomes a non-spiking integrator (vThMant 1 << 17).
+- ``dense_rec``: the forward and recurrent weights are optimised jointly.
+- ``flatten``: nothing to build, since dense matrices already act on (C, H, W)-flattened vectors.
+
+LOIHI/CUBA neurons map to ``vth = vThMant``, ``du = iDecay - 1``, ``dv = vDecay``, ``bias_exp = 6``;
+with ``reset_interval`` they become LIFReset with offset ``reset_offset + 1 + k`` for the k-th
+block. Every value is checked against the hardware range, and errors name the layer and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spikeport.targets.process_net import ConvProcess, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.errors import ModelFileError, UnsupportedOpError
+
+MAX_DELAY = 62
+UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat", "dense_comp")
+
+
+@dataclass
+class NetxNetwork:
+    net: ProcessNet
+    layers: list[str]  # LIF names in order (``layer{i}``)
+    input_shape: tuple[int, ...]  # (C, H, W) or (N,)
+    input_synapses: list[str] = field(default_factory=list)  # fed by the external spike input
+    input_layer: str | None = None  # an input LIF driven by its bias (tinynet, pilotnet)
+
+
+def _scalar(layer: str, cfg, key: str, default=None):
+    if key not in cfg:
+        if default is None:
+            raise ModelFileError(f"netx layer {layer}: missing field {key!r}")
+        return default
+    v = np.asarray(cfg[key][()])
+    return v.reshape(-1)[0].item() if v.size == 1 else v
+
+
+def _pair(v) -> tuple[int, int]:
+    a = np.asarray(v).reshape(-1)
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+def _check(layer: str, name: str, value, lo, hi) -> None:
+    arr = np.asarray(value)
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        bad = arr.min() if arr.min() < lo else arr.max()
+        raise ModelFileError(f"netx layer {layer}: {name} = {bad} is outside the hardware range [{lo}, {hi}]")
+
+
+def _neuron(layer: str, cfg, size: int, reset_interval: int | None, offset: int, bias=None) -> dict:
+    n = cfg["neuron"]
+    kind = n["type"][()]
+    kind = (kind[0] if np.ndim(kind) else kind)
+    kind = kind.decode("ascii") if isinstance(kind, bytes) else str(kind)
+    if kind not in ("LOIHI", "CUBA"):
+        raise UnsupportedOpError(f"netx layer {layer}: neuron type {kind!r} is not supported (LOIHI/CUBA only)")
+    i_decay = int(_scalar(layer, n, "iDecay"))
+    v_decay = int(_scalar(layer, n, "vDecay"))
+    vth = int(_scalar(layer, n, "vThMant"))
+    _check(layer, "neuron/iDecay", i_decay, 0, 4096)
+    _check(layer, "neuron/vDecay", v_decay, 0, 4096)
+    _check(layer, "neuron/vThMant", vth, 0, (1 << 17))
+    if "messageBits" in n and int(_scalar(layer, n, "messageBits")) != 0:
+        raise UnsupportedOpError(f"netx layer {layer}: graded output spikes (messageBits) are not supported")
+    params = dict(du=i_decay - 1, dv=v_decay, vth=vth, bias_exp=6,
+                  bias_mant=0 if bias is None else np.broadcast_to(np.asarray(bias).astype(int), (size,)).copy())
+    if reset_interval:
+        params.update(reset_interval=reset_interval, reset_offset=offset)
+    return params
+
+
+def optimize_weight_bits(layer: str, w: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """netx's ``utils.optimize_weight_bits``: (Lava weights, num_weight_bits, weight_exp)."""
+    w = np.asarray(w).astype(np.int64)
+    if (w.max() > 254 and w.min() < 0) or (w.min() < -256 and w.max() > 0):
+        w = np.clip(w, -256, 254)  # netx prints a warning and clips as well
+    if w.max() < 0:
+        scale, signed = -256 / w.min(), 0
+    elif w.min() >= 0:
+        scale, signed = (255 / w.max() if w.max() > 0 else 1.0), 0
+    else:
+        scale, signed = min(127 / w.max(), -128 / w.min()), 1
+    scale_bits = int(np.floor(np.log2(scale))) + signed
+    n = 8
+    while n > 0 and np.sum(np.abs(w / 2 ** n - np.round(w / 2 ** n))) != 0:
+        n -= 1
+    n -= signed
+    if scale_bits < 0:
+        raise ModelFileError(f"netx layer {layer}: weights up to {w.max()} do not fit an 8-bit excitatory synapse")
+    return w << scale_bits, int(8 - scale_bits - n), int(-scale_bits)
+
+
+def read_netx(path: str | Path, reset_interval: int | None = None, reset_offset: int = 0,
+              num_layers: int | None = None) -> NetxNetwork:
+    """Build the network ``netx.hdf5.Network(path, reset_interval, reset_offset, num_layers)`` would."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"netx file {path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ModelFileError(f"{path} is not a readable HDF5 netx file (truncated or corrupted?): "
+                             f"{str(exc).splitlines()[0]}") from exc
+    with f:
+        if "layer" not in f:
+            raise ModelFileError(f"{path}: no /layer group (not a netx network)")
+        group = f["layer"]
+        total = len(group)
+        if num_layers is not None:
+            total = min(total, num_layers)
+        lifs, syns, names = [], [], []
+        input_shape: tuple[int, ...] | None = None
+        input_syns: list[str] = []
+        input_layer = None
+        offset = reset_offset + 1  # "time starts from 1 in hardware"
+        prev: str | None = None
+        prev_shape: tuple[int, ...] | None = None
+        for i in range(total):
+            key = str(i)
+            if key not in group:
+                raise ModelFileError(f"{path}: /layer/{key} is missing (layers must be numbered 0..{total - 1})")
+            cfg = group[key]
+            layer = f"{key} ({path.name})"
+            kind = cfg["type"][()]
+            kind = (kind[0] if np.ndim(kind) else kind)
+            kind = kind.decode("ascii") if isinstance(kind, bytes) else str(kind)
+            name = f"layer{i}"
+            if kind in UNSUPPORTED:
+                raise UnsupportedOpError(f"netx layer {layer}: layer type {kind!r} is not supported "
+                                         "(netx itself does not build it either)")
+            if kind == "flatten":
+                continue
+            if kind == "input":
+                shape = tuple(int(v) for v in np.asarray(cfg["shape"][()]).reshape(-1))
+                if "neuron" in cfg:
+                    size = int(np.prod(shape))
+                    lifs.append(LIFProcess(name, shape, **_neuron(layer, cfg, size, reset_interval, offset)))
+                    names.append(name)
+                    input_layer, prev, prev_shape = name, name, shape
+                    offset += 1
+                input_shape = shape
+                continue
+            if kind not in ("conv", "dense", "dense_rec"):
+                raise UnsupportedOpError(f"netx layer {layer}: unknown layer type {kind!r}")
+            src_shape = prev_shape if prev_shape is not None else input_shape
+            if src_shape is None:
+                raise ModelFileError(f"netx layer {layer}: its input shape is unknown (no input layer before it)")
+            shape = tuple(int(v) for v in np.asarray(cfg["shape"][()]).reshape(-1))
+            bias = np.asarray(cfg["bias"][()]).astype(int) if "bias" in cfg else None
+            src = prev if prev is not None else "input"
+            if kind == "conv":
+                w = np.asarray(cfg["weight"][()])
+                w = w.reshape(w.shape[:4]).astype(np.int64)  # (C_out, C_in/g, kH, kW), older files carry a time dim
+                _check(layer, "weight", w, -(1 << 23), (1 << 23) - 1)
+                stride, pad = _pair(_scalar(layer, cfg, "stride", 1)), _pair(_scalar(layer, cfg, "padding", 0))
+                dil, groups = _pair(_scalar(layer, cfg, "dilation", 1)), int(_scalar(layer, cfg, "groups", 1))
+                if len(src_shape) != 3 or w.shape[1] * groups != src_shape[0]:
+                    raise ModelFileError(f"netx layer {layer}: weight {w.shape} does not chain to input {src_shape}")
+                _, h, wd = src_shape
+                oh = (h + 2 * pad[0] - dil[0] * (w.shape[2] - 1) - 1) // stride[0] + 1
+                ow = (wd + 2 * pad[1] - dil[1] * (w.shape[3] - 1) - 1) // stride[1] + 1
+                out_shape = (w.shape[0], oh, ow)
+                if int(np.prod(shape)) != int(np.prod(out_shape)):
+                    raise ModelFileError(f"netx layer {layer}: shape {shape} does not match the conv output "
+                                         f"{out_shape}")
+                syns.append(ConvProcess(f"{name}.syn", src, name, w, src_shape, out_shape, stride, pad, dil, groups))
+                if src == "input":
+                    input_syns.append(f"{name}.syn")
+                if bias is not None:
+                    bias = np.repeat(bias.reshape(-1, 1), oh * ow, axis=1).reshape(-1)
+                shape = out_shape
+            else:
+                size = int(np.prod(shape))
+                w = np.asarray(cfg["weight"][()]).reshape(size, -1)
+                n_in = int(np.prod(src_shape))
+                if w.shape[1] != n_in:
+                    raise ModelFileError(f"netx layer {layer}: weight {w.shape} does not chain to an input of "
+                                         f"{n_in} neurons")
+                shape = (size,)
+                if kind == "dense_rec":
+                    w_rec = np.asarray(cfg["weight_rec"][()]).reshape(size, -1)
+                    both, bits, exp = optimize_weight_bits(layer, np.hstack([w, w_rec]))
+                    w_l, w_rec_l = both[:, :n_in], both[:, n_in:]
+                else:
+                    w_l, bits, exp = optimize_weight_bits(layer, w)
+                delays = None
+                if "delay" in cfg:
+                    d = np.floor(np.asarray(cfg["delay"][()])).astype(np.int64)
+                    _check(layer, "delay", d, 0, MAX_DELAY)  # netx clamps with a warning; a chip cannot
+                    if d.size == 1:
+                        delays = np.full(w_l.shape, int(d.reshape(-1)[0]))
+                    elif d.size == size:
+                        delays = np.repeat(d.reshape(-1, 1), n_in, axis=1)
+                    elif d.size == n_in:
+                        delays = np.repeat(d.reshape(1, -1), size, axis=0)
+                    else:
+                        raise ModelFileError(f"netx layer {layer}: delay of shape {d.shape} fits neither the "
+                                             f"{size} outputs nor the {n_in} inputs")
+                syns.append(DenseProcess(f"{name}.syn", src, name, w_l, weight_exp=exp, num_weight_bits=bits,
+                                         delay=0 if delays is None else delays))
+                if src == "input":
+                    input_syns.append(f"{name}.syn")
+                if kind == "dense_rec":
+                    syns.append(DenseProcess(f"{name}.rec", name, name, w_rec_l, weight_exp=exp, num_weight_bits=bits))
+            size = int(np.prod(shape))
+            if "neuron" in cfg:
+                params = _neuron(layer, cfg, size, reset_interval, offset, bias)
+            else:  # a dense layer without neuron: a perfect integrator that never fires
+                params = dict(du=-1, dv=4096, vth=1 << 17, bias_exp=6,
+                              bias_mant=0 if bias is None else np.broadcast_to(bias, (size,)).copy())
+                if reset_interval:
+                    params.update(reset_interval=reset_interval, reset_offset=offset)
+            _check(layer, "bias", params["bias_mant"], -(1 << 15), (1 << 15) - 1)
+            lifs.append(LIFProcess(name, shape, **params))
+            names.append(name)
+            prev, prev_shape = name, shape
+            offset += 1
+        if not lifs:
+            raise ModelFileError(f"{path}: the network has no layers")
+    net = ProcessNet(T=1, period=reset_interval or 1, lifs=lifs, synapses=syns, sources=[], readout=names[-1],
+                     meta={"netx": str(path)})
+    return NetxNetwork(net, names, input_shape or (), input_syns, input_layer)

@@ -1,0 +1,106 @@
+"""netx import and lava-dl's own ground truth, reproduced by sim; bad netx files."""
+
+import h5py
+import numpy as np
+import pytest
+
+from spikeport.cli import main
+from spikeport.targets.conformance import data_dir, run_suite
+from spikeport.targets.netx import optimize_weight_bits, read_netx
+from spikeport.toolchain.errors import ModelFileError, UnsupportedOpError
+
+
+@pytest.mark.parametrize("trace", ["tinynet", "dense", "pilotnet_lif", "ntidigits"])
+def test_lava_dl_ground_truth_is_reproduced_exactly(trace):
+    checks = run_suite([trace])
+    assert checks and all(c.total > 0 for c in checks)
+    bad = [c.line() for c in checks if not c.exact]
+    assert not bad, bad
+
+
+def test_conformance_command(capsys):
+    code = main(["conformance", "--only", "tinynet,dense", "--json"])
+    out = capsys.readouterr().out
+    import json
+
+    rows = json.loads(out)
+    assert code == 0 and [r["name"] for r in rows] == ["tinynet output spikes", "dense block spikes (2000 steps)"]
+    assert all(r["exact"] and r["matched"] == r["total"] for r in rows)
+
+
+def test_netx_structure_of_pilotnet():
+    nx = read_netx(data_dir() / "gts/pilotnet_lif/network.net", reset_interval=16)
+    shapes = [nx.net.lif(n).shape for n in nx.layers]
+    assert shapes[0] == (3, 66, 200) and len(nx.layers) == 10 and shapes[-1] == (1,)
+    assert [nx.net.lif(n).reset_offset for n in nx.layers] == list(range(1, 11))
+    last = nx.net.lif(nx.layers[-1])
+    assert last.vth == 131071 and last.du == 4095  # iDecay 4096 -> du 4095
+
+
+@pytest.mark.parametrize("w,want_bits,want_exp", [
+    (np.array([[2, -4, 254]]), 8, 0),  # mixed and even: full width, exponent 0, lossless
+    (np.array([[3, 5, 100]]), 7, -1),
+])
+def test_netx_weight_optimisation_round_trips(w, want_bits, want_exp):
+    from spikeport.targets.sim import lava_weights
+
+    wl, bits, exp = optimize_weight_bits("x", w)
+    assert (bits, exp) == (want_bits, want_exp)
+    back = lava_weights(wl, None, bits)
+    shifted = back << exp if exp > 0 else back >> -exp
+    assert np.array_equal(shifted, w)
+
+
+def _write(path, layers):
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layer")
+        for i, cfg in enumerate(layers):
+            lg = g.create_group(str(i))
+            for k, v in cfg.items():
+                if isinstance(v, dict):
+                    ng = lg.create_group(k)
+                    for kk, vv in v.items():
+                        ng.create_dataset(kk, data=vv)
+                else:
+                    lg.create_dataset(k, data=v)
+
+
+NEURON = {"type": np.bytes_("CUBA"), "iDecay": 4096, "vDecay": 1024, "vThMant": 80}
+
+
+def test_bad_netx_files_name_the_layer_and_field(tmp_path):
+    src = data_dir() / "tiny.net"
+    cut = tmp_path / "cut.net"
+    cut.write_bytes(src.read_bytes()[:2000])
+    with pytest.raises(ModelFileError, match=r"cut\.net is not a readable HDF5"):
+        read_netx(cut)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        read_netx(tmp_path / "none.net")
+    _write(tmp_path / "pool.net", [{"type": [np.bytes_("input")], "shape": [4]}, {"type": [np.bytes_("pool")]}])
+    with pytest.raises(UnsupportedOpError, match=r"layer 1 \(pool\.net\): layer type 'pool'"):
+        read_netx(tmp_path / "pool.net")
+    _write(tmp_path / "chain.net", [{"type": [np.bytes_("input")], "shape": [4]},
+                                    {"type": [np.bytes_("dense")], "shape": [3], "weight": np.ones((3, 5)),
+                                     "neuron": NEURON}])
+    with pytest.raises(ModelFileError, match=r"layer 1 \(chain\.net\): weight \(3, 5\) does not chain"):
+        read_netx(tmp_path / "chain.net")
+    _write(tmp_path / "vth.net", [{"type": [np.bytes_("input")], "shape": [4]},
+                                  {"type": [np.bytes_("dense")], "shape": [3], "weight": np.ones((3, 4)),
+                                   "neuron": {**NEURON, "vThMant": 1 << 20}}])
+    with pytest.raises(ModelFileError, match=r"layer 1 \(vth\.net\): neuron/vThMant = 1048576 is outside"):
+        read_netx(tmp_path / "vth.net")
+    _write(tmp_path / "delay.net", [{"type": [np.bytes_("input")], "shape": [4]},
+                                    {"type": [np.bytes_("dense")], "shape": [3], "weight": np.ones((3, 4)),
+                                     "neuron": NEURON, "delay": np.array([1, 70, 2])}])
+    with pytest.raises(ModelFileError, match=r"layer 1 \(delay\.net\): delay = 70 is outside the hardware range"):
+        read_netx(tmp_path / "delay.net")
+    _write(tmp_path / "dv.net", [{"type": [np.bytes_("input")], "shape": [4]},
+                                 {"type": [np.bytes_("dense")], "shape": [3], "weight": np.ones((3, 4)),
+                                  "neuron": {**NEURON, "vDecay": 5000}}])
+    with pytest.raises(ModelFileError, match=r"neuron/vDecay = 5000"):
+        read_netx(tmp_path / "dv.net")
+    _write(tmp_path / "sdnn.net", [{"type": [np.bytes_("input")], "shape": [4]},
+                                   {"type": [np.bytes_("dense")], "shape": [3], "weight": np.ones((3, 4)),
+                                    "neuron": {**NEURON, "type": np.bytes_("SDNN")}}])
+    with pytest.raises(UnsupportedOpError, match="neuron type 'SDNN'"):
+        read_netx(tmp_path / "sdnn.net")
