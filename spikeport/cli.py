@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("conformance", "reproduce lava-dl 0.6.0's own ground-truth traces with sim (exit 1 on any mismatch)")
     p.add_argument("--only", default=None, help="comma-separated subset of tinynet, dense, pilotnet_lif, ntidigits")
+    p.add_argument("--lava", action="store_true", help="also run every .net file through lava-dl's netx in Lava "
+                   "and compare it with sim")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("info", "show the imported graph, the spiking network and its quantization")
@@ -240,7 +242,7 @@ def cmd_conformance(args) -> int:
     unknown = [n for n in names or [] if n not in SUITE]
     if unknown:
         raise SpikeportError(f"unknown conformance trace(s) {unknown}; choose from {sorted(SUITE)}")
-    checks = run_suite(names)
+    checks = run_suite(names, lava=args.lava)
     if args.json:
         print(json.dumps([c.to_dict() for c in checks], indent=1))
     else:

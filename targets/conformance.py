@@ -44,7 +44,7 @@ class Check:
         return self.matched == self.total
 
     def line(self) -> str:
-        return f"{self.name:<34} {self.matched:>12,} / {self.total:<12,} {'exact' if self.exact else 'MISMATCH'}"
+        return f"{self.name:<44} {self.matched:>12,} / {self.total:<12,} {'exact' if self.exact else 'MISMATCH'}"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "exact": self.exact}
@@ -143,10 +143,45 @@ def ntidigits(d: Path) -> list[Check]:
 SUITE: dict[str, Callable[[Path], list[Check]]] = {
     "tinynet": tinynet, "dense": dense, "pilotnet_lif": pilotnet_lif, "ntidigits": ntidigits}
 
+# the .net files of the suite, set up as above: (file, steps, reset_interval, num_layers, input)
+NET_FILES = {
+    "tinynet": ("tiny.net", 20, None, None, ("bias", "gts/tinynet/input_bias.npy")),
+    "pilotnet_lif": ("gts/pilotnet_lif/network.net", 24, 16, None, ("bias", "gts/pilotnet_lif/image.npy")),
+    "ntidigits": ("gts/ntidigits/ntidigits.net", 3000, None, 5, ("spikes", "gts/ntidigits/input.npy")),
+}
 
-def run_suite(names: list[str] | None = None) -> list[Check]:
+
+def lava_vs_sim(name: str, d: Path) -> list[Check]:
+    """Run a .net file through lava-dl's own netx loader in real Lava and through sim: every
+    layer's spikes, u and v at every step must be equal."""
+    from spikeport.targets.lava.runner import run_netx_file
+
+    file, steps, reset, num_layers, (kind, data) = NET_FILES[name]
+    nx = read_netx(d / file, reset_interval=reset, num_layers=num_layers)
+    arr = np.load(d / data)
+    bias = _whc_to_flat(arr) if kind == "bias" else None
+    spikes = arr if kind == "spikes" else None
+    if bias is not None:
+        nx.net.lif(nx.input_layer).bias_mant = bias
+    tr = run_netx(nx.net, steps, spikes_in=spikes, record_state=tuple(nx.layers))
+    lava = run_netx_file(d / file, steps, reset_interval=reset, num_layers=num_layers, input_bias=bias,
+                         spikes_in=spikes, record_state=True)
+    if len(lava) != len(nx.layers):
+        raise SpikeportError(f"{name}: Lava built {len(lava)} layers, spikeport {len(nx.layers)}")
+    checks = []
+    for layer, got in zip(nx.layers, lava):
+        checks.append(_cmp(f"lava = sim: {name} {layer} spikes", got["spikes"], tr.spikes[layer][:, 0]))
+        for var in ("u", "v"):
+            checks.append(_cmp(f"lava = sim: {name} {layer} {var}", got[var], tr.meta[var][layer][:, 0]))
+    return checks
+
+
+def run_suite(names: list[str] | None = None, lava: bool = False) -> list[Check]:
+    """The ground-truth checks; with ``lava``, also Lava against sim on every .net file."""
     d = data_dir()
     out: list[Check] = []
     for name in names or list(SUITE):
         out += SUITE[name](d)
+        if lava and name in NET_FILES:
+            out += lava_vs_sim(name, d)
     return out

@@ -18,6 +18,17 @@ def test_lava_dl_ground_truth_is_reproduced_exactly(trace):
     assert not bad, bad
 
 
+@pytest.mark.lava
+@pytest.mark.parametrize("trace", ["tinynet", "pilotnet_lif", "ntidigits"])
+def test_lava_runs_the_same_net_files_equal_to_sim(trace):
+    from spikeport.targets.conformance import lava_vs_sim
+
+    checks = lava_vs_sim(trace, data_dir())
+    assert len(checks) >= 9
+    bad = [c.line() for c in checks if not c.exact]
+    assert not bad, bad
+
+
 def test_conformance_command(capsys):
     code = main(["conformance", "--only", "tinynet,dense", "--json"])
     out = capsys.readouterr().out

@@ -200,6 +200,79 @@ def run_in_thread(anchor, condition, cfg):
     anchor.stop()
 
 
+def import_netx():
+    """lava-dl's netx needs torch only through imports; the Lava environment has no torch, so
+    empty stand-ins are registered for the modules netx imports but the CUBA path never uses."""
+    import types
+
+    def stub(name, **attrs):
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        sys.modules.setdefault(name, module)
+        return sys.modules[name]
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        stub("torch", Tensor=object, tensor=object, nn=stub("torch.nn", Module=object))
+        stub("lava.lib.dl.slayer")
+        stub("lava.lib.dl.slayer.neuron")
+        stub("lava.lib.dl.slayer.neuron.rf", neuron_params=lambda *a, **k: {})
+    from lava.lib.dl import netx
+    return netx
+
+
+def build_and_run_netx(spec, arrays, out_dir):
+    """Load a .net file with lava-dl's own ``netx.hdf5.Network`` and run it."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.source import RingBuffer
+    from procs.recorders import SpikeRecorder, StateProbe
+
+    netx = import_netx()
+    kwargs = {"net_config": spec["path"]}
+    if spec.get("reset_interval"):
+        kwargs["reset_interval"] = spec["reset_interval"]
+    if spec.get("num_layers"):
+        kwargs["num_layers"] = spec["num_layers"]
+    net = netx.hdf5.Network(**kwargs)
+    steps = spec["steps"]
+    if spec.get("input_bias"):
+        shape = net.in_layer.neuron.bias_mant.shape
+        net.in_layer.neuron.bias_mant.init = arrays[spec["input_bias"]].reshape(shape[::-1]).transpose(2, 1, 0)
+    if spec.get("spikes_in"):
+        RingBuffer(data=arrays[spec["spikes_in"]].astype(np.int32)).s_out.connect(net.inp)
+    files = []
+    for i, block in enumerate(net.layers):
+        shape = tuple(block.neuron.s_out.shape)
+        n = int(np.prod(shape))
+        path = os.path.join(out_dir, f"raw_spikes_{i}.npy")
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.int8, shape=(steps, n))
+        rec = SpikeRecorder(shape=shape, path=path)
+        block.out.connect(rec.a_in)
+        entry = {"spikes": path, "shape": list(shape[::-1])}
+        if spec.get("record_state"):
+            for var in ("u", "v"):
+                vpath = os.path.join(out_dir, f"raw_{var}_{i}.npy")
+                np.lib.format.open_memmap(vpath, mode="w+", dtype=np.int32, shape=(steps, n))
+                StateProbe(var=getattr(block.neuron, var), path=vpath)
+                entry[var] = vpath
+        files.append(entry)
+    t0 = time.perf_counter()
+    run_in_thread(net, RunSteps(num_steps=steps), Loihi2SimCfg(select_tag="fixed_pt"))
+    t_run = time.perf_counter() - t0
+    for i, entry in enumerate(files):
+        order = lava_order(tuple(entry["shape"]))
+        for key in ("spikes", "u", "v"):
+            if key in entry:
+                raw = np.load(entry[key])
+                out = np.empty_like(raw)
+                out[:, order] = raw
+                np.save(os.path.join(out_dir, f"{key}_{i}.npy"), out)
+                os.remove(entry[key])
+    return {"run_seconds": t_run, "steps": steps, "layers": len(files)}
+
+
 def lava_exception_text(proc):
     """Lava reports 'N Exception(s) occurred'; the tracebacks sit on its actors (private API)."""
     try:
@@ -224,11 +297,12 @@ def main(argv):
     try:
         with open(os.path.join(net_dir, "net.json")) as f:
             spec = json.load(f)
-        if spec.get("format") != "spikeport-lava-net/1":
+        if spec.get("format") not in ("spikeport-lava-net/1", "spikeport-lava-netx/1"):
             raise ValueError(f"{net_dir}/net.json is not a spikeport Lava network (format {spec.get('format')!r})")
         with np.load(os.path.join(net_dir, "arrays.npz"), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        info = build_and_run(spec, arrays, out_dir)
+        run = build_and_run_netx if spec["format"] == "spikeport-lava-netx/1" else build_and_run
+        info = run(spec, arrays, out_dir)
     except BaseException as exc:  # report everything, including KeyboardInterrupt, then fail
         with open(os.path.join(out_dir, "error.json"), "w") as f:
             json.dump({"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}, f)
