@@ -20,6 +20,7 @@ EXAMPLES = {
     "methods": "spikeport methods cnn_mnist --T 1,2,4,8 --out out/methods",
     "train": "spikeport train cnn_mnist --epochs 40 --seeds 0,1,2 --out cnn.pt",
     "conformance": "spikeport conformance --json",
+    "bench": "spikeport bench --suite netx",
 }
 
 MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikeport checkpoint (.pt) or an "
@@ -112,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma-separated subset of tinynet, dense, pilotnet_lif, ntidigits")
     p.add_argument("--lava", action="store_true", help="also run every .net file through lava-dl's netx in Lava "
                    "and compare it with sim")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("bench", "speed benchmarks, side by side in one run (figures for BENCHMARKS.md)")
+    p.add_argument("--suite", choices=["netx"], default="netx", help="netx: pilotnet_lif and ntidigits, sim vs Lava")
+    p.add_argument("--repeat", type=_positive, default=1, help="sim repetitions (the best is kept)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("info", "show the imported graph, the spiking network and its quantization")
@@ -251,8 +257,16 @@ def cmd_conformance(args) -> int:
     return 0 if all(c.exact for c in checks) else 1
 
 
-COMMANDS = {"demo": cmd_demo, "methods": cmd_methods, "conformance": cmd_conformance, "run": cmd_run,
-            "verify": cmd_verify, "info": cmd_info, "train": cmd_train}
+def cmd_bench(args) -> int:
+    from spikeport.targets.bench import bench_netx, table
+
+    rows = bench_netx(repeat=args.repeat)
+    print(json.dumps(rows, indent=1) if args.json else table(rows))
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "demo": cmd_demo, "methods": cmd_methods, "conformance": cmd_conformance,
+            "run": cmd_run, "verify": cmd_verify, "info": cmd_info, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:
