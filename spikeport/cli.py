@@ -21,6 +21,7 @@ EXAMPLES = {
     "train": "spikeport train cnn_mnist --epochs 40 --seeds 0,1,2 --out cnn.pt",
     "conformance": "spikeport conformance --json",
     "bench": "spikeport bench --suite netx",
+    "export": "spikeport export mlp_digits --nir mlp.nir",
 }
 
 MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikeport checkpoint (.pt) or an "
@@ -119,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", choices=["netx"], default="netx", help="netx: pilotnet_lif and ntidigits, sim vs Lava")
     p.add_argument("--repeat", type=_positive, default=1, help="sim repetitions (the best is kept)")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("export", "write the converted SNN as NIR (details NIR cannot hold go to a sidecar JSON), or check netx")
+    _model_args(p)
+    p.add_argument("--T", type=_positive, default=8, help="T the integer details in the sidecar are quantized for")
+    p.add_argument("--nir", type=Path, default=None, help="NIR file to write")
+    p.add_argument("--netx", type=Path, default=None, help="netx .net file to write (lists what netx cannot hold)")
 
     p = add("info", "show the imported graph, the spiking network and its quantization")
     _model_args(p)
@@ -257,6 +264,27 @@ def cmd_conformance(args) -> int:
     return 0 if all(c.exact for c in checks) else 1
 
 
+def cmd_export(args) -> int:
+    from spikeport.targets.netx import netx_obstacles
+    from spikeport.toolchain.errors import SpikeportError, UnsupportedOpError
+    from spikeport.toolchain.nir_export import export_nir
+    from spikeport.toolchain.quantize import quantize
+
+    if args.nir is None and args.netx is None:
+        raise SpikeportError("nothing to do: pass --nir FILE and/or --netx FILE")
+    _, _, calib, snn = _prepare(args)
+    q = quantize(snn, calib, args.T)
+    if args.nir is not None:
+        export_nir(snn, args.nir, integer=q)
+        print(f"wrote {args.nir} and {args.nir}.spikeport.json")
+    if args.netx is not None:
+        problems = netx_obstacles(q)
+        if problems:
+            raise UnsupportedOpError(f"netx cannot express this network exactly ({len(problems)} problem(s)): "
+                                     + "; ".join(problems))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from spikeport.targets.bench import bench_netx, table
 
@@ -265,8 +293,10 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "demo": cmd_demo, "methods": cmd_methods, "conformance": cmd_conformance,
-            "run": cmd_run, "verify": cmd_verify, "info": cmd_info, "train": cmd_train}
+COMMANDS = {
+    "demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "methods": cmd_methods, "conformance": cmd_conformance,
+    "bench": cmd_bench, "export": cmd_export, "info": cmd_info, "train": cmd_train,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

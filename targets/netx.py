@@ -237,3 +237,154 @@ def read_netx(path: str | Path, reset_interval: int | None = None, reset_offset:
     net = ProcessNet(T=1, period=reset_interval or 1, lifs=lifs, synapses=syns, sources=[], readout=names[-1],
                      meta={"netx": str(path)})
     return NetxNetwork(net, names, input_shape or (), input_syns, input_layer)
+
+
+def _lava_to_netx_weights(p: DenseProcess) -> np.ndarray:
+    """The integer weights a Dense process delivers (Lava's truncation and exponent applied): what a
+    netx file stores, since netx re-derives the exponent itself."""
+    from spikeport.targets.sim import lava_weights
+
+    w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits)
+    w = w.toarray() if hasattr(w, "toarray") else np.asarray(w)
+    return w << p.weight_exp if p.weight_exp > 0 else w >> -p.weight_exp
+
+
+def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
+    """Write a network of netx-expressible processes as a ``.net`` file lava-dl's netx loads.
+
+    Expressible: a chain of LIF layers (an optional input layer driven by its bias), each fed by one
+    Conv or Dense synapse from the previous layer (Dense may carry per-row delays, or a recurrent
+    Dense on itself: ``dense_rec``), weights in netx's 8-bit range [-256, 254]. Anything else raises
+    an error that says which layer and what netx cannot hold.
+    """
+    import h5py
+
+    net = nx.net
+    by_dst: dict[str, list] = {}
+    for s in net.synapses:
+        by_dst.setdefault(s.dst, []).append(s)
+    path = Path(path)
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layer")
+        idx = 0
+
+        def neuron(grp, lif: LIFProcess) -> None:
+            n = grp.create_group("neuron")
+            n.create_dataset("type", data=np.bytes_("CUBA"))
+            n.create_dataset("iDecay", data=lif.du + 1)
+            n.create_dataset("vDecay", data=lif.dv)
+            n.create_dataset("vThMant", data=lif.vth)
+            if lif.bias_exp != 6 and np.any(lif.bias_mant):
+                raise UnsupportedOpError(f"layer {lif.name!r}: netx fixes bias_exp at 6, this layer uses "
+                                         f"{lif.bias_exp}")
+            _check(lif.name, "du + 1 (iDecay)", lif.du + 1, 0, 4096)
+
+        if nx.input_layer is None:
+            grp = g.create_group(str(idx))
+            grp.create_dataset("type", data=[np.bytes_("input")])
+            grp.create_dataset("shape", data=np.asarray(nx.input_shape))
+            idx += 1
+        prev_shape = nx.input_shape
+        for name in nx.layers:
+            lif = net.lif(name)
+            if not isinstance(lif, LIFProcess):
+                raise UnsupportedOpError(f"layer {name!r}: netx has no {type(lif).__name__} neuron")
+            incoming = by_dst.get(name, [])
+            bias = np.broadcast_to(np.asarray(lif.bias_mant), (lif.size,))
+            if name == nx.input_layer:
+                grp = g.create_group(str(idx))
+                grp.create_dataset("type", data=[np.bytes_("input")])
+                grp.create_dataset("shape", data=np.asarray(lif.shape))
+                neuron(grp, lif)
+                if np.any(bias):
+                    grp.create_dataset("bias", data=bias.reshape(lif.shape))
+                prev_shape = lif.shape
+                idx += 1
+                continue
+            fwd = [s for s in incoming if s.src != name]
+            rec = [s for s in incoming if s.src == name]
+            if len(fwd) != 1:
+                raise UnsupportedOpError(f"layer {name!r}: netx layers have exactly one input synapse, this one has "
+                                         f"{len(fwd)}")
+            syn = fwd[0]
+            if isinstance(syn, DenseProcess) and len(prev_shape) > 1:  # netx flattens in (C, H, W) order too
+                fl = g.create_group(str(idx))
+                fl.create_dataset("type", data=[np.bytes_("flatten")])
+                fl.create_dataset("shape", data=np.asarray(prev_shape))
+                idx += 1
+            grp = g.create_group(str(idx))
+            if isinstance(syn, ConvProcess):
+                if rec:
+                    raise UnsupportedOpError(f"layer {name!r}: netx conv blocks have no recurrent connection (no "
+                                             "reset by subtraction for conv layers)")
+                _check(name, "weight", syn.weight, -256, 254)
+                grp.create_dataset("type", data=[np.bytes_("conv")])
+                grp.create_dataset("shape", data=np.asarray(lif.shape))
+                grp.create_dataset("weight", data=syn.weight.astype(np.float32))
+                for key, v in (("stride", syn.stride), ("padding", syn.padding), ("dilation", syn.dilation)):
+                    grp.create_dataset(key, data=np.asarray(v))
+                grp.create_dataset("groups", data=syn.groups)
+                if np.any(bias):
+                    per = bias.reshape(lif.shape[0], -1)
+                    if not np.all(per == per[:, :1]):
+                        raise UnsupportedOpError(f"layer {name!r}: netx conv bias is per channel; this one varies "
+                                                 "within a channel")
+                    grp.create_dataset("bias", data=per[:, 0])
+            else:
+                w = _lava_to_netx_weights(syn)
+                _check(name, "weight", w, -256, 254)
+                grp.create_dataset("type", data=[np.bytes_("dense_rec" if rec else "dense")])
+                grp.create_dataset("shape", data=np.asarray(lif.shape))
+                grp.create_dataset("weight", data=w.astype(np.float32))
+                if rec:
+                    w_rec = _lava_to_netx_weights(rec[0])
+                    _check(name, "weight_rec", w_rec, -256, 254)
+                    grp.create_dataset("weight_rec", data=w_rec.astype(np.float32))
+                if np.ndim(syn.delay) or syn.delay:
+                    d = np.asarray(syn.delay)
+                    if d.ndim == 2:
+                        rows = d[:, 0]
+                        if not np.all(d == rows[:, None]):
+                            raise UnsupportedOpError(f"layer {name!r}: netx delays are per output neuron (or per "
+                                                     "input); this layer's vary otherwise")
+                        d = rows
+                    grp.create_dataset("delay", data=np.broadcast_to(d, (lif.size,)).astype(np.float32))
+                if np.any(bias):
+                    grp.create_dataset("bias", data=bias)
+            if lif.vth != (1 << 17) or lif.du != -1 or lif.dv != 4096:
+                neuron(grp, lif)
+            elif isinstance(syn, ConvProcess):
+                raise UnsupportedOpError(f"layer {name!r}: netx conv layers need a neuron")
+            prev_shape = lif.shape
+            idx += 1
+    return path
+
+
+def netx_obstacles(snn) -> list[str]:
+    """What a netx file cannot hold of an integer spikeport SNN, layer by layer, with the nearest
+    faithful form where one exists. Empty: the network exports exactly."""
+    from spikeport.toolchain.snn import INPUT, ConvSynapse
+
+    out = []
+    for p in snn.populations:
+        where = f"layer {p.name!r}"
+        if any(pr.source == INPUT for pr in p.inputs):
+            out.append(f"{where}: takes the analog input current W·x; netx's input layer adds its bias to v, where "
+                       "it is not integrated, and has no per-sample current (nearest form: none; encode the input "
+                       "as spikes upstream)")
+        if np.any(p.bias):
+            out.append(f"{where}: a bias current of up to {int(np.abs(p.bias).max())} units into u every step; netx "
+                       "adds bias_mant << 6 to v, which a non-leaky IF built from Lava's LIF does not accumulate")
+        if p.kind == "if":
+            if any(isinstance(pr.synapse, ConvSynapse) for pr in p.inputs):
+                out.append(f"{where}: reset by subtraction on a conv layer; netx conv blocks have no recurrent "
+                           "connection and Lava's LIF resets to zero (nearest form: none)")
+            elif int(p.threshold) > 256:
+                out.append(f"{where}: reset by subtraction needs a recurrent weight of -{int(p.threshold)}; netx "
+                           "holds weights in [-256, 254] (nearest form: dense_rec with weight_rec = -theta I, after "
+                           "quantizing with thresholds of at most 256)")
+        for pr in p.inputs:
+            if pr.source != INPUT and int(np.abs(pr.effective_weight()).max()) > 254:
+                out.append(f"{where}: weights up to {int(np.abs(pr.effective_weight()).max())} from {pr.source!r}; "
+                           "netx weights are integers in [-256, 254]")
+    return out

@@ -115,3 +115,75 @@ def test_bad_netx_files_name_the_layer_and_field(tmp_path):
                                     "neuron": {**NEURON, "type": np.bytes_("SDNN")}}])
     with pytest.raises(UnsupportedOpError, match="neuron type 'SDNN'"):
         read_netx(tmp_path / "sdnn.net")
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("trace", ["tinynet", "pilotnet_lif", "ntidigits"])
+def test_written_netx_files_load_in_lava_dl_and_equal_sim(trace, tmp_path):
+    from spikeport.targets.conformance import NET_FILES, _whc_to_flat, run_netx
+    from spikeport.targets.lava.runner import run_netx_file
+    from spikeport.targets.netx import write_netx
+
+    d = data_dir()
+    file, steps, reset, num_layers, (kind, data) = NET_FILES[trace]
+    steps = min(steps, 200)
+    nx = read_netx(d / file, reset_interval=reset, num_layers=num_layers)
+    out = write_netx(nx, tmp_path / "out.net")
+    back = read_netx(out, reset_interval=reset)
+    arr = np.load(d / data)
+    bias = _whc_to_flat(arr) if kind == "bias" else None
+    spikes = arr[:, :steps] if kind == "spikes" else None
+    for n in (nx, back):
+        if bias is not None:
+            n.net.lif(n.input_layer).bias_mant = bias
+    ref = run_netx(nx.net, steps, spikes_in=spikes)
+    again = run_netx(back.net, steps, spikes_in=spikes)
+    lava = run_netx_file(out, steps, reset_interval=reset, input_bias=bias, spikes_in=spikes)
+    assert len(lava) == len(nx.layers) == len(back.layers)
+    for a, b, lv in zip(nx.layers, back.layers, lava):
+        assert np.array_equal(ref.spikes[a], again.spikes[b])
+        assert np.array_equal(lv["spikes"], ref.spikes[a][:, 0])
+
+
+def test_netx_export_of_a_converted_net_names_what_netx_cannot_hold(capsys):
+    code = main(["export", "cnn_mnist", "--netx", "/tmp/never-written.net", "--T", "4"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "reset by subtraction on a conv layer" in err and "analog input current" in err
+    assert "layer '10'" in err
+
+
+def test_nir_round_trip(tmp_path, mlp, resnet, cnn):
+    import json
+
+    from spikeport.toolchain.nir_export import export_nir, read_nir, to_nir
+
+    for b in (mlp, resnet, cnn):
+        path = export_nir(b.snn, tmp_path / "m.nir", integer=b.q(4))
+        g, want = read_nir(path), to_nir(b.snn)
+        assert sorted(g.nodes) == sorted(want.nodes) and sorted(map(tuple, g.edges)) == sorted(want.edges)
+        for k, node in want.nodes.items():
+            assert type(g.nodes[k]) is type(node)
+            for attr in ("weight", "bias", "v_threshold", "stride", "padding"):
+                if hasattr(node, attr):
+                    got, exp = np.asarray(getattr(g.nodes[k], attr)), np.asarray(getattr(node, attr))
+                    assert np.allclose(got, exp), (k, attr)
+        first = b.snn.hidden[0]
+        assert g.nodes[first.name].metadata["spikeport"]["v_init"] == pytest.approx(first.v_init)
+        side = json.loads((tmp_path / "m.nir.spikeport.json").read_text())
+        assert side["neuron"]["reset"] == "subtract threshold" and side["integer"]["T"] == 4
+
+
+def test_bad_nir_files(tmp_path, mlp):
+    from spikeport.toolchain.nir_export import export_nir, read_nir
+
+    path = export_nir(mlp.snn, tmp_path / "m.nir")
+    cut = tmp_path / "cut.nir"
+    cut.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(ModelFileError, match=r"cut\.nir is not a readable NIR file"):
+        read_nir(cut)
+    (tmp_path / "junk.nir").write_bytes(b"not hdf5 at all")
+    with pytest.raises(ModelFileError, match=r"junk\.nir is not a readable NIR file"):
+        read_nir(tmp_path / "junk.nir")
+    with pytest.raises(ModelFileError, match="does not exist"):
+        read_nir(tmp_path / "missing.nir")

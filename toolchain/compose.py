@@ -41,7 +41,7 @@ def _as_conv(node: ir.Node, in_shape: tuple[int, ...]) -> ConvSynapse | None:
     return None
 
 
-def _full_weight(s: ConvSynapse) -> np.ndarray:
+def full_weight(s: ConvSynapse) -> np.ndarray:
     """Expand a grouped convolution into an equivalent groups=1 weight."""
     if s.groups == 1:
         return s.weight
@@ -57,7 +57,7 @@ def _full_weight(s: ConvSynapse) -> np.ndarray:
 def _compose_two(a: ConvSynapse, b: ConvSynapse) -> ConvSynapse | None:
     if a.dilation != (1, 1) or b.dilation != (1, 1):
         return None
-    wa, wb = _full_weight(a), _full_weight(b)
+    wa, wb = full_weight(a), full_weight(b)
     (sah, saw), (sbh, sbw) = a.stride, b.stride
     kh = wa.shape[2] + (wb.shape[2] - 1) * sah
     kw = wa.shape[3] + (wb.shape[3] - 1) * saw
