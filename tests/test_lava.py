@@ -100,3 +100,25 @@ def test_the_lava_environment_has_no_torch_and_no_spikeport():
         res = subprocess.run([lava_python(), "-c", f"import {mod}"], capture_output=True, text=True)
         assert res.returncode != 0 and "No module named" in res.stderr
     assert Path(sys.executable).resolve() != Path(lava_python()).resolve()
+
+
+def test_grouped_dilated_strided_conv_matches_lava():
+    """Conv with groups, dilation, stride and padding between two leaky LIF layers: Lava equals sim."""
+    from spikeport.targets.process_net import ConvProcess
+
+    rng = np.random.default_rng(5)
+    a = LIFProcess("a", (4, 9, 9), du=500, dv=800, vth=20)
+    b = LIFProcess("b", (6, 4, 5), du=300, dv=1000, vth=15)
+    r = LIFProcess("r", (6 * 4 * 5,), du=-1, dv=4096, vth=1 << 17)
+    conv = ConvProcess("ab", "a", "b", rng.integers(-60, 90, (6, 2, 3, 2)), (4, 9, 9), (6, 4, 5),
+                       stride=(2, 2), padding=(1, 1), dilation=(2, 1), groups=2)
+    readout = DenseProcess("br", "b", "r", np.eye(6 * 4 * 5, dtype=np.int64) * 2, sign_mode="exc")
+    srcs = [CurrentSource("in", "a", start=1, value=np.zeros(4 * 81, np.int64), quench=0, adds_input=True)]
+    net = ProcessNet(T=25, period=30, lifs=[a, b, r], synapses=[conv, readout], sources=srcs, readout="r")
+    cur = {"a": rng.integers(-5, 30, (1, 4 * 81))}
+    sim = simulate(net, cur, record=True)
+    lava = run_lava(net, cur, record=True)
+    assert sim.spikes["b"].sum() > 0
+    for k in ("a", "b"):
+        assert np.array_equal(sim.spikes[k], lava.spikes[k]), k
+    assert np.array_equal(sim.readout, lava.readout)

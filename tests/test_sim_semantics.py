@@ -104,3 +104,25 @@ def test_conv_output_wraps_at_24_bits():
     syn = ConvProcess("c", "src", "out", w, (1, 1, 3), (1, 1, 1))
     tr = simulate(spike_source_net(syn, 3, 1), {}, steps=2)
     assert int(tr.readout[1, 0, 0]) == 7
+
+
+def test_graded_input_spikes_are_weighted_by_their_value():
+    syn = DenseProcess("d", "input", "out", np.array([[3, 4]]), sign_mode="exc", num_message_bits=8)
+    out = LIFProcess("out", (1,), du=-1, dv=4096, vth=1 << 17)
+    net = ProcessNet(T=1, period=10, lifs=[out], synapses=[syn], sources=[], readout="out")
+    spikes = np.zeros((4, 1, 2))
+    spikes[0, 0] = [5, 2]  # graded payloads 5 and 2 at step 1
+    tr = simulate(net, {}, steps=3, spikes_in=spikes)
+    assert list(tr.readout[:, 0, 0]) == [0, 3 * 5 + 4 * 2, 3 * 5 + 4 * 2]
+
+
+def test_per_synapse_delays_arrive_one_plus_delay_steps_later():
+    w = np.array([[2, 0], [0, 4]])
+    d = np.array([[3, 0], [0, 1]])
+    syn = DenseProcess("d", "input", "out", w, sign_mode="exc", delay=d)
+    out = LIFProcess("out", (2,), du=-1, dv=4096, vth=1 << 17)
+    net = ProcessNet(T=1, period=10, lifs=[out], synapses=[syn], sources=[], readout="out")
+    spikes = np.zeros((6, 1, 2))
+    spikes[0, 0] = [1, 1]
+    tr = simulate(net, {}, steps=6, spikes_in=spikes)
+    assert list(tr.readout[:, 0, 0]) == [0, 0, 0, 0, 2, 2] and list(tr.readout[:, 0, 1]) == [0, 0, 4, 4, 4, 4]
