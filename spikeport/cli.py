@@ -22,6 +22,7 @@ EXAMPLES = {
     "conformance": "spikeport conformance --json",
     "bench": "spikeport bench --suite netx",
     "export": "spikeport export mlp_digits --nir mlp.nir",
+    "report": "spikeport report cnn_mnist --T 4 --out out/report",
 }
 
 MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikeport checkpoint (.pt) or an "
@@ -126,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=8, help="T the integer details in the sidecar are quantized for")
     p.add_argument("--nir", type=Path, default=None, help="NIR file to write")
     p.add_argument("--netx", type=Path, default=None, help="netx .net file to write (lists what netx cannot hold)")
+
+    p = add("report", "quantization report: per-layer and per-channel rounding, head-room, firing, energy")
+    _model_args(p)
+    p.add_argument("--T", type=_positive, default=8)
+    p.add_argument("--samples", type=_positive, default=256, help="calibration samples the report measures on")
+    p.add_argument("--out", type=Path, default=Path("out/report"), help="folder for quantization.json and .html")
 
     p = add("info", "show the imported graph, the spiking network and its quantization")
     _model_args(p)
@@ -285,6 +292,24 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from spikeport.toolchain.qreport import quantization_report, write_qreport
+    from spikeport.toolchain.quantize import quantize
+
+    model, data, calib, snn = _prepare(args)
+    q = quantize(snn, calib, args.T)
+    r = quantization_report(snn, q, data.x_train[:args.samples], model.graph)
+    write_qreport(r, args.out)
+    for line in r["summary"]:
+        print(line)
+    net = r["network"]
+    print(f"per inference: {net['synops_per_inference']:,.0f} synaptic ops, {net['spikes_per_inference']:,.0f} spikes, "
+          f"~{net['snn_energy_uJ']:.3g} uJ on Loihi" + (f" vs ~{net['ann_energy_uJ']:.3g} uJ for the ANN's MACs"
+                                                        if "ann_energy_uJ" in net else ""))
+    print(f"wrote {args.out / 'quantization.html'} and {args.out / 'quantization.json'}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from spikeport.targets.bench import bench_netx, table
 
@@ -295,7 +320,7 @@ def cmd_bench(args) -> int:
 
 COMMANDS = {
     "demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "methods": cmd_methods, "conformance": cmd_conformance,
-    "bench": cmd_bench, "export": cmd_export, "info": cmd_info, "train": cmd_train,
+    "bench": cmd_bench, "export": cmd_export, "report": cmd_report, "info": cmd_info, "train": cmd_train,
 }
 
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from spikeport.toolchain.compare import compare_methods
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.pipeline import accuracy, ann_accuracy, dataset_for, load_model, run, verify
+from spikeport.toolchain.qreport import quantization_report
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.report import Report, accuracy_table, write_report
 
@@ -72,6 +73,10 @@ def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
             report.add_accuracy("qcfs", "sim", T, accuracy(traces["sim"], y[:n_lava]), n_lava)
             report.lava = {"T": T, "samples": n_lava, **{k: v for k, v in traces["lava"].meta.items()
                                                          if isinstance(v, int | float)}}
+        if T == lava_T:
+            t0 = time.perf_counter()
+            report.quantization_report = quantization_report(snn, q, calib[:256], loaded.graph)
+            report.timings[f"quantization_report_T{T}_s"] = time.perf_counter() - t0
     bar.close()
     if methods_Ts:
         t0 = time.perf_counter()
@@ -83,6 +88,8 @@ def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
     report.timings["total_s"] = time.perf_counter() - t_start
     write_report(report, out)
     print(accuracy_table(report))
+    for line in report.quantization_report.get("summary", []):
+        print(f"quantization (T={lava_T}): {line}")
     if report.methods_markdown:
         print("\nseed methods (spikeport methods for the full table, with Lava):")
         print(report.methods_markdown)

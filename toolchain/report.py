@@ -17,6 +17,10 @@ from spikeport.models.data import SPLIT_SEED, Dataset
 from spikeport.toolchain.snn import SNNGraph
 
 TARGET_ORDER = ["ann", "torch_float", "torch_int", "sim", "lava"]
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+         "table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}"
+         "th{background:#f3f3f3}tr.ok td{background:#eefbea}tr.bad td{background:#fde8e8}.ok{color:#176b1c}"
+         "pre{background:#f7f7f7;padding:.6em;font-size:13px}img{max-width:100%}")
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Report:
     environment: dict = field(default_factory=dict)
     snn_summary: str = ""
     methods: dict = field(default_factory=dict)  # spikeport.toolchain.compare.MethodTable as a dict
+    quantization_report: dict = field(default_factory=dict)  # spikeport.toolchain.qreport at one T
     methods_markdown: str = ""
 
     @classmethod
@@ -71,7 +76,7 @@ class Report:
                                     "spikes_per_sample": float(np.mean(counts[p.name]))})
 
 
-def accuracy_table(report: Report) -> str:
+def accuracytable(report: Report) -> str:
     """Text table: one row per (method, target, samples), one column per T."""
     Ts = sorted({r["T"] for r in report.accuracy if r["T"] is not None})
     rows: dict[tuple, dict] = {}
@@ -89,7 +94,7 @@ def accuracy_table(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _png(fig) -> str:
+def png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -121,7 +126,7 @@ def _plots(report: Report) -> dict[str, str]:
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    out["accuracy"] = _png(fig)
+    out["accuracy"] = png(fig)
     plt.close(fig)
     if report.quantization:
         fig, ax = plt.subplots(figsize=(6.4, 3.0))
@@ -136,7 +141,7 @@ def _plots(report: Report) -> dict[str, str]:
         ax.set_ylabel("calibrated |U| / head-room (%)")
         ax.legend(fontsize=7, ncol=3)
         ax.grid(alpha=0.3, axis="y")
-        out["headroom"] = _png(fig)
+        out["headroom"] = png(fig)
         plt.close(fig)
     rows = [r for r in report.methods.get("rows", []) if r["target"] == "sim" and r["T"] is not None
             and r["n"] == report.methods.get("n_test")]
@@ -154,7 +159,7 @@ def _plots(report: Report) -> dict[str, str]:
         ax.set_ylabel("integer SNN on sim (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        out["methods"] = _png(fig)
+        out["methods"] = png(fig)
         plt.close(fig)
     return out
 
@@ -170,7 +175,7 @@ def _methods_html(report: Report, plots: dict[str, str]) -> str:
         elif current:
             tables.append(current)
             current = []
-    html_tables = "".join(_table(t[1:], t[0]) for t in tables)
+    html_tables = "".join(table(t[1:], t[0]) for t in tables)
     img = f'<img src="{plots["methods"]}" alt="methods against T">' if "methods" in plots else ""
     return ("<h2>Seed methods</h2><p>Integer accuracy of each method on sim (whole test split); torch_int rows are "
             "identical by the checks below. COS's latency includes its pre-run, TPP's its accumulation phase. "
@@ -178,7 +183,7 @@ def _methods_html(report: Report, plots: dict[str, str]) -> str:
             f"</p>{img}{html_tables}")
 
 
-def _table(rows: list[list], header: list[str], cls: list[str] | None = None) -> str:
+def table(rows: list[list], header: list[str], cls: list[str] | None = None) -> str:
     h = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
     body = []
     for i, r in enumerate(rows):
@@ -188,6 +193,8 @@ def _table(rows: list[list], header: list[str], cls: list[str] | None = None) ->
 
 
 def to_html(report: Report) -> str:
+    from spikeport.toolchain.qreport import html_section
+
     plots = _plots(report)
     ver_rows, ver_cls = [], []
     for v in report.verification:
@@ -208,42 +215,40 @@ def to_html(report: Report) -> str:
                          f"{q['threshold_float']:.4g}" if q["kind"] == "if" else "—",
                          f"2^{q['threshold_exp']}" if q["threshold_exp"] is not None else "—",
                          f"{q['unit']:.3g}", f"{100 * q['headroom_used']:.1f}%", exps])
-        q_html.append(f"<h3>T = {T}</h3>" + _table(
+        q_html.append(f"<h3>T = {T}</h3>" + table(
             rows, ["population", "kind", "shape", "threshold", "integer threshold", "membrane unit",
                    "head-room used", "incoming weights (exponent)"]))
     ovf = [o for o in report.overflow if o["total"]]
     ovf_html = ("<p class='ok'>No membrane overflow on any target.</p>" if not ovf else
-                _table([[o["target"], o["T"], o["total"], json.dumps(o["events"])] for o in ovf],
+                table([[o["target"], o["T"], o["total"], json.dumps(o["events"])] for o in ovf],
                        ["target", "T", "events", "per layer"]))
-    acc = "<pre>" + html.escape(accuracy_table(report)) + "</pre>"
+    acc = "<pre>" + html.escape(accuracytable(report)) + "</pre>"
     ck = report.model.get("checkpoint", {})
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>spikeport report: {html.escape(report.model['name'])}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;font-size:13px;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:3px 7px;text-align:left}}
-th{{background:#f3f3f3}}tr.ok td{{background:#eefbea}}tr.bad td{{background:#fde8e8}}.ok{{color:#176b1c}}
-pre{{background:#f7f7f7;padding:.6em;font-size:13px}}img{{max-width:100%}}</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>spikeport report: {html.escape(report.model['name'])}</h1>
 <p>Created {report.created} · data set <b>{html.escape(report.data['dataset'])}</b> ({report.data['n_test']} test samples,
 {html.escape(report.data['split'])}) · target profile <b>{report.profile}</b> · ANN trained with QCFS L={report.model.get('qcfs_levels')}
 (ANN test accuracy {100 * ck.get('ann_test_acc', float('nan')):.2f}%, unquantized activations {100 * ck.get('ann_clip_test_acc', float('nan')):.2f}%).</p>
 <h2>Accuracy</h2><img src="{plots['accuracy']}" alt="accuracy against T">{acc}
-<h2>Verification (spike for spike, as integers)</h2>{_table(ver_rows, ['target', 'against', 'T', 'samples', 'layers', 'values', 'spikes', 'result', 'first divergence'], ver_cls)}
+<h2>Verification (spike for spike, as integers)</h2>{table(ver_rows, ['target', 'against', 'T', 'samples', 'layers', 'values', 'spikes', 'result', 'first divergence'], ver_cls)}
 {_methods_html(report, plots)}
-<h2>Quantization</h2>{'<img src="' + plots['headroom'] + '" alt="head-room">' if 'headroom' in plots else ''}{''.join(q_html)}
+{html_section(report.quantization_report) if report.quantization_report else ""}
+<h2>Quantization choices per T</h2>{'<img src="' + plots['headroom'] + '" alt="head-room">' if 'headroom' in plots else ''}{''.join(q_html)}
 <h2>Overflow</h2>{ovf_html}
 <h2>Spiking network</h2><pre>{html.escape(report.snn_summary)}</pre>
-<h2>Timings</h2>{_table([[k, f'{v:.2f}'] for k, v in report.timings.items()], ['stage', 'seconds'])}
+<h2>Timings</h2>{table([[k, f'{v:.2f}'] for k, v in report.timings.items()], ['stage', 'seconds'])}
 <h2>Environment</h2><pre>{html.escape(json.dumps(report.environment, indent=1))}</pre>
 </body></html>"""
 
 
 def write_report(report: Report, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(asdict(report), indent=1, default=_json_default))
+    (out / "report.json").write_text(json.dumps(asdict(report), indent=1, default=json_default))
     (out / "report.html").write_text(to_html(report))
 
 
-def _json_default(o):
+def json_default(o):
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
