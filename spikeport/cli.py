@@ -23,6 +23,7 @@ EXAMPLES = {
     "bench": "spikeport bench --suite netx",
     "export": "spikeport export mlp_digits --nir mlp.nir",
     "report": "spikeport report cnn_mnist --T 4 --out out/report",
+    "eval": "spikeport eval cnn_mnist --target lava --T 8 --samples 64 --verify-every 8 --out out/eval",
 }
 
 MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikeport checkpoint (.pt) or an "
@@ -127,6 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=8, help="T the integer details in the sidecar are quantized for")
     p.add_argument("--nir", type=Path, default=None, help="NIR file to write")
     p.add_argument("--netx", type=Path, default=None, help="netx .net file to write (lists what netx cannot hold)")
+
+    p = add("eval", "hardware-in-the-loop evaluation on one target, resumable (results.jsonl + config.toml)")
+    p.add_argument("model", nargs="?", default=None, help=MODEL_HELP + " (omit with --config)")
+    p.add_argument("--config", type=Path, default=None, help="a config.toml written by an earlier eval: rerun it")
+    p.add_argument("--target", choices=["torch", "sim", "lava", "loihi2"], default="sim")
+    p.add_argument("--T", type=_positive, default=8)
+    p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp"], default="qcfs")
+    p.add_argument("--rho", type=_positive, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", choices=["digits", "mnist5k"], default=None)
+    p.add_argument("--samples", type=int, default=0, help="first N test samples (0: all)")
+    p.add_argument("--calib", type=_positive, default=512)
+    p.add_argument("--verify-every", type=int, default=0, help="check every N-th sample against the reference")
+    p.add_argument("--chunk", type=_positive, default=16, help="samples per target call")
+    p.add_argument("--out", type=Path, default=Path("out/eval"), help="folder for results.jsonl and config.toml")
 
     p = add("report", "quantization report: per-layer and per-channel rounding, head-room, firing, energy")
     _model_args(p)
@@ -292,6 +308,28 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from spikeport.toolchain.errors import SpikeportError
+    from spikeport.toolchain.harness import EvalConfig, Evaluation
+
+    if args.config is not None:
+        cfg = EvalConfig.from_toml(args.config)
+    elif args.model is None:
+        raise SpikeportError("give a model or --config")
+    else:
+        cfg = EvalConfig(model=args.model, target=args.target, T=args.T, method=args.method, rho=args.rho,
+                         seed=args.seed, data=args.data or "", samples=args.samples, calib=args.calib,
+                         verify_every=args.verify_every, chunk=args.chunk)
+    s = Evaluation(cfg, args.out).run()
+    ver = f", {s['verified']} verified, all exact: {s['verified_exact']}" if s["verified"] else ""
+    print(f"{cfg.model} on {cfg.target} (T={cfg.T}, {cfg.method}): accuracy {100 * s['accuracy']:.2f}% on "
+          f"{s['samples']} samples, latency {s['latency_steps']} steps, {s['spikes_per_sample']:,.0f} spikes and "
+          f"{s['synops_per_sample']:,.0f} synaptic ops per sample, {1000 * s['wall_s_per_sample']:.1f} ms per sample"
+          + ver)
+    print(f"results: {args.out / 'results.jsonl'}; rerun with: spikeport eval --config {args.out / 'config.toml'}")
+    return 0 if s["verified_exact"] in (None, True) else 1
+
+
 def cmd_report(args) -> int:
     from spikeport.toolchain.qreport import quantization_report, write_qreport
     from spikeport.toolchain.quantize import quantize
@@ -319,8 +357,9 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {
-    "demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "methods": cmd_methods, "conformance": cmd_conformance,
-    "bench": cmd_bench, "export": cmd_export, "report": cmd_report, "info": cmd_info, "train": cmd_train,
+    "demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "methods": cmd_methods,
+    "report": cmd_report, "conformance": cmd_conformance, "bench": cmd_bench, "export": cmd_export, "info": cmd_info,
+    "train": cmd_train,
 }
 
 

@@ -1,0 +1,150 @@
+"""The quantization report's numbers (checked against values computed here, independently), its
+HTML, and the hardware-in-the-loop harness: resumable, verifiable, reproducible from its config."""
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from spikeport.cli import main
+from spikeport.toolchain.harness import EvalConfig, Evaluation, summarize
+from spikeport.toolchain.qreport import quantization_report, write_qreport
+from spikeport.toolchain.reference import run_reference
+
+
+def test_report_numbers_match_an_independent_computation(cnn, tmp_path):
+    T, x = 4, cnn.data.x_train[:64]
+    q = cnn.q(T)
+    r = quantization_report(cnn.snn, q, x, cnn.model.graph)
+    # weights: recompute SMAPE and zeroed share for layer '6' from the raw arrays
+    pf, pq = cnn.snn.population("6"), q.population("6")
+    unit = next(e for e in q.meta["quantization"] if e["population"] == "6")["unit"]
+    wf = pf.inputs[0].synapse.weight
+    wq = pq.inputs[0].synapse.weight * 2.0 ** pq.inputs[0].weight_exp * unit
+    den = (np.abs(wf) + np.abs(wq)) / 2
+    want = np.mean(np.abs(wf - wq)[den > 0] / den[den > 0])
+    layer = next(e for e in r["layers"] if e["population"] == "6")
+    assert layer["projections"][0]["smape"] == pytest.approx(want, rel=1e-9)
+    assert layer["projections"][0]["zero_share"] == pytest.approx(np.mean(pq.inputs[0].synapse.weight == 0))
+    # firing: silent share and mean rate from a fresh integer run
+    tr = run_reference(q, x, T, record=True)
+    counts = tr.spikes["6"].sum(0)
+    assert layer["silent_share"] == pytest.approx(np.mean(counts == 0))
+    assert layer["rate_mean"] == pytest.approx(counts.mean() / T)
+    # synaptic ops: a spike of layer '2' reaches C_out targets per output position whose receptive field
+    # covers it (counted here by sliding the 6x6, stride-2 window by hand)
+    s2 = tr.spikes["2"].sum(0).reshape(len(x), 16, 28, 28).astype(np.int64)
+    syn = pq.inputs[0].synapse
+    k = syn.weight.shape[-1]
+    cover = np.zeros((28 + 2 * syn.padding[0], 28 + 2 * syn.padding[1]))
+    for oy in range(14):
+        for ox in range(14):
+            cover[oy * 2:oy * 2 + k, ox * 2:ox * 2 + k] += 1
+    cover = cover[syn.padding[0]:-syn.padding[0], syn.padding[1]:-syn.padding[1]] * syn.weight.shape[0]
+    synops_2_to_6 = (s2 * cover[None, None]).sum(axis=(1, 2, 3))
+    s6 = tr.spikes["6"].sum(0).astype(np.int64)
+    s10 = tr.spikes["10"].sum(0).astype(np.int64)
+    # layer '10': 3x3 conv, stride 1, padding... after the 2x2 pool: a 6x6 kernel at stride 2 from 14x14 to 7x7
+    syn10 = q.population("10").inputs[0].synapse
+    k10, st, pd = syn10.weight.shape[-1], syn10.stride[0], syn10.padding[0]
+    cover10 = np.zeros((14 + 2 * pd, 14 + 2 * pd))
+    for oy in range(7):
+        for ox in range(7):
+            cover10[oy * st:oy * st + k10, ox * st:ox * st + k10] += 1
+    fo10 = np.broadcast_to(cover10[pd:-pd, pd:-pd] * syn10.weight.shape[0], (32, 14, 14)).reshape(-1)
+    fo13 = np.count_nonzero(q.population("13").inputs[0].synapse.weight, axis=0)
+    total = synops_2_to_6 + s6 @ fo10 + s10 @ fo13
+    assert r["network"]["synops_per_inference"] == pytest.approx(total.mean())
+    e = r["network"]["energy_sources"]
+    assert "Davies" in e["loihi"]["source"] and "Horowitz" in e["mac"]["source"]
+    assert r["network"]["snn_energy_uJ"] == pytest.approx(
+        (total.mean() * 23.6 + r["network"]["neuron_updates_per_inference"] * 52.0) * 1e-6)
+    write_qreport(r, tmp_path)
+    html = (tmp_path / "quantization.html").read_text()
+    pngs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(pngs) == 2
+    import io
+
+    import matplotlib.image as mpimg
+
+    for b in pngs:  # every plot decodes to a real image
+        img = mpimg.imread(io.BytesIO(base64.b64decode(b)), format="png")
+        assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 300
+    assert "worst channels" in html and r["summary"][0] in html.replace("&#x27;", "'")
+
+
+def test_report_command(capsys, tmp_path):
+    assert main(["report", "mlp_digits", "--T", "4", "--samples", "50", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "drifts most" in out and "uJ on Loihi" in out
+    r = json.loads((tmp_path / "quantization.json").read_text())
+    assert {e["population"] for e in r["layers"]} == {"2", "5", "6"}
+
+
+def _records(path):
+    return [json.loads(ln) for ln in path.read_text().splitlines()[1:]]
+
+
+def test_eval_resumes_after_being_killed(tmp_path):
+    args = ["eval", "cnn_mnist", "--target", "sim", "--T", "4", "--chunk", "8", "--samples", "400"]
+    full = tmp_path / "full"
+    assert main([*args, "--out", str(full)]) == 0
+    part = tmp_path / "part"
+    proc = subprocess.Popen([sys.executable, "-m", "spikeport.cli", *args, "--out", str(part)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    res = part / "results.jsonl"
+    while time.time() < deadline:
+        if res.is_file() and len(res.read_text().splitlines()) > 40:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(res.read_text().splitlines()) - 1
+    assert 0 < n_before < 400, n_before
+    with res.open("a") as f:  # as if the kill had cut a line in half
+        f.write('{"index": 399, "lab')
+    assert main([*args, "--out", str(part)]) == 0
+    a, b = _records(full / "results.jsonl"), _records(res)
+    key = lambda r: (r["index"], r["prediction"], r["spikes"], r["synops"])  # noqa: E731
+    assert sorted(map(key, a)) == sorted(map(key, b)) and len(b) == 400
+    sa, sb = summarize(full), summarize(part)
+    assert sa["accuracy"] == sb["accuracy"] and sa["synops_per_sample"] == sb["synops_per_sample"]
+
+
+@pytest.mark.lava
+def test_eval_on_lava_verifies_every_nth_sample_and_reruns_from_its_config(tmp_path, capsys):
+    out = tmp_path / "lava"
+    code = main(["eval", "resnet_digits", "--target", "lava", "--T", "3", "--samples", "12", "--chunk", "6",
+                 "--verify-every", "4", "--method", "cos", "--rho", "2", "--out", str(out)])
+    assert code == 0
+    recs = _records(out / "results.jsonl")
+    assert [r["index"] for r in recs if "verified_exact" in r] == [0, 4, 8]
+    assert all(r["verified_exact"] for r in recs if "verified_exact" in r)
+    cfg = EvalConfig.from_toml(out / "config.toml")
+    assert cfg.method == "cos" and cfg.rho == 2 and cfg.target == "lava"
+    again = tmp_path / "again"
+    sim_cfg = EvalConfig(**{**cfg.__dict__, "target": "sim"})
+    Evaluation(sim_cfg, again, progress=False).run()
+    assert [r["prediction"] for r in recs] == [r["prediction"] for r in _records(again / "results.jsonl")]
+
+
+def test_eval_loihi2_says_what_is_missing(capsys, tmp_path):
+    code = main(["eval", "mlp_digits", "--target", "loihi2", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "needs Intel's Loihi 2 stack" in err[0]
+
+
+def test_eval_refuses_a_results_file_from_another_config(tmp_path):
+    Evaluation(EvalConfig("mlp_digits", T=2, samples=10), tmp_path, progress=False).run()
+    from spikeport.toolchain.errors import SpikeportError
+
+    with pytest.raises(SpikeportError, match="different configuration"):
+        Evaluation(EvalConfig("mlp_digits", T=3, samples=10), tmp_path, progress=False).run()

@@ -1,0 +1,225 @@
+"""``spikeport eval``: one hardware-in-the-loop harness for every target.
+
+The test set is streamed through the target a chunk of samples at a time (Lava receives them back
+to back, as a chip would). For each sample the harness records the prediction, the latency in
+steps, the spikes and synaptic operations, and its share of the wall time. Every record is appended
+to ``results.jsonl`` as soon as its chunk finishes. An interrupted evaluation resumes where it
+stopped: the first line holds the configuration, done samples are skipped, and a line cut short
+by the interruption is dropped. ``config.toml`` next to it reproduces the run exactly, and
+``--verify-every N`` checks the target against the integer reference on every N-th sample, every
+layer, step and neuron.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from spikeport.toolchain.errors import SpikeportError, TargetError
+from spikeport.toolchain.trace import Trace
+
+TARGETS = {"torch": "torch_int", "sim": "sim", "lava": "lava", "loihi2": "loihi2"}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    model: str
+    target: str = "sim"
+    T: int = 8
+    method: str = "qcfs"
+    rho: int = 4
+    seed: int = 0
+    data: str = ""
+    samples: int = 0  # 0: the whole test split
+    calib: int = 512
+    verify_every: int = 0
+    chunk: int = 16
+    profile: str = "loihi2"
+
+    def to_toml(self) -> str:
+        lines = ["# spikeport eval configuration: `spikeport eval --config THIS_FILE` reproduces the run", "[eval]"]
+        for f in fields(self):
+            v = getattr(self, f.name)
+            lines.append(f"{f.name} = {json.dumps(v)}")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_toml(cls, path: Path) -> EvalConfig:
+        try:
+            raw = tomllib.loads(Path(path).read_text())["eval"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+            raise SpikeportError(f"{path}: not a spikeport eval configuration ({exc})") from exc
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SpikeportError(f"{path}: unknown keys {unknown}")
+        return cls(**raw)
+
+
+def loihi2_missing() -> str | None:
+    """Why ``Loihi2HwCfg`` cannot run here, in one line, or None when Intel's Loihi stack is present."""
+    from spikeport.targets.lava.runner import lava_python
+
+    probe = "import lava.magma.core.model.nc.model, nxcore"
+    res = subprocess.run([lava_python(), "-c", probe], capture_output=True, text=True)
+    if res.returncode == 0:
+        return None
+    return ("target loihi2 needs Intel's Loihi 2 stack in the Lava environment: lava-loihi (NeuroCore process "
+            "models for Loihi2HwCfg) and nxcore, available to INRC members; not installed here "
+            f"({(res.stderr.strip().splitlines() or ['import failed'])[-1]})")
+
+
+def per_neuron_counts(trace: Trace, name: str, steps: int) -> np.ndarray:
+    """(batch, neurons) spike counts over a layer's output window."""
+    start = trace.window_start.get(name, 0)
+    return trace.spikes[name][start:start + steps].sum(0).astype(np.int64)
+
+
+class Evaluation:
+    """Streams the test split through one target and keeps a resumable results file."""
+
+    def __init__(self, cfg: EvalConfig, out: Path, progress: bool = True) -> None:
+        self.cfg, self.out, self.progress = cfg, Path(out), progress
+        if cfg.target not in TARGETS:
+            raise SpikeportError(f"unknown target {cfg.target!r}; choose one of {sorted(TARGETS)}")
+
+    def _prepare(self):
+        from spikeport.toolchain.convert import convert
+        from spikeport.toolchain.methods import apply_method
+        from spikeport.toolchain.pipeline import dataset_for, load_model
+        from spikeport.toolchain.quantize import quantize
+
+        cfg = self.cfg
+        model = load_model(cfg.model)
+        data = dataset_for(model, cfg.data or None)
+        calib = data.x_train[:cfg.calib]
+        snn = apply_method(convert(model.graph, calib), cfg.method, cfg.T, graph=model.graph, calib_x=data.x_train,
+                           calib_y=data.y_train, rho=cfg.rho, seed=cfg.seed)
+        return data, quantize(snn, calib, cfg.T, cfg.profile)
+
+    def _load_done(self, path: Path) -> dict[int, dict]:
+        done: dict[int, dict] = {}
+        if not path.is_file():
+            return done
+        lines = path.read_text().splitlines()
+        if lines:
+            try:
+                head = json.loads(lines[0])
+            except json.JSONDecodeError:
+                head = None
+            if head is None or head.get("config") != asdict(self.cfg):
+                raise SpikeportError(f"{path} was written by a different configuration; use another --out or "
+                                     "delete it")
+        for ln in lines[1:]:
+            try:
+                rec = json.loads(ln)
+            except json.JSONDecodeError:
+                continue  # a line cut short by the interruption: that sample runs again
+            done[rec["index"]] = rec
+        return done
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        from spikeport.targets.lowering import lower
+        from spikeport.toolchain.pipeline import run
+        from spikeport.toolchain.qreport import fan_out
+        from spikeport.toolchain.snn import INPUT
+        from spikeport.toolchain.verify import compare
+
+        cfg = self.cfg
+        if cfg.target == "loihi2":
+            why = loihi2_missing()
+            if why:
+                raise TargetError(why)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.toml").write_text(cfg.to_toml())
+        path = self.out / "results.jsonl"
+        done = self._load_done(path)
+        data, q = self._prepare()
+        n = len(data.x_test) if not cfg.samples else min(cfg.samples, len(data.x_test))
+        todo = [i for i in range(n) if i not in done]
+        if not path.is_file() or not path.read_text().strip():
+            path.write_text(json.dumps({"config": asdict(cfg)}) + "\n")
+        else:  # drop a trailing partial line so that appends start on a fresh line
+            text = path.read_text()
+            path.write_text("\n".join(ln for ln in text.splitlines() if _is_json(ln)) + "\n")
+        target = TARGETS[cfg.target]
+        latency = lower(q, cfg.T).latency if target in ("sim", "lava", "loihi2") else cfg.T
+        S = q.steps(cfg.T)
+        fans = {(p.name, k): fan_out(pr.synapse) for p in q.populations for k, pr in enumerate(p.inputs)
+                if pr.source != INPUT}
+        bar = tqdm(total=n, initial=n - len(todo), desc=f"eval {cfg.model} on {cfg.target}", unit="sample",
+                   disable=not self.progress, file=sys.stderr)
+        with path.open("a") as f:
+            for c0 in range(0, len(todo), cfg.chunk):
+                idx = todo[c0:c0 + cfg.chunk]
+                x = data.x_test[idx]
+                t0 = time.perf_counter()
+                tr = run(q, x, cfg.T, "lava" if target == "loihi2" else target, record=True,
+                         sample_ids=np.asarray(idx))
+                wall = time.perf_counter() - t0
+                counts = {p.name: per_neuron_counts(tr, p.name, S) for p in q.hidden}
+                synops = np.zeros(len(idx))
+                for (dst, k), fo in fans.items():
+                    synops += counts[q.population(dst).inputs[k].source] @ fo
+                checks = {}
+                if cfg.verify_every:
+                    pick = [j for j, i in enumerate(idx) if i % cfg.verify_every == 0]
+                    if pick:
+                        ref = run(q, x[pick], cfg.T, "torch_int", record=True, sample_ids=np.asarray(idx)[pick])
+                        sub = _subset(tr, pick)
+                        v = compare(ref, sub)
+                        for j in pick:
+                            checks[idx[j]] = v.exact
+                for j, i in enumerate(idx):
+                    rec = {"index": i, "label": int(data.y_test[i]), "prediction": int(tr.predictions[j]),
+                           "correct": bool(tr.predictions[j] == data.y_test[i]), "latency_steps": int(latency),
+                           "spikes": int(sum(c[j].sum() for c in counts.values())), "synops": int(synops[j]),
+                           "wall_s": wall / len(idx)}
+                    if i in checks:
+                        rec["verified_exact"] = checks[i]
+                    f.write(json.dumps(rec) + "\n")
+                f.flush()
+                bar.update(len(idx))
+        bar.close()
+        return summarize(self.out)
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+        return True
+    except json.JSONDecodeError:
+        return False
+
+
+def _subset(trace: Trace, pick: list[int]) -> Trace:
+    return Trace(trace.target, trace.T, trace.final[pick], trace.readout[:, pick],
+                 {k: v[:, pick] for k, v in trace.spikes.items()}, {}, {}, trace.window_start, trace.readout_start,
+                 trace.meta)
+
+
+def summarize(out: Path) -> dict:
+    """Accuracy, latency, spikes, synaptic ops and wall time over the results file."""
+    lines = [json.loads(ln) for ln in Path(out, "results.jsonl").read_text().splitlines() if _is_json(ln)]
+    recs = [r for r in lines[1:] if "index" in r]
+    if not recs:
+        raise SpikeportError(f"{out}/results.jsonl holds no results")
+    verified = [r["verified_exact"] for r in recs if "verified_exact" in r]
+    return {
+        "config": lines[0]["config"], "samples": len(recs),
+        "accuracy": float(np.mean([r["correct"] for r in recs])),
+        "latency_steps": int(recs[0]["latency_steps"]),
+        "spikes_per_sample": float(np.mean([r["spikes"] for r in recs])),
+        "synops_per_sample": float(np.mean([r["synops"] for r in recs])),
+        "wall_s_per_sample": float(np.mean([r["wall_s"] for r in recs])),
+        "verified": len(verified), "verified_exact": all(verified) if verified else None,
+    }
