@@ -76,7 +76,7 @@ class Report:
                                     "spikes_per_sample": float(np.mean(counts[p.name]))})
 
 
-def accuracytable(report: Report) -> str:
+def accuracy_table(report: Report) -> str:
     """Text table: one row per (method, target, samples), one column per T."""
     Ts = sorted({r["T"] for r in report.accuracy if r["T"] is not None})
     rows: dict[tuple, dict] = {}
@@ -222,7 +222,7 @@ def to_html(report: Report) -> str:
     ovf_html = ("<p class='ok'>No membrane overflow on any target.</p>" if not ovf else
                 table([[o["target"], o["T"], o["total"], json.dumps(o["events"])] for o in ovf],
                        ["target", "T", "events", "per layer"]))
-    acc = "<pre>" + html.escape(accuracytable(report)) + "</pre>"
+    acc = "<pre>" + html.escape(accuracy_table(report)) + "</pre>"
     ck = report.model.get("checkpoint", {})
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>spikeport report: {html.escape(report.model['name'])}</title>
 <style>{STYLE}</style></head><body>
