@@ -242,7 +242,7 @@ def read_netx(path: str | Path, reset_interval: int | None = None, reset_offset:
 def _lava_to_netx_weights(p: DenseProcess) -> np.ndarray:
     """The integer weights a Dense process delivers (Lava's truncation and exponent applied): what a
     netx file stores, since netx re-derives the exponent itself."""
-    from spikeport.targets.sim import lava_weights
+    from spikeport.targets.sim_models import lava_weights
 
     w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits)
     w = w.toarray() if hasattr(w, "toarray") else np.asarray(w)

@@ -1,216 +1,377 @@
-"""``sim``: a bit-accurate CPU simulator of a :class:`ProcessNet` with Lava 0.10 fixed_pt semantics.
+"""``sim``: a bit-accurate simulator of a :class:`ProcessNet` with Lava 0.10 fixed_pt semantics
+(the per-process arithmetic lives in :mod:`sim_models`), batched over samples and over time.
 
-Its arithmetic follows Lava's bit-accurate process models, not the PyTorch reference:
-
-* LIF / LIFReset: ``u = u*(4096-(du+1)) >> 12`` (rounded toward zero), ``u += a << 6``, u folds
-  once at 24 bits; ``v = v*(4096-dv) >> 12 + u + (bias_mant << bias_exp)``, v saturates at
-  +-(2**23-1); spike when ``v > vth << 6``; then ``v = 0``. LIFReset zeroes u and v at the start
-  of steps ``t % interval == offset % interval``.
-* Dense / Sparse / DelaySparse: weights clipped to the sign mode's 8-bit range and truncated to
-  ``num_weight_bits``, accumulated, shifted by ``weight_exp`` (floor), delivered 1 + delay steps
-  later.
-* Conv: true integer convolution, wrapped to signed 24 bits, delivered one step later.
+How it schedules the work: every synapse delivers at least one step after the spike, so within a
+chunk of steps each group of populations that feed each other (one population with its
+self-connection, in a feedforward network) can run through all the chunk's steps before the next
+group starts; each synapse then carries the whole chunk's spikes in one batched convolution or
+matrix product. That is the computation of stepping the network step by step (``chunk=1``), in a
+different order; the tests check both against each other and against Lava. Soft-reset IF layers
+run in a fused int32 loop (``FastIF``) wherever a bound proves Lava's 24-bit folds cannot occur.
 
 Samples run side by side in a batch, each starting at step 1 (the streamed Lava run puts sample i
 at steps i*P + 1 ..; the LIFReset/quench construction makes the two equivalent, which the Lava
-tests check). Synaptic sums run in float32 where every partial sum stays below 2**24 (exact for 0/1
-inputs) and in float64 otherwise (``toolchain.ops.exact_dtype``).
+tests check).
+
+Memory: each population's pending input and spikes for one chunk, freed as soon as its readers
+are done; every step of every layer only when ``record`` asks for the spikes.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
-import torch.nn.functional as F
-from scipy import sparse
 
 from spikeport.targets.base import check_graph, register
-from spikeport.targets.lava.kernels import COSKernel, TPPKernel
 from spikeport.targets.lowering import lower
-from spikeport.targets.process_net import ConvProcess, COSProcess, DenseProcess, LIFProcess, ProcessNet, TPPProcess
-from spikeport.toolchain.ops import exact_dtype
+from spikeport.targets.process_net import DenseProcess, LIFProcess, ProcessNet
+from spikeport.targets.sim_models import (
+    ConvModel,
+    DenseModel,
+    FastIF,
+    LIFModel,
+    SynapseModel,
+    WindowedModel,
+    lava_weights,
+)
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
 
+__all__ = ["INPUT_NAME", "SimTarget", "components", "lava_weights", "simulate"]
+
 INPUT_NAME = "input"  # the source name of synapses fed by external spikes
-U_FOLD = 1 << 24
-U_MAX = 1 << 23
-V_MAX = (1 << 23) - 1
+INT32_SAFE = 1 << 30
 
 
-def lava_weights(w: np.ndarray | sparse.spmatrix, sign_mode: str | None, num_weight_bits: int):
-    """What Lava's bit-accurate Dense/Sparse models do to the weights at their first step."""
-    is_sparse = sparse.issparse(w)
-    w = sparse.csr_matrix(w, copy=True) if is_sparse else np.asarray(w)
-    vals = w.data if is_sparse else w
-    implicit_zero = is_sparse and w.nnz < w.shape[0] * w.shape[1]
-    lo_v, hi_v = (vals.min(), vals.max()) if vals.size else (0, 0)
-    if implicit_zero:  # Lava's np.min/np.max see the sparse matrix's zeros too
-        lo_v, hi_v = min(lo_v, 0), max(hi_v, 0)
-    mode = sign_mode or ("exc" if lo_v >= 0 else "inh" if hi_v <= 0 else "mixed")
-    x = np.trunc(vals).astype(np.int64)
-    if mode == "inh":
-        x = -x
-    x = np.clip(x, -256 if mode == "mixed" else 0, 255)
-    k = 8 - num_weight_bits + (mode == "mixed")
-    x = (x >> k) << k
-    if mode == "inh":
-        x = -x
-    if is_sparse:
-        w.data = x
-        w.eliminate_zeros()
-        return w
-    return x
+def components(names: list[str], edges: list[tuple[str, str]]) -> list[list[str]]:
+    """Strongly connected components of the population graph, in topological order (Tarjan).
+
+    A feedforward network gives one population per component (its self-connection is an edge
+    inside it); only populations that feed each other in a loop share one.
+    """
+    succ: dict[str, list[str]] = {n: [] for n in names}
+    for a, b in edges:
+        if a in succ and b in succ and b not in succ[a]:
+            succ[a].append(b)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in succ[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            out.append(sorted(comp, key=names.index))
+
+    for n in names:
+        if n not in index:
+            visit(n)
+    return out[::-1]
 
 
-def _shift(acc: torch.Tensor, exp: int) -> torch.Tensor:
-    return acc << exp if exp > 0 else acc >> -exp
+class Inbox:
+    """Synaptic input waiting for one population, by absolute step: ``buf[i]`` is step ``base + i``.
+    It holds the chunk being simulated plus whatever delayed synapses sent beyond it, never the
+    whole run. ``dtype`` is int32 where the incoming synapses' bounds allow it."""
+
+    def __init__(self, batch: int, size: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.base = 1
+        self.shape = (batch, size)
+        self.dtype = dtype
+        self.device = device
+        self.buf = torch.zeros((0, batch, size), dtype=dtype, device=device)
+
+    def _grow(self, length: int) -> torch.Tensor | None:
+        """Make the buffer ``length`` steps long; return the new steps' part (uninitialised)."""
+        if length <= len(self.buf):
+            return None
+        old = self.buf
+        self.buf = torch.empty((length, *self.shape), dtype=self.dtype, device=self.device)
+        self.buf[:len(old)] = old
+        return self.buf[len(old):]
+
+    def add(self, step: int, x: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """Add the k steps in ``x`` (integer-valued, any dtype and layout, shape (k * batch, ...)) at
+        steps ``step`` .. ``step + k - 1``, or at ``step + rows[i]``."""
+        lo = step - self.base
+        if lo < 0:
+            raise AssertionError("synaptic input sent into the past")
+        k = len(x) // self.shape[0]
+        old_len = len(self.buf)
+        if rows is None:
+            if old_len <= lo:  # only new steps: one converting copy, no zero-fill
+                new = self._grow(lo + k)
+                new[:lo - old_len].zero_()
+                self.buf[lo:].view(x.shape).copy_(x)
+                return
+            new = self._grow(lo + k)
+            if new is not None:
+                new.zero_()
+            self.buf[lo:lo + k].view(x.shape).add_(x.to(self.dtype))
+            return
+        new = self._grow(lo + int(rows[-1]) + 1)
+        if new is not None:
+            new.zero_()
+        self.buf[lo:].index_add_(0, rows, x.reshape(k, *self.shape).to(self.dtype))
+
+    def take(self, t0: int, count: int) -> torch.Tensor | None:
+        """The input of steps t0 .. t0+count-1 (a tensor the caller owns), or None if nothing was
+        sent for them; those steps leave the inbox."""
+        if t0 != self.base:
+            raise AssertionError("inbox read out of order")
+        self.base = t0 + count
+        if not len(self.buf):
+            return None
+        new = self._grow(count)
+        if new is not None:
+            new.zero_()
+        out, self.buf = self.buf[:count], self.buf[count:]
+        return out
 
 
-class _Matrix:
-    """One integer weight matrix applied to a (batch, n_in) input: diagonal, CSR or dense."""
+class _Run:
+    """One batch through the network: the models, their pending inputs and what is recorded."""
 
-    def __init__(self, w, device: torch.device) -> None:
-        self.diag = self.w = None
-        if sparse.issparse(w):
-            coo = w.tocoo()
-            if w.shape[0] == w.shape[1] and np.all(coo.row == coo.col):  # self-connections, skips
-                d = np.zeros(w.shape[0], dtype=np.int64)
-                d[coo.row] = coo.data
-                self.diag = torch.as_tensor(d, device=device)
+    def __init__(self, net: ProcessNet, currents: dict[str, np.ndarray], batch: int, steps: int,
+                 device: torch.device, sample_ids: torch.Tensor, record: bool, record_state: tuple[str, ...],
+                 fast: bool = True):
+        self.net, self.batch, self.steps, self.dev = net, batch, steps, device
+        self.neurons: dict[str, LIFModel | WindowedModel] = {
+            p.name: LIFModel(p, batch, net.act_shift, device) if isinstance(p, LIFProcess)
+            else WindowedModel(p, batch, device, sample_ids) for p in net.lifs}
+        self.syns: list[SynapseModel] = [DenseModel(p, device) if isinstance(p, DenseProcess)
+                                         else ConvModel(p, device) for p in net.synapses]
+        names = list(self.neurons)
+        self.groups = components(names, [(s.p.src, s.p.dst) for s in self.syns])
+        self.inbox = {}
+        for n, nr in self.neurons.items():
+            bounds = [s.bound for s in self.syns if s.p.dst == n]
+            safe = all(b is not None for b in bounds) and sum(bounds) << net.act_shift < INT32_SAFE
+            self.inbox[n] = Inbox(batch, nr.p.size, torch.int32 if safe else torch.int64, device)
+        self.in_bound = {n: sum(s.bound for s in self.syns if s.p.dst == n and s.p.src != n)
+                         if self.inbox[n].dtype == torch.int32 else None for n in names}
+        extra_in = {s.dst: torch.as_tensor(currents[s.dst], dtype=torch.int64, device=device).reshape(batch, -1)
+                    for s in net.sources if s.adds_input}
+        self.source_value = {s.name: torch.as_tensor(s.value, dtype=torch.int64, device=device)
+                             + extra_in.get(s.dst, 0) for s in net.sources}
+        self.fast: dict[str, FastIF] = {}
+        for n in names:
+            internal = [s for s in self.syns if s.p.src == n and s.p.dst == n]
+            if fast and n != net.readout and n not in record_state and FastIF.eligible(self.neurons[n].p, internal):
+                self.fast[n] = FastIF(self.neurons[n], internal[0])
+        readout = self.neurons[net.readout]
+        self.readout = torch.zeros((steps, batch, readout.p.size), dtype=torch.int64)
+        self.hidden = [n for n in names if n != net.readout]
+        self.recorded = {n: torch.zeros((steps, batch, self.neurons[n].p.size), dtype=torch.uint8)
+                         for n in self.hidden} if record else {}
+        self.record_state = record_state
+        self.states = {k: {n: torch.zeros((steps, batch, self.neurons[n].p.size), dtype=torch.int64)
+                           for n in record_state} for k in ("u", "v")}
+        self.starts = {n: net.window_start(n) or 1 for n in names}
+        self.out_start = {n: getattr(self.neurons[n], "out_start", self.starts[n]) for n in names}
+        self.counts = {n: torch.zeros(batch, dtype=torch.int64) for n in self.hidden}
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def source_inputs(self, n: str, t0: int, count: int) -> list:
+        """Per chunk step, what the RingBuffer sources send into ``n``'s a_in (a_in units): the
+        value through the window, the negated quench in the flush step, else None."""
+        extra: list = [None] * count
+        for s in self.net.sources:
+            if s.dst != n:
+                continue
+            w0, length = s.start - t0, s.window(self.net.T)  # the window's first step, chunk-relative
+            for j in range(max(0, w0), min(count, w0 + length)):
+                v = self.source_value[s.name]
+                if s.schedule is not None and j - w0 < len(s.schedule):
+                    v = v + torch.as_tensor(s.schedule[j - w0], device=self.dev)
+                extra[j] = v if extra[j] is None else extra[j] + v
+            if 0 <= w0 + length < count:
+                extra[w0 + length] = -s.quench if extra[w0 + length] is None else extra[w0 + length] - s.quench
+        return extra
+
+    # -- one chunk --------------------------------------------------------------------------------
+    def chunk(self, t0: int, count: int, spikes_in: torch.Tensor | None) -> None:
+        if spikes_in is not None:
+            self.send(INPUT_NAME, spikes_in, t0, [s for s in self.syns if s.p.src == INPUT_NAME])
+        for group in self.groups:
+            if len(group) == 1 and group[0] in self.fast:
+                out = {group[0]: self.run_fast(group[0], t0, count)}
             else:
-                dtype = exact_dtype(np.asarray(abs(w).sum(axis=1)))
-                with warnings.catch_warnings():  # torch calls CSR "beta"; the indices come from scipy
-                    warnings.simplefilter("ignore", UserWarning)
-                    self.w = torch.sparse_csr_tensor(
-                        torch.as_tensor(w.indptr, dtype=torch.int64), torch.as_tensor(w.indices, dtype=torch.int64),
-                        torch.as_tensor(w.data, dtype=dtype), w.shape, device=device)
-        else:
-            self.w = torch.as_tensor(w, dtype=exact_dtype(w), device=device)
+                out = self.run_general(group, t0, count)
+            for n, s in out.items():
+                self.send(n, s, t0, [syn for syn in self.syns if syn.p.src == n and syn.p.dst not in group])
+                if n in self.counts:
+                    self.count_spikes(n, s, t0)
+                if n in self.recorded:
+                    self.recorded[n][t0 - 1:t0 - 1 + count] = s.cpu()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.diag is not None:
-            return x.to(torch.int64) * self.diag
-        x = x.to(self.w.dtype)
-        acc = (self.w @ x.T).T if self.w.layout == torch.sparse_csr else x @ self.w.T
-        return acc.round().to(torch.int64)
+    def count_spikes(self, n: str, s: torch.Tensor, t0: int) -> None:
+        """Add the spikes of ``n``'s output window within this chunk to its per-sample counts:
+        byte-wise adds over the steps (a window of T <= 255 steps cannot overflow a byte), then
+        one reduction over neurons."""
+        lo, hi = max(self.out_start[n], t0), min(self.out_start[n] + self.net.T, t0 + len(s))
+        if lo >= hi:
+            return
+        rows = s[lo - t0:hi - t0].view(torch.uint8)
+        acc = rows[0].clone() if self.net.T <= 255 else rows[0].to(torch.int32)
+        for row in rows[1:]:
+            acc.add_(row)
+        self.counts[n] += acc.sum(1, dtype=torch.int64).cpu()
+
+    def run_fast(self, n: str, t0: int, count: int) -> torch.Tensor:
+        f, shift = self.fast[n], self.net.act_shift
+        a = self.inbox[n].take(t0, count)
+        extra = self.source_inputs(n, t0, count)
+        extra_u: list = [None] * count  # the same inputs in u units, int32, converted once per tensor
+        cache: dict[int, torch.Tensor] = {}
+        peak = {id(e): int(e.abs().max()) for e in extra if isinstance(e, torch.Tensor)}
+        extra_max = [0 if e is None else abs(e) if isinstance(e, int) else peak[id(e)] for e in extra]
+        in_bound = self.in_bound[n] if a is not None else 0
+        step_max = [((in_bound or 0) + m) << shift for m in extra_max]
+        if a is not None and (in_bound is None or f.span(step_max, 0)[0] < count):  # measure the input
+            hi, lo = a.amax(dim=(1, 2)).tolist(), a.amin(dim=(1, 2)).tolist()
+            step_max = [(max(h, -lo_) + m) << shift for h, lo_, m in zip(hi, lo, extra_max, strict=True)]
+        out = torch.empty((count, self.batch, f.lif.p.size), dtype=torch.bool, device=self.dev)
+        prev, j = None, 0
+        while j < count:
+            k, bound = f.span(step_max, j)
+            if k:
+                a_u = None
+                if a is not None:  # u units, int32 (in place where the inbox already is int32)
+                    a_u = a[j:j + k].mul_(1 << shift) if a.dtype == torch.int32 else \
+                        a[j:j + k].to(torch.int32).mul_(1 << shift)
+                for i in range(j, j + k):
+                    e = extra[i]
+                    if isinstance(e, int):
+                        extra_u[i] = e << shift
+                    elif e is not None:
+                        if id(e) not in cache:
+                            cache[id(e)] = (e << shift).to(torch.int32)
+                        extra_u[i] = cache[id(e)]
+                f.run(t0, None if a_u is None else _Shifted(a_u, j), extra_u, j, j + k, prev, out)
+                f.u_bound = bound
+                j += k
+                prev = out[j - 1]
+            else:  # a step the bound cannot vouch for: Lava's general arithmetic (LIFModel)
+                f.sync()
+                a_j = torch.zeros(self.inbox[n].shape, dtype=torch.int64, device=self.dev) if a is None \
+                    else a[j].to(torch.int64)
+                if extra[j] is not None:
+                    a_j = a_j + extra[j]
+                if prev is not None:  # the fast run's pending self-subtraction
+                    a_j = a_j + prev.to(torch.int64) * f.self_w_a
+                out[j] = f.lif.step(t0 + j, a_j)
+                prev = out[j]
+                j += 1
+        if prev is not None:  # the subtraction due in the step after the chunk
+            self.inbox[n].add(t0 + count, prev.to(torch.int64) * f.self_w_a)
+        return out
+
+    def run_general(self, group: list[str], t0: int, count: int) -> dict[str, torch.Tensor]:
+        """Step by step with the general models; synapses inside the group run every step."""
+        a = {}
+        for n in group:
+            x = self.inbox[n].take(t0, count)
+            a[n] = torch.zeros((count, *self.inbox[n].shape), dtype=torch.int64, device=self.dev) if x is None \
+                else x.to(torch.int64)
+            for j, e in enumerate(self.source_inputs(n, t0, count)):
+                if e is not None:
+                    a[n][j] += e
+        out = {n: torch.empty((count, self.batch, self.neurons[n].p.size), dtype=torch.bool, device=self.dev)
+               for n in group}
+        internal = [s for s in self.syns if s.p.src in group and s.p.dst in group]
+        for j in range(count):
+            t = t0 + j
+            for n in group:
+                nr = self.neurons[n]
+                out[n][j] = nr.step(t, a[n][j])
+                if n == self.net.readout:
+                    self.readout[t - 1] = (nr.u >> self.net.act_shift).cpu()
+                if n in self.record_state:
+                    self.states["u"][n][t - 1] = nr.u.cpu()
+                    self.states["v"][n][t - 1] = nr.v.cpu()
+            for syn in internal:
+                for delay, contrib in syn(out[syn.p.src][j]):
+                    arrive = t + 1 + delay
+                    if arrive < t0 + count:
+                        a[syn.p.dst][arrive - t0] += contrib.reshape(self.batch, -1).to(torch.int64)
+                    else:
+                        self.inbox[syn.p.dst].add(arrive, contrib)
+        return out
+
+    def send(self, src: str, spikes: torch.Tensor, t0: int, synapses: list[SynapseModel]) -> None:
+        """Carry a chunk of ``src``'s spikes through its outgoing synapses, skipping silent steps."""
+        if not synapses:
+            return
+        count = len(spikes)
+        flags = spikes.view(torch.uint8) if spikes.dtype == torch.bool else spikes != 0
+        rows = torch.nonzero(flags.reshape(count, -1).amax(dim=1)).reshape(-1)
+        if not len(rows):
+            return
+        first, last = int(rows[0]), int(rows[-1])
+        contiguous = last - first + 1 == len(rows)  # the usual case: a layer's window
+        x = spikes[first:last + 1] if contiguous else spikes[rows]
+        flat = x.reshape(len(x) * self.batch, -1)
+        for syn in synapses:
+            for delay, contrib in syn(flat):
+                if contiguous:
+                    self.inbox[syn.p.dst].add(t0 + 1 + delay + first, contrib)
+                else:
+                    self.inbox[syn.p.dst].add(t0 + 1 + delay, contrib, rows=rows)
+
+    def trace(self) -> Trace:
+        net, steps = self.net, self.steps
+        end = min(self.starts[net.readout] + net.T - 1, steps)
+        state_meta = {"u": {k: v.numpy() for k, v in self.states["u"].items()},
+                      "v": {k: v.numpy() for k, v in self.states["v"].items()}} if self.record_state else {}
+        return Trace(
+            target="sim", T=net.T, final=self.readout[end - 1].numpy(), readout=self.readout.numpy(),
+            spikes={k: v.numpy() for k, v in self.recorded.items()},
+            spike_counts={k: v.numpy() for k, v in self.counts.items()},
+            overflow={n: nr.overflow + sum(s.overflow for s in self.syns if s.p.dst == n)
+                      for n, nr in self.neurons.items()},
+            window_start={n: self.out_start[n] - 1 for n in self.hidden},
+            readout_start=self.starts[net.readout] - 1,
+            meta={"steps": steps, "period": net.period, **state_meta})
 
 
-class _Dense:
-    """Dense / Sparse / DelaySparse / DelayDense: Lava's weight processing on the whole matrix, then
-    one matrix per distinct delay (each block is shifted by weight_exp on its own, as Lava does)."""
+class _Shifted:
+    """``a[j]`` for chunk positions j >= offset of a tensor that starts at ``offset``."""
 
-    def __init__(self, p: DenseProcess, device: torch.device) -> None:
-        self.p = p
-        w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits)
-        if np.ndim(p.delay) == 0:
-            self.blocks = [(int(p.delay), _Matrix(w, device))]
-        else:
-            dense = w.toarray() if sparse.issparse(w) else np.asarray(w)
-            delays = np.asarray(p.delay)
-            self.blocks = [(int(d), _Matrix(sparse.csr_matrix(np.where(delays == d, dense, 0)), device))
-                           for d in np.unique(delays[dense != 0])] or [(0, _Matrix(dense, device))]
-        self.queue: list[torch.Tensor | None] = []
+    def __init__(self, a: torch.Tensor, offset: int) -> None:
+        self.a, self.offset = a, offset
 
-    def __call__(self, s: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-        x = s.reshape(len(s), -1)
-        if not self.p.num_message_bits:
-            x = x != 0
-        return [(d, _shift(m(x), self.p.weight_exp)) for d, m in self.blocks]
-
-
-class _Conv:
-    def __init__(self, p: ConvProcess, device: torch.device) -> None:
-        self.p = p
-        self.w = torch.as_tensor(p.weight, dtype=exact_dtype(p.weight), device=device)
-        self.queue: list[torch.Tensor | None] = []
-        self.overflow = 0
-
-    def __call__(self, s: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-        p = self.p
-        x = s.reshape(len(s), *p.in_shape)
-        x = (x != 0 if not p.num_message_bits else x).to(self.w.dtype)
-        a = F.conv2d(x, self.w, None, p.stride, p.padding, p.dilation, p.groups).round().to(torch.int64)
-        wrapped = (a + U_MAX) % U_FOLD - U_MAX  # Lava's signed 24-bit clamp of the conv output
-        self.overflow += int((wrapped != a).sum())
-        return [(0, wrapped.reshape(len(s), -1))]
-
-
-class _LIF:
-    def __init__(self, p: LIFProcess, batch: int, act_shift: int, device: torch.device) -> None:
-        self.p = p
-        self.act_shift = act_shift
-        self.u = torch.zeros((batch, p.size), dtype=torch.int64, device=device)
-        self.v = torch.zeros_like(self.u)
-        bias = torch.as_tensor(np.broadcast_to(np.asarray(p.bias_mant, dtype=np.int64), (p.size,)).copy())
-        self.bias = _shift(bias, p.bias_exp).to(device)
-        self.vth = p.vth << act_shift
-        self.overflow = 0
-
-    @staticmethod
-    def _decay(x: torch.Tensor, keep: int) -> torch.Tensor:
-        if keep == 4096:
-            return x
-        y = x * keep
-        return torch.sign(y) * (y.abs() >> 12)
-
-    def step(self, t: int, a: torch.Tensor) -> torch.Tensor:
-        p = self.p
-        if p.reset_interval and t % p.reset_interval == p.reset_offset % p.reset_interval:
-            self.u.zero_()
-            self.v.zero_()
-        u = self._decay(self.u, 4096 - (p.du + 1)) + (a << self.act_shift)
-        wrapped = (u > U_MAX) | (u <= -U_MAX)
-        self.overflow += int(wrapped.sum())
-        u = torch.where(u > U_MAX, u - U_FOLD, torch.where(u <= -U_MAX, u + U_FOLD, u))
-        v = self._decay(self.v, 4096 - p.dv) + u + self.bias
-        self.overflow += int(((v > V_MAX) | (v < -V_MAX)).sum())
-        v = v.clamp(-V_MAX, V_MAX)
-        s = v > self.vth
-        self.u, self.v = u, torch.where(s, torch.zeros_like(v), v)
-        return s
-
-
-class _Windowed:
-    """A COS or TPP kernel driven by the step counter: window j = 0 restarts every period."""
-
-    def __init__(self, p: COSProcess | TPPProcess, batch: int, device: torch.device, sample_ids: torch.Tensor):
-        self.p = p
-        self.overflow = 0
-        shape = (batch, p.size)
-        if isinstance(p, COSProcess):
-            self.kernel = COSKernel(torch, shape, p.theta, p.v_init, p.rho, p.S)
-            self.out_start = p.start + p.rho
-        else:
-            neurons = torch.arange(p.size, dtype=torch.int64, device=device)
-            self.kernel = TPPKernel(torch, shape, p.theta, p.v_init, p.T, p.seed, p.layer, neurons)
-            self.out_start = p.start + p.T
-        self.kernel.reset()
-        self.samples = sample_ids.to(device).reshape(-1, 1)
-        self.none = torch.zeros(shape, dtype=torch.bool, device=device)
-
-    def step(self, t: int, a: torch.Tensor) -> torch.Tensor:
-        p = self.p
-        if t < p.start:
-            return self.none
-        j = (t - p.start) % p.period
-        if j == 0:
-            self.kernel.reset()
-        if isinstance(p, TPPProcess):
-            return self.kernel.step(j, a, self.samples)
-        return self.kernel.step(j, a)
+    def __getitem__(self, j: int) -> torch.Tensor:
+        return self.a[j - self.offset]
 
 
 def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False,
-             steps: int | None = None, device: str = "cpu", sample_ids: np.ndarray | None = None,
-             spikes_in: np.ndarray | None = None, record_state: tuple[str, ...] = ()) -> Trace:
+             steps: int | None = None, device: str | torch.device = "cpu", sample_ids: np.ndarray | None = None,
+             spikes_in: np.ndarray | None = None, record_state: tuple[str, ...] = (),
+             chunk: int | None = None, fast: bool = True) -> Trace:
     """Run one window per sample (batched). ``currents[pop]`` is (batch, N) for input-fed layers;
     ``sample_ids`` key TPP's random numbers (default 0..batch-1); ``spikes_in`` (steps, batch, N)
     feeds the synapses whose source is ``"input"`` (netx networks); ``record_state`` names LIFs whose
-    u and v are kept for every step (``trace.meta["u"]``, ``trace.meta["v"]``)."""
+    u and v are kept for every step (``trace.meta["u"]``, ``trace.meta["v"]``); ``chunk`` is the
+    number of steps scheduled together (default: all; 1 steps the whole network step by step);
+    ``fast=False`` runs every population through the general models (for cross-checks)."""
     dev = torch.device(device)
     if currents:
         batch = len(next(iter(currents.values())))
@@ -220,72 +381,15 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
         batch = 1
     ids = torch.as_tensor(np.arange(batch) if sample_ids is None else np.asarray(sample_ids), dtype=torch.int64)
     steps = steps or net.frame
-    neurons: dict[str, _LIF | _Windowed] = {}
-    for p in net.lifs:
-        neurons[p.name] = _LIF(p, batch, net.act_shift, dev) if isinstance(p, LIFProcess) else \
-            _Windowed(p, batch, dev, ids)
-    syns = [_Dense(p, dev) if isinstance(p, DenseProcess) else _Conv(p, dev) for p in net.synapses]
-    src_values = []
-    for s in net.sources:
-        extra = None
-        if s.adds_input:
-            extra = torch.as_tensor(currents[s.dst], dtype=torch.int64, device=dev).reshape(batch, -1)
-        src_values.append((s, extra))
-    readout = neurons[net.readout]
-    ro_trace = torch.zeros((steps, batch, readout.p.size), dtype=torch.int64)
-    hidden = [n for n in neurons if n != net.readout]
-    spikes = {n: torch.zeros((steps, batch, neurons[n].p.size), dtype=torch.uint8) for n in hidden} if record else {}
-    starts = {n: net.window_start(n) or 1 for n in neurons}
-    out_start = {n: getattr(neurons[n], "out_start", starts[n]) for n in neurons}
-    counts = {n: torch.zeros(batch, dtype=torch.int64) for n in hidden}
-    states = {k: {n: torch.zeros((steps, batch, neurons[n].p.size), dtype=torch.int64) for n in record_state}
-              for k in ("u", "v")}
-    for t in range(1, steps + 1):
-        a_in = {n: torch.zeros((batch, nr.p.size), dtype=torch.int64, device=dev) for n, nr in neurons.items()}
-        for syn in syns:  # deliver what was computed 1 + delay steps ago
-            if syn.queue and syn.queue[0] is not None:
-                a_in[syn.p.dst] += syn.queue[0]
-            if syn.queue:
-                syn.queue.pop(0)
-        for s, extra in src_values:
-            j = t - s.start
-            val = s.value_at(j, net.T)
-            if val is not None:
-                a_in[s.dst] += torch.as_tensor(val, dtype=torch.int64, device=dev)
-                if extra is not None:
-                    a_in[s.dst] += extra
-            elif j == s.window(net.T):
-                a_in[s.dst] -= s.quench
-        out = {n: nr.step(t, a_in[n]) for n, nr in neurons.items()}
+    chunk = max(1, min(chunk or steps, steps))
+    run = _Run(net, currents, batch, steps, dev, ids, record, record_state, fast)
+    for t0 in range(1, steps + 1, chunk):
+        count = min(chunk, steps - t0 + 1)
+        x = None
         if spikes_in is not None:
-            out[INPUT_NAME] = torch.as_tensor(spikes_in[t - 1], device=dev).reshape(batch, -1)
-        for syn in syns:
-            for delay, contrib in syn(out[syn.p.src]):
-                while len(syn.queue) < delay + 1:
-                    syn.queue.append(None)
-                syn.queue[delay] = contrib if syn.queue[delay] is None else syn.queue[delay] + contrib
-        ro_trace[t - 1] = (readout.u >> net.act_shift).cpu()
-        for n in record_state:
-            states["u"][n][t - 1] = neurons[n].u.cpu()
-            states["v"][n][t - 1] = neurons[n].v.cpu()
-        for n, c in counts.items():
-            if out_start[n] <= t < out_start[n] + net.T:
-                c += out[n].sum(1).cpu()
-        if record:
-            for n in spikes:
-                spikes[n][t - 1] = out[n].cpu()
-    end = min(starts[net.readout] + net.T - 1, steps)
-    return Trace(
-        target="sim", T=net.T, final=ro_trace[end - 1].numpy(), readout=ro_trace.numpy(),
-        spikes={k: v.numpy() for k, v in spikes.items()},
-        spike_counts={k: v.numpy() for k, v in counts.items()},
-        overflow={n: nr.overflow + sum(getattr(s, "overflow", 0) for s in syns if s.p.dst == n)
-                  for n, nr in neurons.items()},
-        window_start={n: out_start[n] - 1 for n in hidden},
-        readout_start=starts[net.readout] - 1,
-        meta={"steps": steps, "period": net.period,
-              **({"u": {k: v.numpy() for k, v in states["u"].items()},
-                  "v": {k: v.numpy() for k, v in states["v"].items()}} if record_state else {})})
+            x = torch.as_tensor(np.asarray(spikes_in[t0 - 1:t0 - 1 + count]), device=dev).reshape(count, batch, -1)
+        run.chunk(t0, count, x)
+    return run.trace()
 
 
 class SimTarget:

@@ -6,7 +6,8 @@ import pytest
 from scipy import sparse
 
 from spikeport.targets.process_net import ConvProcess, CurrentSource, DenseProcess, LIFProcess, ProcessNet
-from spikeport.targets.sim import lava_weights, simulate
+from spikeport.targets.sim import simulate
+from spikeport.targets.sim_models import lava_weights
 
 
 def single(lif: LIFProcess, impulse: int = 0, steps: int = 8, extra: tuple = ()) -> ProcessNet:
@@ -35,10 +36,10 @@ def test_current_decay_halves_u():
 
 
 def test_voltage_decay_matches_lava():
-    from spikeport.targets import sim as simmod
+    from spikeport.targets import sim_models as simmod
 
     lif = LIFProcess("n", (1,), du=0, dv=2048, vth=1 << 17)
-    model = simmod._LIF(lif, 1, 6, simmod.torch.device("cpu"))
+    model = simmod.LIFModel(lif, 1, 6, simmod.torch.device("cpu"))
     vs = []
     for t in range(1, 9):
         a = simmod.torch.tensor([[128 if t == 1 else 0]])
@@ -48,10 +49,10 @@ def test_voltage_decay_matches_lava():
 
 
 def test_bias_exponent():
-    from spikeport.targets import sim as simmod
+    from spikeport.targets import sim_models as simmod
 
     lif = LIFProcess("n", (1,), du=0, dv=0, vth=1 << 17, bias_mant=4095, bias_exp=5)
-    model = simmod._LIF(lif, 1, 6, simmod.torch.device("cpu"))
+    model = simmod.LIFModel(lif, 1, 6, simmod.torch.device("cpu"))
     model.step(1, simmod.torch.zeros((1, 1), dtype=simmod.torch.int64))
     assert int(model.v[0, 0]) == 131040
 
