@@ -85,9 +85,12 @@ class MatrixOp:
     def __init__(self, w, device: torch.device) -> None:
         self.diag = self.w = None
         self.bound = _row_abs_max(w)
+        square = w.shape[0] == w.shape[1]
+        if not sparse.issparse(w) and square and not np.any(w - np.diag(np.diag(w))):
+            w = sparse.csr_matrix(w)  # diagonal: kept as a vector below
         if sparse.issparse(w):
             coo = w.tocoo()
-            if w.shape[0] == w.shape[1] and np.all(coo.row == coo.col):  # self-connections, skips
+            if square and np.all(coo.row == coo.col):  # self-connections, skips
                 d = np.zeros(w.shape[0], dtype=np.int64)
                 d[coo.row] = coo.data
                 self.diag = torch.as_tensor(d, device=device)

@@ -1,0 +1,108 @@
+"""``sim``'s scheduling: chunks of steps and the fused IF loop compute what stepping does.
+
+Stepping the whole network one step at a time with the general per-process models (``chunk=1,
+fast=False``) is the plain reading of Lava's semantics; every other schedule must give the very
+same integers: readout, every spike, the counts and the overflow events.
+"""
+
+import numpy as np
+import pytest
+
+from spikeport.targets.lowering import lower
+from spikeport.targets.process_net import CurrentSource, DenseProcess, LIFProcess, ProcessNet
+from spikeport.targets.sim import components, simulate
+from spikeport.targets.sim_models import FastIF, LIFModel
+from spikeport.toolchain.methods import apply_method
+from spikeport.toolchain.quantize import quantize
+from spikeport.toolchain.reference import encode
+
+
+def assert_same(a, b):
+    assert np.array_equal(a.readout, b.readout)
+    assert np.array_equal(a.final, b.final)
+    assert a.spikes.keys() == b.spikes.keys()
+    for k in a.spikes:
+        assert np.array_equal(a.spikes[k], b.spikes[k]), k
+    for k in a.spike_counts:
+        assert np.array_equal(a.spike_counts[k], b.spike_counts[k]), k
+    assert a.overflow == b.overflow
+
+
+def schedules(net, cur, **kw):
+    plain = simulate(net, cur, record=True, chunk=1, fast=False, **kw)
+    for chunk in (1, 2, 5, None):
+        for fast in (True, False):
+            yield chunk, fast, plain, simulate(net, cur, record=True, chunk=chunk, fast=fast, **kw)
+
+
+@pytest.mark.parametrize("bundle,T", [("mlp", 3), ("cnn", 4), ("resnet", 2)])
+def test_every_schedule_equals_stepping(request, bundle, T):
+    b = request.getfixturevalue(bundle)
+    q = b.q(T)
+    x = b.data.x_test[:6]
+    net = lower(q, T)
+    for chunk, fast, plain, got in schedules(net, encode(q, x)):
+        assert got.spikes and sum(int(s.sum()) for s in got.spikes.values()) > 0
+        assert_same(plain, got), (chunk, fast)
+
+
+@pytest.mark.parametrize("method", ["ftbc", "cos", "tpp"])
+def test_every_schedule_equals_stepping_for_the_seed_methods(mlp, method):
+    T = 3
+    f = apply_method(mlp.snn, method, T, mlp.model.graph, mlp.calib, mlp.data.y_train[:256])
+    q = quantize(f, mlp.calib, T)
+    net = lower(q, T)
+    for _, _, plain, got in schedules(net, encode(q, mlp.data.x_test[:5]), sample_ids=np.arange(5) + 11):
+        assert_same(plain, got)
+
+
+def test_the_fused_loop_hands_steps_near_the_wrap_to_the_general_model(monkeypatch):
+    """Input currents that push u past 2**23 in the middle of the window: the steps the bound
+    cannot prove must fold exactly as Lava folds them, with the overflow events counted the same
+    way, and the fused loop must take over again where it can."""
+    n = 5
+    value = np.array([10, 20, -30, 5, 40])
+    schedule = np.zeros((12, n), dtype=np.int64)
+    schedule[4:7] = [40_000, 70_000, -90_000, 1000, 131_000]  # a_in units: u moves by 64x that
+    lif = LIFProcess("h", (n,), du=-1, dv=4096, vth=(1 << 17) - 1)
+    ro = LIFProcess("o", (n,), du=-1, dv=4096, vth=1 << 17)
+    self_conn = DenseProcess("h.reset", "h", "h", -128 * np.eye(n, dtype=np.int64), weight_exp=3, sign_mode="inh")
+    out = DenseProcess("h.out", "h", "o", 2 * np.eye(n, dtype=np.int64))
+    src = CurrentSource("h.bias", "h", start=1, value=value, quench=1 << 15, length=12, schedule=schedule)
+    net = ProcessNet(T=12, period=14, lifs=[lif, ro], synapses=[self_conn, out], sources=[src], readout="o")
+    plain = simulate(net, {}, record=True, steps=14, chunk=1, fast=False)
+    assert plain.overflow["h"] > 0  # the case is real: u does fold
+
+    fused_steps, general_steps = [], []
+    run, step = FastIF.run, LIFModel.step
+    monkeypatch.setattr(FastIF, "run", lambda self, t0, a, extra, j0, j1, *r: (
+        fused_steps.extend(range(t0 + j0, t0 + j1)), run(self, t0, a, extra, j0, j1, *r))[1])
+    monkeypatch.setattr(LIFModel, "step", lambda self, t, a: (
+        general_steps.append(t) if self.p.name == "h" else None, step(self, t, a))[1])
+    for chunk in (1, 4, None):
+        fused_steps.clear()
+        general_steps.clear()
+        assert_same(plain, simulate(net, {}, record=True, steps=14, chunk=chunk, fast=True))
+        assert fused_steps[:4] == [1, 2, 3, 4] and 6 in general_steps
+        assert sorted(fused_steps + general_steps) == list(range(1, 15))
+
+
+def test_populations_that_feed_each_other_run_as_one_group():
+    names = ["a", "b", "c", "d"]
+    edges = [("a", "b"), ("b", "c"), ("c", "b"), ("c", "d"), ("d", "d")]
+    assert components(names, edges) == [["a"], ["b", "c"], ["d"]]
+
+
+def test_a_loop_between_two_populations_equals_stepping():
+    a = LIFProcess("a", (3,), du=0, dv=0, vth=40)
+    b = LIFProcess("b", (3,), du=100, dv=200, vth=30)
+    o = LIFProcess("o", (3,), du=-1, dv=4096, vth=1 << 17)
+    syns = [DenseProcess("ab", "a", "b", np.array([[60, 0, 0], [0, 90, 0], [30, 30, 30]])),
+            DenseProcess("ba", "b", "a", np.array([[-20, 10, 0], [0, -40, 5], [7, 0, -9]]) * 2, weight_exp=-1),
+            DenseProcess("bo", "b", "o", np.eye(3, dtype=np.int64) * 3)]
+    src = CurrentSource("kick", "a", start=1, value=np.array([9, 14, 21]), quench=0, length=30)
+    net = ProcessNet(T=30, period=40, lifs=[a, b, o], synapses=syns, sources=[src], readout="o")
+    plain = simulate(net, {}, record=True, steps=32, chunk=1, fast=False)
+    assert plain.spikes["a"].sum() > 0 and plain.spikes["b"].sum() > 0
+    for chunk in (3, None):
+        assert_same(plain, simulate(net, {}, record=True, steps=32, chunk=chunk))
