@@ -34,6 +34,7 @@ from spikeport.targets.sim_models import (
     WindowedModel,
     lava_weights,
 )
+from spikeport.toolchain.ops import exact_arithmetic
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
@@ -382,14 +383,17 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
     ids = torch.as_tensor(np.arange(batch) if sample_ids is None else np.asarray(sample_ids), dtype=torch.int64)
     steps = steps or net.frame
     chunk = max(1, min(chunk or steps, steps))
-    run = _Run(net, currents, batch, steps, dev, ids, record, record_state, fast)
-    for t0 in range(1, steps + 1, chunk):
-        count = min(chunk, steps - t0 + 1)
-        x = None
-        if spikes_in is not None:
-            x = torch.as_tensor(np.asarray(spikes_in[t0 - 1:t0 - 1 + count]), device=dev).reshape(count, batch, -1)
-        run.chunk(t0, count, x)
-    return run.trace()
+    with exact_arithmetic(dev):
+        run = _Run(net, currents, batch, steps, dev, ids, record, record_state, fast)
+        for t0 in range(1, steps + 1, chunk):
+            count = min(chunk, steps - t0 + 1)
+            x = None
+            if spikes_in is not None:
+                x = torch.as_tensor(np.asarray(spikes_in[t0 - 1:t0 - 1 + count]), device=dev)
+                run.chunk(t0, count, x.reshape(count, batch, -1))
+            else:
+                run.chunk(t0, count, None)
+        return run.trace()
 
 
 class SimTarget:
@@ -399,7 +403,7 @@ class SimTarget:
     pipelined = True
     needs_integer = True
 
-    def __init__(self, batch: int = 256, device: str = "cpu", progress=None) -> None:
+    def __init__(self, batch: int = 64, device: str = "cpu", progress=None) -> None:
         self.batch = batch
         self.device = device
         self.progress = progress

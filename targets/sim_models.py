@@ -306,11 +306,11 @@ class WindowedModel:
         self.overflow = 0
         shape = (batch, p.size)
         if isinstance(p, COSProcess):
-            self.kernel = COSKernel(torch, shape, p.theta, p.v_init, p.rho, p.S)
+            self.kernel = COSKernel(torch, shape, p.theta, p.v_init, p.rho, p.S, device=device)
             self.out_start = p.start + p.rho
         else:
             neurons = torch.arange(p.size, dtype=torch.int64, device=device)
-            self.kernel = TPPKernel(torch, shape, p.theta, p.v_init, p.T, p.seed, p.layer, neurons)
+            self.kernel = TPPKernel(torch, shape, p.theta, p.v_init, p.T, p.seed, p.layer, neurons, device=device)
             self.out_start = p.start + p.T
         self.kernel.reset()
         self.samples = sample_ids.to(device).reshape(-1, 1)

@@ -13,7 +13,7 @@ from spikeport.toolchain.trace import Trace
 class TorchTarget:
     pipelined = False
 
-    def __init__(self, integer: bool, batch: int = 256, device: str = "cpu") -> None:
+    def __init__(self, integer: bool, batch: int = 64, device: str = "cpu") -> None:
         self.needs_integer = integer
         self.name = "torch_int" if integer else "torch_float"
         self.batch = batch

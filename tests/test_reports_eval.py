@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,22 @@ def test_eval_refuses_a_results_file_from_another_config(tmp_path):
 
     with pytest.raises(SpikeportError, match="different configuration"):
         Evaluation(EvalConfig("mlp_digits", T=3, samples=10), tmp_path, progress=False).run()
+
+
+def test_data_parallel_eval_with_torchrun_equals_one_process(tmp_path):
+    """Two CPU processes (gloo) each take half the samples; the gathered results equal one process,
+    including TPP, whose random numbers are keyed by the sample index."""
+    args = ["eval", "mlp_digits", "--target", "sim", "--T", "3", "--method", "tpp", "--samples", "50",
+            "--chunk", "8", "--verify-every", "5"]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    res = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "spikeport.cli", *args,
+                          "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("accuracy") == 1  # rank 0 speaks for both
+    assert not list((tmp_path / "two").glob("results.part*"))  # merged and cleaned up
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    two, one = _records(tmp_path / "two" / "results.jsonl"), _records(tmp_path / "one" / "results.jsonl")
+    drop_wall = lambda recs: [{k: v for k, v in r.items() if k != "wall_s"} for r in recs]  # noqa: E731
+    assert [r["index"] for r in two] == list(range(50))
+    assert drop_wall(two) == drop_wall(one)
+    assert sum(r.get("verified_exact", False) for r in two) == 10

@@ -42,7 +42,7 @@ def _paths(graph: ir.Graph, z: str, sources: set[str]) -> list[tuple[str, list[i
 
 @torch.no_grad()
 def _relu_thresholds(graph: ir.Graph, acts: list[ir.Node], calib_x: np.ndarray | None,
-                     percentile: float) -> dict[str, float]:
+                     percentile: float, device: str | torch.device = "cpu") -> dict[str, float]:
     need = [a for a in acts if isinstance(a.op, ir.ReLU)]
     if not need:
         return {}
@@ -51,9 +51,9 @@ def _relu_thresholds(graph: ir.Graph, acts: list[ir.Node], calib_x: np.ndarray |
                              "their thresholds (pass calibration data)")
     values: dict[str, list[np.ndarray]] = {a.name: [] for a in need}
     for i in range(0, len(calib_x), 256):
-        res = run_graph(graph, calib_x[i:i + 256], keep=set(values))
+        res = run_graph(graph, calib_x[i:i + 256], keep=set(values), device=device)
         for k in values:
-            v = res[k].numpy().ravel()
+            v = res[k].cpu().numpy().ravel()
             values[k].append(v[v > 0])
     out = {}
     for k, vs in values.items():
@@ -65,8 +65,11 @@ def _relu_thresholds(graph: ir.Graph, acts: list[ir.Node], calib_x: np.ndarray |
 
 
 @torch.no_grad()
-def convert(graph: ir.Graph, calib_x: np.ndarray | None = None, percentile: float = 99.9) -> SNNGraph:
-    """Convert a normalised float graph (see :func:`passes.normalize`) into a float SNN."""
+def convert(graph: ir.Graph, calib_x: np.ndarray | None = None, percentile: float = 99.9,
+            device: str | torch.device = "cpu") -> SNNGraph:
+    """Convert a normalised float graph (see :func:`passes.normalize`) into a float SNN; ``device``
+    runs the calibration forward passes (the result is the same on every device up to float
+    rounding in the percentile)."""
     acts = [n for n in graph.nodes if isinstance(n.op, ir.ACTIVATIONS)]
     out_node = graph.output
     if isinstance(out_node.op, ir.ACTIVATIONS):
@@ -74,7 +77,7 @@ def convert(graph: ir.Graph, calib_x: np.ndarray | None = None, percentile: floa
                              "be linear (it becomes the non-spiking readout)")
     if isinstance(out_node.op, ir.Input):
         raise SpikeportError("the model has no layers")
-    thresholds = _relu_thresholds(graph, acts, calib_x, percentile)
+    thresholds = _relu_thresholds(graph, acts, calib_x, percentile, device)
     for a in acts:
         if isinstance(a.op, ir.QCFS):
             thresholds[a.name] = float(a.op.lam)

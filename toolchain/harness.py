@@ -8,11 +8,20 @@ stopped: the first line holds the configuration, done samples are skipped, and a
 by the interruption is dropped. ``config.toml`` next to it reproduces the run exactly, and
 ``--verify-every N`` checks the target against the integer reference on every N-th sample, every
 layer, step and neuron.
+
+Data parallel: launched by ``torchrun`` (``WORLD_SIZE`` > 1), every rank takes every
+world-size-th remaining sample and appends to its own ``results.part<rank>.jsonl``; at the end the
+records are gathered to rank 0 with torch.distributed (gloo on CPU, nccl on CUDA), which merges
+them into ``results.jsonl`` in sample order. Every per-sample result depends on the sample alone
+(TPP's random numbers are keyed by the sample index), so the merged file equals a one-process run
+apart from wall times. Part files left by an interrupted run are merged in when it resumes, with
+any number of ranks.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -85,10 +94,12 @@ def per_neuron_counts(trace: Trace, name: str, steps: int) -> np.ndarray:
 class Evaluation:
     """Streams the test split through one target and keeps a resumable results file."""
 
-    def __init__(self, cfg: EvalConfig, out: Path, progress: bool = True) -> None:
-        self.cfg, self.out, self.progress = cfg, Path(out), progress
+    def __init__(self, cfg: EvalConfig, out: Path, progress: bool = True, device: str = "cpu") -> None:
+        self.cfg, self.out, self.progress, self.device = cfg, Path(out), progress, device
         if cfg.target not in TARGETS:
             raise SpikeportError(f"unknown target {cfg.target!r}; choose one of {sorted(TARGETS)}")
+        if device != "cpu" and TARGETS[cfg.target] not in ("torch_int", "sim"):
+            raise SpikeportError(f"--device {device} applies to the torch and sim targets, not {cfg.target}")
 
     def _prepare(self):
         from spikeport.toolchain.convert import convert
@@ -100,14 +111,19 @@ class Evaluation:
         model = load_model(cfg.model)
         data = dataset_for(model, cfg.data or None)
         calib = data.x_train[:cfg.calib]
-        snn = apply_method(convert(model.graph, calib), cfg.method, cfg.T, graph=model.graph, calib_x=data.x_train,
-                           calib_y=data.y_train, rho=cfg.rho, seed=cfg.seed)
-        return data, quantize(snn, calib, cfg.T, cfg.profile)
+        snn = apply_method(convert(model.graph, calib, device=self.device), cfg.method, cfg.T, graph=model.graph,
+                           calib_x=data.x_train, calib_y=data.y_train, rho=cfg.rho, seed=cfg.seed, device=self.device)
+        return data, quantize(snn, calib, cfg.T, cfg.profile, device=self.device)
 
     def _load_done(self, path: Path) -> dict[int, dict]:
         done: dict[int, dict] = {}
         if not path.is_file():
             return done
+        return self._read(path)
+
+    def _read(self, path: Path) -> dict[int, dict]:
+        """The records of a results (or part) file by sample index, after checking its header."""
+        done: dict[int, dict] = {}
         lines = path.read_text().splitlines()
         if lines:
             try:
@@ -125,7 +141,50 @@ class Evaluation:
             done[rec["index"]] = rec
         return done
 
+    def _merge(self, records: list[dict]) -> None:
+        """Rank 0: fold records and leftover part files into results.jsonl, in sample order."""
+        path = self.out / "results.jsonl"
+        merged = self._load_done(path)
+        for part in sorted(self.out.glob("results.part*.jsonl")):
+            merged.update(self._read(part))
+        merged.update({r["index"]: r for r in records})
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text(json.dumps({"config": asdict(self.cfg)}) + "\n"
+                       + "".join(json.dumps(merged[i]) + "\n" for i in sorted(merged)))
+        tmp.replace(path)  # atomic: a crash leaves the old file or the new one, never half of one
+        for part in self.out.glob("results.part*.jsonl"):
+            part.unlink()
+
     def run(self) -> dict:
+        rank, world = _dist_init(self.device)
+        try:
+            if world > 1:
+                return self._run_ranks(rank, world)
+            return self._run_shard(self.out / "results.jsonl", 0, 1)
+        finally:
+            if world > 1:
+                import torch.distributed as dist
+
+                dist.destroy_process_group()
+
+    def _run_ranks(self, rank: int, world: int) -> dict:
+        import torch.distributed as dist
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        if rank == 0 and any(self.out.glob("results.part*.jsonl")):
+            self._merge([])  # an interrupted run's part files first, so that every rank sees the same work
+        dist.barrier()
+        part = self.out / f"results.part{rank}.jsonl"
+        self._run_shard(part, rank, world, summary=False)
+        mine = list(self._read(part).values())
+        gathered: list | None = [None] * world if rank == 0 else None
+        dist.gather_object(mine, gathered, dst=0)
+        if rank == 0:
+            self._merge([r for recs in gathered for r in recs])
+        dist.barrier()
+        return summarize(self.out)
+
+    def _run_shard(self, path: Path, rank: int, world: int, summary: bool = True) -> dict | None:
         from tqdm import tqdm
 
         from spikeport.targets.lowering import lower
@@ -140,12 +199,14 @@ class Evaluation:
             if why:
                 raise TargetError(why)
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.toml").write_text(cfg.to_toml())
-        path = self.out / "results.jsonl"
-        done = self._load_done(path)
+        if rank == 0:
+            (self.out / "config.toml").write_text(cfg.to_toml())
+        finished = self._load_done(self.out / "results.jsonl")
         data, q = self._prepare()
         n = len(data.x_test) if not cfg.samples else min(cfg.samples, len(data.x_test))
-        todo = [i for i in range(n) if i not in done]
+        share = [i for i in range(n) if i not in finished][rank::world]  # every rank computes the same split
+        own = self._load_done(path) if path.name != "results.jsonl" else {}
+        todo = [i for i in share if i not in own]
         if not path.is_file() or not path.read_text().strip():
             path.write_text(json.dumps({"config": asdict(cfg)}) + "\n")
         else:  # drop a trailing partial line so that appends start on a fresh line
@@ -156,15 +217,18 @@ class Evaluation:
         S = q.steps(cfg.T)
         fans = {(p.name, k): fan_out(pr.synapse) for p in q.populations for k, pr in enumerate(p.inputs)
                 if pr.source != INPUT}
-        bar = tqdm(total=n, initial=n - len(todo), desc=f"eval {cfg.model} on {cfg.target}", unit="sample",
-                   disable=not self.progress, file=sys.stderr)
+        total = n if world == 1 else len(share)
+        bar = tqdm(total=total, initial=total - len(todo), desc=f"eval {cfg.model} on {cfg.target}"
+                   + (f" (rank {rank}/{world})" if world > 1 else ""), unit="sample",
+                   disable=not self.progress or rank > 0, file=sys.stderr)
         with path.open("a") as f:
             for c0 in range(0, len(todo), cfg.chunk):
                 idx = todo[c0:c0 + cfg.chunk]
                 x = data.x_test[idx]
                 t0 = time.perf_counter()
+                options = {"device": self.device} if target in ("torch_int", "sim") else {}
                 tr = run(q, x, cfg.T, "lava" if target == "loihi2" else target, record=True,
-                         sample_ids=np.asarray(idx))
+                         sample_ids=np.asarray(idx), **options)
                 wall = time.perf_counter() - t0
                 counts = {p.name: per_neuron_counts(tr, p.name, S) for p in q.hidden}
                 synops = np.zeros(len(idx))
@@ -174,7 +238,8 @@ class Evaluation:
                 if cfg.verify_every:
                     pick = [j for j, i in enumerate(idx) if i % cfg.verify_every == 0]
                     if pick:
-                        ref = run(q, x[pick], cfg.T, "torch_int", record=True, sample_ids=np.asarray(idx)[pick])
+                        ref = run(q, x[pick], cfg.T, "torch_int", record=True, sample_ids=np.asarray(idx)[pick],
+                                  device=self.device)
                         sub = _subset(tr, pick)
                         v = compare(ref, sub)
                         for j in pick:
@@ -190,7 +255,23 @@ class Evaluation:
                 f.flush()
                 bar.update(len(idx))
         bar.close()
-        return summarize(self.out)
+        return summarize(self.out) if summary else None
+
+
+def _dist_init(device: str) -> tuple[int, int]:
+    """(rank, world size); under torchrun (WORLD_SIZE > 1) joins the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if str(device).startswith("cuda") else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
 
 
 def _is_json(line: str) -> bool:

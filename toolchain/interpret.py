@@ -14,23 +14,23 @@ import torch.nn.functional as F
 from spikeport.toolchain import ir
 
 
-def _t(a: np.ndarray | None, dtype: torch.dtype) -> torch.Tensor | None:
-    return None if a is None else torch.as_tensor(np.asarray(a), dtype=dtype)
+def _t(a: np.ndarray | None, like: torch.Tensor) -> torch.Tensor | None:
+    """A parameter as a tensor of ``like``'s type, on ``like``'s device."""
+    return None if a is None else torch.as_tensor(np.asarray(a), dtype=like.dtype, device=like.device)
 
 
 def apply_op(op: ir.Op, args: list[torch.Tensor], clip_qcfs: bool = False) -> torch.Tensor:
     """Apply one op to its (batched) inputs."""
     x = args[0] if args else None
-    dt = x.dtype if x is not None else torch.float32
     match op:
         case ir.Conv2d():
-            return F.conv2d(x, _t(op.weight, dt), _t(op.bias, dt), op.stride, op.padding, op.dilation, op.groups)
+            return F.conv2d(x, _t(op.weight, x), _t(op.bias, x), op.stride, op.padding, op.dilation, op.groups)
         case ir.Linear():
-            return F.linear(x, _t(op.weight, dt), _t(op.bias, dt))
+            return F.linear(x, _t(op.weight, x), _t(op.bias, x))
         case ir.BatchNorm():
             shape = (1, -1) + (1,) * (x.dim() - 2)
-            scale = _t(op.gamma / np.sqrt(op.var + op.eps), dt).reshape(shape)
-            return (x - _t(op.mean, dt).reshape(shape)) * scale + _t(op.beta, dt).reshape(shape)
+            scale = _t(op.gamma / np.sqrt(op.var + op.eps), x).reshape(shape)
+            return (x - _t(op.mean, x).reshape(shape)) * scale + _t(op.beta, x).reshape(shape)
         case ir.ReLU():
             return torch.relu(x)
         case ir.QCFS():
@@ -61,6 +61,7 @@ def run_graph(
     dtype: torch.dtype = torch.float32,
     clip_qcfs: bool = False,
     keep: set[str] | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
     """Evaluate the graph; returns the values of the nodes in ``keep`` (all nodes if None).
 
@@ -68,7 +69,7 @@ def run_graph(
     """
     feeds = feeds or {}
     env: dict[str, torch.Tensor] = {}
-    x = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x, dtype=dtype)
+    x = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x, dtype=dtype, device=device)
     remaining = {n.name: 0 for n in graph.nodes}
     for n in graph.nodes:
         for i in n.inputs:
@@ -76,7 +77,7 @@ def run_graph(
     out: dict[str, torch.Tensor] = {}
     for n in graph.nodes:
         if n.name in feeds:
-            val = feeds[n.name].to(dtype)
+            val = feeds[n.name].to(dtype=dtype, device=x.device)
         elif isinstance(n.op, ir.Input):
             val = x
         else:
@@ -93,10 +94,10 @@ def run_graph(
 
 @torch.no_grad()
 def forward(graph: ir.Graph, x: np.ndarray, batch: int = 512, clip_qcfs: bool = False,
-            dtype: torch.dtype = torch.float32) -> np.ndarray:
+            dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> np.ndarray:
     """The ANN's output for a batch of inputs, evaluated in chunks."""
     outs = []
     for i in range(0, len(x), batch):
-        res = run_graph(graph, x[i:i + batch], clip_qcfs=clip_qcfs, keep=set(), dtype=dtype)
-        outs.append(res[graph.output.name].numpy())
+        res = run_graph(graph, x[i:i + batch], clip_qcfs=clip_qcfs, keep=set(), dtype=dtype, device=device)
+        outs.append(res[graph.output.name].cpu().numpy())
     return np.concatenate(outs)

@@ -48,7 +48,7 @@ ALPHA_GRID = (0.0, 0.1, 0.2, 0.5)
 @torch.no_grad()
 def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, alpha: float | str = "auto",
                    batches: int = 10, batch_size: int = 200, variant: str = "iterative",
-                   calib_y: np.ndarray | None = None) -> SNNGraph:
+                   calib_y: np.ndarray | None = None, device: str | torch.device = "cpu") -> SNNGraph:
     """FTBC: forward temporal bias correction. ``graph`` is the float ANN the SNN was made from.
 
     ``variant="upstream"`` follows the authors' code (``main_cali.py`` @ eb4db06): per batch and
@@ -75,8 +75,8 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
         xa, xh, yh = calib_x[:cut], calib_x[cut:], calib_y[cut:]
         scored = []
         for a in ALPHA_GRID:
-            cand = calibrate_ftbc(snn, graph, xa, T, a, batches, batch_size, variant)
-            acc = float((run_reference(cand, xh, T).predictions == yh).mean())
+            cand = calibrate_ftbc(snn, graph, xa, T, a, batches, batch_size, variant, device=device)
+            acc = float((run_reference(cand, xh, T, device=device).predictions == yh).mean())
             scored.append((acc, -a, cand))
         base = scored[0][0]
         margin = 2 * np.sqrt(max(base * (1 - base), 1e-4) / len(xh))
@@ -105,9 +105,9 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
     n = min(len(calib_x), batches * batch_size)
     for b0 in range(0, n, batch_size):
         xb = calib_x[b0:b0 + batch_size]
-        acts = run_graph(graph, xb, keep={p.name for p in hidden})
-        model = SNNReference(out)
-        const = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in encode(out, xb).items()}
+        acts = run_graph(graph, xb, keep={p.name for p in hidden}, device=device)
+        model = SNNReference(out, device)
+        const = {k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in encode(out, xb).items()}
         spikes: dict[str, torch.Tensor] = {}
         for i, p in enumerate(hidden):
             a = acts[p.name].reshape(len(xb), -1).to(torch.float32)
@@ -115,7 +115,7 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
             model.time_biases[i] = None
             current = model._current_fn(i, const.get(p.name), spikes, len(xb))
             theta = p.threshold
-            v = torch.full((len(xb), p.size), p.v_init)
+            v = torch.full((len(xb), p.size), p.v_init, device=device)
             for t in range(T):
                 m = v + current(t)
                 if variant == "upstream":
@@ -123,20 +123,20 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
                     e = s - a
                     m = m - e  # corrected trajectory
                     v = m - (m >= theta).to(m.dtype) * theta
-                    bias[p.name][t] -= alpha * _channel_mean(e, p.shape).double()
+                    bias[p.name][t] -= alpha * _channel_mean(e, p.shape).double().cpu()
                 else:
-                    b_t = _expand(bias[p.name][t], p.shape).to(m.dtype)
+                    b_t = _expand(bias[p.name][t], p.shape).to(dtype=m.dtype, device=m.device)
                     m = m + b_t
                     s = (m >= theta).to(m.dtype) * theta
                     e = s - a
                     v = m - s
-                    bias[p.name][t] -= alpha * _channel_mean(e, p.shape).double()
+                    bias[p.name][t] -= alpha * _channel_mean(e, p.shape).double().cpu()
             p.time_bias = bias[p.name].numpy().reshape(_time_bias_shape(p.shape, T)).copy()
             model.time_biases[i] = torch.as_tensor(
                 np.broadcast_to(p.time_bias, (T, *p.shape)).reshape(T, -1).copy(), dtype=torch.float32)
             current = model._current_fn(i, const.get(p.name), spikes, len(xb))
             spikes[p.name] = run_if(current, T, (len(xb), p.size), theta, p.v_init, False,
-                                    Excursion(p.v_init, None), torch.device("cpu"))
+                                    Excursion(p.v_init, None), torch.device(device))
     out.meta = {**out.meta, "method": "ftbc", "ftbc": {"T": T, "alpha": float(alpha), "batches": batches,
                                                        "batch_size": batch_size, "variant": variant,
                                                        "calibration_samples": n}}
@@ -165,8 +165,9 @@ def ftbc_step_error(snn: SNNGraph, graph: ir.Graph, x: np.ndarray, T: int) -> di
 
 def apply_method(snn: SNNGraph, method: str, T: int, graph: ir.Graph | None = None,
                  calib_x: np.ndarray | None = None, calib_y: np.ndarray | None = None, rho: int = 4, seed: int = 0,
-                 tpp_v_init: str = "zero", **ftbc_options) -> SNNGraph:
-    """A float SNN that runs ``method``; quantize the result for integer targets."""
+                 tpp_v_init: str = "zero", device: str | torch.device = "cpu", **ftbc_options) -> SNNGraph:
+    """A float SNN that runs ``method``; quantize the result for integer targets. ``device`` runs
+    the calibration (FTBC)."""
     if snn.integer:
         raise SpikeportError("apply a method to the float SNN, then quantize")
     if method == "qcfs":
@@ -174,7 +175,7 @@ def apply_method(snn: SNNGraph, method: str, T: int, graph: ir.Graph | None = No
     if method == "ftbc":
         if graph is None or calib_x is None:
             raise SpikeportError("FTBC needs the ANN graph and calibration samples (training data)")
-        return calibrate_ftbc(snn, graph, calib_x, T, calib_y=calib_y, **ftbc_options)
+        return calibrate_ftbc(snn, graph, calib_x, T, calib_y=calib_y, device=device, **ftbc_options)
     if method == "cos":
         if rho < 1:
             raise SpikeportError(f"COS needs a pre-run of at least one step, got rho={rho}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -53,3 +56,23 @@ def exact_dtype(weight: np.ndarray) -> torch.dtype:
     w = np.abs(np.asarray(weight, dtype=np.float64))
     per_output = w.reshape(w.shape[0], -1).sum(axis=1).max() if w.size else 0.0
     return torch.float32 if per_output < (1 << 24) else torch.float64
+
+
+@contextlib.contextmanager
+def exact_arithmetic(device: str | torch.device) -> Iterator[None]:
+    """Make float convolutions and matrix products of integers exact on ``device``.
+
+    On CPUs they are (``exact_dtype``). On CUDA, TF32 rounds the inputs to 10-bit mantissas and
+    cuDNN may choose Winograd or FFT convolutions, which round in between: both are turned off for
+    the duration, leaving PyTorch's own im2col + GEMM convolution and full float32 products.
+    """
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=False, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul

@@ -108,15 +108,17 @@ def merge_verifications(rows: list[Verification], offsets: list[int]) -> Verific
 
 def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("sim", "lava"),
            chunk: int = 200, progress: Callable[[int], None] | None = None,
-           target_options: dict[str, dict] | None = None) -> tuple[list[Verification], dict[str, Trace]]:
+           target_options: dict[str, dict] | None = None,
+           device: str = "cpu") -> tuple[list[Verification], dict[str, Trace]]:
     """Run the integer reference and each target on ``x``; compare every layer, step and neuron.
+    ``device`` runs the reference (and ``sim`` unless ``target_options`` say otherwise).
 
     Returns one row per (target, reference) pair: each target against ``torch_int`` and every later
     target against the first (e.g. ``lava`` against ``sim``), plus the traces (without spikes).
     """
     if not snn.integer:
         raise SpikeportError("verify needs the integer SNN (quantize first)")
-    target_options = target_options or {}
+    target_options = {"sim": {"device": device}, **(target_options or {})}
     rows: dict[tuple[str, str], list[Verification]] = {}
     offsets: list[int] = []
     kept: dict[str, list[Trace]] = {}
@@ -124,7 +126,7 @@ def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("si
         xb = x[i:i + chunk]
         ids = np.arange(i, i + len(xb))
         offsets.append(i)
-        ref = run(snn, xb, T, "torch_int", record=True, sample_ids=ids)
+        ref = run(snn, xb, T, "torch_int", record=True, sample_ids=ids, device=device)
         kept.setdefault("torch_int", []).append(_strip(ref))
         first_aligned = None
         for name in targets:

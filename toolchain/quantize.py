@@ -79,12 +79,14 @@ def _worst_synaptic_input(pop: Population, projections: list[Projection]) -> int
     return int(worst.max()) if worst.size else 0
 
 
-def quantize(snn: SNNGraph, calib_x: np.ndarray, T: int, profile: str | TargetProfile = "loihi2") -> SNNGraph:
-    """Integer SNN for ``T``-step inference, with ranges calibrated on ``calib_x`` (training data)."""
+def quantize(snn: SNNGraph, calib_x: np.ndarray, T: int, profile: str | TargetProfile = "loihi2",
+             device: str = "cpu") -> SNNGraph:
+    """Integer SNN for ``T``-step inference, with ranges calibrated on ``calib_x`` (training data);
+    ``device`` runs the calibration."""
     if snn.integer:
         raise QuantizationError("the graph is already integer")
     profile = get_profile(profile)
-    calib = run_reference(snn, calib_x, T)
+    calib = run_reference(snn, calib_x, T, device=device)
     peaks = calib.meta["peak"]
     target = profile.headroom / profile.margin
     units: dict[str, float] = {}

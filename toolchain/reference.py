@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from spikeport.toolchain.neurons import Excursion, permute_in_time, run_cos, run_if, run_tpp
-from spikeport.toolchain.ops import apply_synapse, exact_dtype
+from spikeport.toolchain.ops import apply_synapse, exact_arithmetic, exact_dtype
 from spikeport.toolchain.snn import INPUT, SNNGraph
 from spikeport.toolchain.trace import Trace
 
@@ -172,15 +172,16 @@ class SNNReference(nn.Module):
             window_start={p.name: 0 for p in snn.hidden}, meta={"peak": peak})
 
 
-def run_reference(snn: SNNGraph, inputs: np.ndarray, T: int, record: bool = False, batch: int = 256,
-                  device: str = "cpu", sample_ids: np.ndarray | None = None,
+def run_reference(snn: SNNGraph, inputs: np.ndarray, T: int, record: bool = False, batch: int = 64,
+                  device: str | torch.device = "cpu", sample_ids: np.ndarray | None = None,
                   permute_seed: int | None = None) -> Trace:
     """Run the reference over many samples in batches (raw inputs; integer graphs are encoded)."""
     model = SNNReference(snn, device)
     ids = np.arange(len(inputs)) if sample_ids is None else np.asarray(sample_ids)
-    traces = [model(inputs[i:i + batch], T, record, sample_ids=ids[i:i + batch],
-                    permute_seed=None if permute_seed is None else permute_seed + i)
-              for i in range(0, len(inputs), batch)]
+    with exact_arithmetic(device):
+        traces = [model(inputs[i:i + batch], T, record, sample_ids=ids[i:i + batch],
+                        permute_seed=None if permute_seed is None else permute_seed + i)
+                  for i in range(0, len(inputs), batch)]
     out = Trace.concat(traces)
     out.meta["peak"] = {k: max(t.meta["peak"][k] for t in traces) for k in traces[0].meta["peak"]}
     return out

@@ -36,6 +36,11 @@ def prng_u32(seed, layer, sample, neuron, step):
     return _mix32((x + neuron * 0x165667B1) & MASK32)
 
 
+def _zeros(xp, shape, device=None):
+    """int64 zeros from numpy or torch (on ``device``: torch only)."""
+    return xp.zeros(shape, dtype=xp.int64) if device is None else xp.zeros(shape, dtype=xp.int64, device=device)
+
+
 def tpp_fires(v, theta: int, remaining: int, r):
     """TPP's firing test with probability clip(v / (theta * remaining), 0, 1), in integers:
     ``r * theta * remaining < v * 2**32`` for a uniform r in [0, 2**32)."""
@@ -47,11 +52,11 @@ class TPPKernel:
     (from v_init); steps j = T..2T-1 fire with probability v / (theta * steps left), subtracting
     theta per spike, at most one spike per step. Inputs outside j < T are ignored."""
 
-    def __init__(self, xp, shape, theta: int, v_init: int, T: int, seed: int, layer: int, neuron_ids):
+    def __init__(self, xp, shape, theta: int, v_init: int, T: int, seed: int, layer: int, neuron_ids, device=None):
         self.xp, self.shape = xp, shape
         self.theta, self.v_init, self.T, self.seed, self.layer = theta, v_init, T, seed, layer
         self.neuron = neuron_ids
-        self.v = xp.zeros(shape, dtype=xp.int64)
+        self.v = _zeros(xp, shape, device)
 
     def reset(self):
         self.v = self.v * 0 + self.v_init
@@ -86,13 +91,13 @@ class COSKernel:
 
     BIG = 1 << 40
 
-    def __init__(self, xp, shape, theta: int, v_init: int, rho: int, S: int):
-        self.xp, self.shape = xp, shape
+    def __init__(self, xp, shape, theta: int, v_init: int, rho: int, S: int, device=None):
+        self.xp, self.shape, self.device = xp, shape, device
         self.theta, self.v_init, self.rho, self.S = theta, v_init, rho, S
         self.buf = [None] * S
 
     def reset(self):
-        z = self.xp.zeros(self.shape, dtype=self.xp.int64)
+        z = _zeros(self.xp, self.shape, self.device)
         self.v = z + self.v_init
         self.count = z * 0
         self.min_spike = z + self.BIG
