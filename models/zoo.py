@@ -64,11 +64,28 @@ def resnet_digits(levels: int = 8, width: int = 8) -> nn.Module:
     )
 
 
+def vgg_mnist(levels: int = 8, width: int = 32) -> nn.Module:
+    """VGG-style: six 3x3 conv-BN-QCFS layers (w, w, 2w, 2w, 4w, 4w channels at 28, 28, 14, 14, 7, 7
+    pixels) with avg-pools, then a linear readout. ``spikeport bench`` runs it with random weights."""
+    w = width
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), QCFS(levels)]
+
+    return nn.Sequential(
+        *block(1, w), *block(w, w), nn.AvgPool2d(2),
+        *block(w, 2 * w), *block(2 * w, 2 * w), nn.AvgPool2d(2),
+        *block(2 * w, 4 * w), *block(4 * w, 4 * w),
+        nn.Flatten(), nn.Linear(4 * w * 7 * 7, 10),
+    )
+
+
 ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], str, bool]] = {
     # name: (builder, data set, flat input)
     "mlp_digits": (mlp_digits, "digits", True),
     "cnn_mnist": (cnn_mnist, "mnist5k", False),
     "resnet_digits": (resnet_digits, "digits", False),
+    "vgg_mnist": (vgg_mnist, "mnist5k", False),
 }
 
 

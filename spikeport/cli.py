@@ -21,7 +21,7 @@ EXAMPLES = {
     "methods": "spikeport methods cnn_mnist --T 1,2,4,8 --out out/methods",
     "train": "spikeport train cnn_mnist --epochs 40 --seeds 0,1,2 --out cnn.pt",
     "conformance": "spikeport conformance --json",
-    "bench": "spikeport bench --suite netx",
+    "bench": "spikeport bench --out out/bench",
     "export": "spikeport export mlp_digits --nir mlp.nir",
     "report": "spikeport report cnn_mnist --T 4 --out out/report",
     "eval": "spikeport eval cnn_mnist --target lava --T 8 --samples 64 --verify-every 8 --out out/eval",
@@ -142,9 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("bench", "speed benchmarks, side by side in one run (figures for BENCHMARKS.md)")
-    p.add_argument("--suite", choices=["netx"], default="netx", help="netx: pilotnet_lif and ntidigits, sim vs Lava")
-    p.add_argument("--repeat", type=_positive, default=1, help="sim repetitions (the best is kept)")
+    p.add_argument("--suite", choices=["perf", "netx"], default="perf",
+                   help="perf: the MNIST-5k CNN and a VGG-style net on sim, torch, Lava and the float ANN, with "
+                   "scaling tables; netx: lava-dl's pilotnet_lif and ntidigits, sim vs Lava")
+    p.add_argument("--T", type=_positive, default=8)
+    p.add_argument("--batch", type=_positive, default=64)
+    p.add_argument("--lava-samples", type=_ints, default=(8, 2), help="samples streamed through Lava for the "
+                   "CNN and the VGG net (0: leave Lava out)")
+    p.add_argument("--repeat", type=_positive, default=3, help="repetitions (the fastest is kept)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that every figure is produced")
+    p.add_argument("--out", type=Path, default=None, help="also write bench.json and bench.md here")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _device_arg(p)
 
     p = add("export", "write the converted SNN as NIR (details NIR cannot hold go to a sidecar JSON), or check netx")
     _model_args(p)
@@ -179,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=8)
 
     p = add("train", "train a model of the zoo with the QCFS recipe")
-    p.add_argument("arch", choices=["cnn_mnist", "mlp_digits", "resnet_digits"])
+    p.add_argument("arch", choices=["cnn_mnist", "mlp_digits", "resnet_digits", "vgg_mnist"])
     p.add_argument("--levels", type=_positive, default=8, help="QCFS quantization levels L")
     p.add_argument("--epochs", type=_positive, default=40)
     p.add_argument("--seeds", type=_ints, default=(0,), help="seeds to train; the best on the "
@@ -376,11 +385,32 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from spikeport.targets.bench import bench_netx, table
+    if args.suite == "netx":
+        from spikeport.targets.bench import bench_netx, table
 
-    rows = bench_netx(repeat=args.repeat)
-    print(json.dumps(rows, indent=1) if args.json else table(rows))
-    return 0
+        rows = bench_netx(repeat=args.repeat)
+        print(json.dumps(rows, indent=1) if args.json else table(rows))
+        return 0
+    from dataclasses import replace
+
+    from spikeport.targets.perf import PerfConfig, bench_perf, perf_tables
+    from spikeport.toolchain.errors import SpikeportError
+
+    lava = tuple(args.lava_samples) + (0,) * (2 - len(args.lava_samples))
+    if len(lava) != 2 or min(lava) < 0:
+        raise SpikeportError(f"--lava-samples takes one or two counts (CNN,VGG), got {args.lava_samples}")
+    cfg = PerfConfig.quick() if args.quick else PerfConfig(
+        T=args.T, batch=args.batch, lava_samples=lava, repeat=args.repeat)
+    cfg = replace(cfg, device=_check_device(args.device))
+    res = bench_perf(cfg, log=lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))
+    md = perf_tables(res)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench.json").write_text(json.dumps(res, indent=1))
+        (args.out / "bench.md").write_text(md + "\n")
+    print(json.dumps(res, indent=1) if args.json else md)
+    exact = [n["lava_exact"] for n in res["networks"] if n["lava_exact"] is not None]
+    return 0 if all(exact) else 1
 
 
 COMMANDS = {
