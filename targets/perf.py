@@ -14,7 +14,7 @@ Figures (per network, at one T and one batch size):
 * synaptic operations: event-driven (spikes x fan-out, what a chip does) and dense (the
   multiply-accumulates ``sim``'s convolutions and matrix products execute), per second, the
   dense rate also as a share of this machine's float32 matrix-multiply rate measured in the run;
-* peak memory of the ``sim`` run (tensors alive at once, from the PyTorch profiler);
+* peak memory of the ``sim`` run (growth of the resident set, see ``MemoryProbe``);
 * conversion, quantization and each calibration method's time;
 * exactness: ``sim`` against Lava on the samples both ran, every layer, step and neuron.
 
@@ -47,21 +47,52 @@ def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def peak_tensor_mb(fn: Callable[[], object]) -> float:
-    """Peak MiB of tensors alive while ``fn`` runs, from the PyTorch profiler's memory events
-    (allocations are charged to the op that made them, frees are separate events). The resident
-    set would hide it: the allocator keeps freed memory for reuse."""
-    from torch.profiler import ProfilerActivity, profile
+class MemoryProbe:
+    """Peak memory of a call: growth of the resident set's high-water mark (Linux, glibc).
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    points = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events()
-                    if e.self_cpu_memory_usage and (e.name == "[memory]" or e.self_cpu_memory_usage > 0))
-    live = peak = 0
-    for _, delta in points:
-        live += delta
-        peak = max(peak, live)
-    return peak / MB
+    The allocator keeps freed memory for reuse, which would hide a call's own peak; so the probe
+    first tells glibc to serve every allocation above 64 KiB with its own mapping and to return
+    freed memory at once. That slows allocation down, so probes run after every timing. Later
+    calls of ``measure`` queue work that ``run`` performs; elsewhere the figures are None.
+    """
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[dict, str, Callable[[], object]]] = []
+
+    def measure(self, row: dict, key: str, fn: Callable[[], object]) -> None:
+        row[key] = None
+        self.queue.append((row, key, fn))
+
+    def run(self) -> None:
+        import ctypes
+        import gc
+
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            ok = libc.mallopt(-3, 1 << 16) == 1 and libc.mallopt(-1, 1 << 16) == 1  # M_MMAP_, M_TRIM_THRESHOLD
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except (OSError, AttributeError):
+            ok = False
+        for row, key, fn in self.queue:
+            if not ok:
+                continue
+            gc.collect()
+            libc.malloc_trim(0)
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current resident set
+            base = _status_kb("VmRSS")
+            fn()
+            row[key] = (_status_kb("VmHWM") - base) / 1024
+        self.queue.clear()
+
+
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise OSError(f"no {key} in /proc/self/status")
 
 
 def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
@@ -152,7 +183,7 @@ class NetworkFigures:
     ann_us_per_sample: float
     sim_us_per_sample_step: float
     torch_int_us_per_sample_step: float
-    sim_peak_mb: float | None
+    sim_peak_mb: float | None = None
     lava_run_us_per_sample_step: float | None = None
     lava_wall_us_per_sample_step: float | None = None
     lava_exact: bool | None = None
@@ -178,14 +209,13 @@ class NetworkFigures:
 
 
 def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat: int, device: str,
-                    methods: tuple[str, ...], log: Callable[[str], None]) -> NetworkFigures:
+                    methods: tuple[str, ...], log: Callable[[str], None], memory: MemoryProbe) -> NetworkFigures:
     from spikeport.targets.sim import SimTarget
     from spikeport.toolchain.convert import convert
     from spikeport.toolchain.methods import apply_method
-    from spikeport.toolchain.pipeline import run
+    from spikeport.toolchain.pipeline import run, verify
     from spikeport.toolchain.quantize import quantize
     from spikeport.toolchain.reference import run_reference
-    from spikeport.toolchain.verify import compare
 
     x = net.x[:batch]
     log(f"{net.name}: convert, quantize, methods")
@@ -202,7 +232,7 @@ def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat:
         ann_s, _ = best_time(lambda: net.module(xt), repeat + 2)
     ref_s, _ = best_time(lambda: run_reference(q, x, T, batch=batch, device=device), repeat)
     sim = SimTarget(batch=batch, device=device)
-    peak_mb = peak_tensor_mb(lambda: sim.run(q, x, T))  # also the warm-up
+    sim.run(q, x, T)  # warm-up
     sim_s, _ = best_time(lambda: sim.run(q, x, T), repeat)
     recorded = run(q, x, T, "sim", record=True, device=device)
     per_step = batch * T * 1e-6
@@ -213,31 +243,36 @@ def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat:
         spikes_per_sample=float(sum(c.sum() for c in recorded.spike_counts.values()) / batch),
         convert_s=convert_s, quantize_s=quantize_s, methods_s=methods_s,
         ann_us_per_sample=ann_s / batch * 1e6, sim_us_per_sample_step=sim_s / per_step,
-        torch_int_us_per_sample_step=ref_s / per_step, sim_peak_mb=peak_mb)
+        torch_int_us_per_sample_step=ref_s / per_step)
+    memory.measure(fig.__dict__, "sim_peak_mb", lambda: sim.run(q, x, T))
     if lava_samples:
         log(f"{net.name}: Lava, {lava_samples} samples streamed (the same inputs)")
         lava = run(q, x[:lava_samples], T, "lava", record=True)
         lava_ps = lava_samples * T * 1e-6
         fig.lava_run_us_per_sample_step = lava.meta["lava_run_seconds"] / lava_ps
         fig.lava_wall_us_per_sample_step = lava.meta["wall_seconds"] / lava_ps
-        sub = run(q, x[:lava_samples], T, "sim", record=True, device=device)
-        v = compare(sub, lava)
-        fig.lava_exact, fig.lava_values_compared = v.exact, v.values
+        rows, _ = verify(q, x[:lava_samples], T, targets=("sim", "lava"), device=device,
+                         target_options={"lava": {}})
+        fig.lava_exact = all(r.exact for r in rows)  # sim and Lava against torch_int, Lava against sim
+        fig.lava_values_compared = sum(r.values for r in rows if r.target == "lava")
     return fig
 
 
 # -- scaling ----------------------------------------------------------------------------------------
-def sim_cost(q: SNNGraph, x: np.ndarray, T: int, batch: int, repeat: int, device: str) -> dict:
+def sim_cost(q: SNNGraph, x: np.ndarray, T: int, batch: int, repeat: int, device: str, memory: MemoryProbe,
+             row: dict) -> dict:
     from spikeport.targets.sim import SimTarget
 
     sim = SimTarget(batch=batch, device=device)
-    peak_mb = peak_tensor_mb(lambda: sim.run(q, x[:batch], T))
+    sim.run(q, x[:batch], T)
     t, _ = best_time(lambda: sim.run(q, x[:batch], T), repeat)
-    return {"us_per_sample_step": t / (batch * T) * 1e6, "ms_per_batch": t * 1e3, "peak_mb": peak_mb}
+    row.update({"us_per_sample_step": t / (batch * T) * 1e6, "ms_per_batch": t * 1e3})
+    memory.measure(row, "peak_mb", lambda: sim.run(q, x[:batch], T))
+    return row
 
 
 def scaling(cnn: Network, Ts: tuple[int, ...], batches: tuple[int, ...], widths: tuple[int, ...], T: int,
-            batch: int, repeat: int, device: str, log: Callable[[str], None]) -> dict:
+            batch: int, repeat: int, device: str, log: Callable[[str], None], memory: MemoryProbe) -> dict:
     from spikeport.toolchain.convert import convert
     from spikeport.toolchain.quantize import quantize
 
@@ -245,12 +280,12 @@ def scaling(cnn: Network, Ts: tuple[int, ...], batches: tuple[int, ...], widths:
     out: dict[str, list[dict]] = {"T": [], "batch": [], "width": []}
     for t in Ts:
         log(f"scaling: cnn_mnist T={t}")
-        out["T"].append({"T": t, "batch": batch,
-                         **sim_cost(quantize(snn, cnn.x_calib, t), cnn.x, t, batch, repeat, device)})
+        out["T"].append(sim_cost(quantize(snn, cnn.x_calib, t), cnn.x, t, batch, repeat, device, memory,
+                                 {"T": t, "batch": batch}))
     q = quantize(snn, cnn.x_calib, T)
     for b in batches:
         log(f"scaling: cnn_mnist batch {b}")
-        out["batch"].append({"batch": b, "T": T, **sim_cost(q, cnn.x, T, b, repeat, device)})
+        out["batch"].append(sim_cost(q, cnn.x, T, b, repeat, device, memory, {"batch": b, "T": T}))
     for w in widths:
         log(f"scaling: vgg_mnist width {w}")
         net = random_vgg(batch, width=w)
@@ -258,9 +293,9 @@ def scaling(cnn: Network, Ts: tuple[int, ...], batches: tuple[int, ...], widths:
         xt = torch.as_tensor(net.x, dtype=torch.float32)
         with torch.no_grad():
             ann_s, _ = best_time(lambda net=net, xt=xt: net.module(xt), repeat + 2)
-        row = {"width": w, "T": T, "batch": batch, "neurons": sum(p.size for p in qv.hidden),
-               "dense_macs_per_step": dense_macs(qv), **sim_cost(qv, net.x, T, batch, repeat, device),
-               "ann_us_per_sample": ann_s / len(net.x) * 1e6}
+        row = sim_cost(qv, net.x, T, batch, repeat, device, memory,
+                       {"width": w, "T": T, "batch": batch, "neurons": sum(p.size for p in qv.hidden),
+                        "dense_macs_per_step": dense_macs(qv), "ann_us_per_sample": ann_s / len(net.x) * 1e6})
         row["sim_over_ann"] = row["us_per_sample_step"] / row["ann_us_per_sample"]
         out["width"].append(row)
     return out
@@ -290,15 +325,18 @@ class PerfConfig:
 def bench_perf(cfg: PerfConfig, log: Callable[[str], None] = lambda s: None) -> dict:
     log("machine: float32 matmul rate")
     matmul = matmul_gflops()
+    memory = MemoryProbe()
     nets = []
     for net, lava_n in ((bundled_cnn(max(cfg.batch, 64)), cfg.lava_samples[0]),
                         (random_vgg(max(cfg.batch, 64), cfg.vgg_width), cfg.lava_samples[1])):
-        fig = measure_network(net, cfg.T, cfg.batch, lava_n, cfg.repeat, cfg.device, cfg.methods, log)
+        fig = measure_network(net, cfg.T, cfg.batch, lava_n, cfg.repeat, cfg.device, cfg.methods, log, memory)
         fig.derive(matmul)
         nets.append(fig)
     cnn = bundled_cnn(max((*cfg.scaling_batch, cfg.batch)))
     scale = scaling(cnn, cfg.scaling_T, cfg.scaling_batch, cfg.scaling_width, cfg.T, cfg.batch, cfg.repeat,
-                    cfg.device, log)
+                    cfg.device, log, memory)
+    log("peak memory of every sim run above (after the timings: the probe slows allocation down)")
+    memory.run()
     return {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                         "torch": torch.__version__, "device": cfg.device, "matmul_gflops": matmul},
             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
@@ -326,7 +364,7 @@ def perf_tables(res: dict) -> str:
                      f"{d['sim_over_ann']:.2f}x | {_f(d.get('sim_over_lava_run'), ',.0f')}x | "
                      f"{_f(d.get('sim_over_lava_wall'), ',.0f')}x | {exact} |")
     lines += ["", "| network | neurons | spikes/sample | event synops/sample | sim event synops/s | "
-              "sim dense GFLOP/s | share of matmul | sim peak tensor MiB | convert s | quantize s | methods s |",
+              "sim dense GFLOP/s | share of matmul | sim peak MiB | convert s | quantize s | methods s |",
               "|" + "---|" * 11]
     for n in res["networks"]:
         d = n["derived"]
@@ -336,16 +374,16 @@ def perf_tables(res: dict) -> str:
                      f"{d['sim_dense_gflops']:.1f} | {100 * d['sim_dense_share_of_matmul']:.0f}% | "
                      f"{_f(n['sim_peak_mb'])} | {n['convert_s']:.2f} | {n['quantize_s']:.2f} | {meth} |")
     s = res["scaling"]
-    lines += ["", "sim against T (cnn_mnist):", "", "| T | batch | us/sample-step | ms/batch | peak tensor MiB |",
+    lines += ["", "sim against T (cnn_mnist):", "", "| T | batch | us/sample-step | ms/batch | peak MiB |",
               "|---|---|---|---|---|"]
     lines += [f"| {r['T']} | {r['batch']} | {r['us_per_sample_step']:.1f} | {r['ms_per_batch']:.1f} | "
               f"{_f(r['peak_mb'])} |" for r in s["T"]]
     lines += ["", "sim against batch size (cnn_mnist):", "",
-              "| batch | T | us/sample-step | ms/batch | peak tensor MiB |", "|---|---|---|---|---|"]
+              "| batch | T | us/sample-step | ms/batch | peak MiB |", "|---|---|---|---|---|"]
     lines += [f"| {r['batch']} | {r['T']} | {r['us_per_sample_step']:.1f} | {r['ms_per_batch']:.1f} | "
               f"{_f(r['peak_mb'])} |" for r in s["batch"]]
     lines += ["", "sim against network width (vgg_mnist, random weights):", "",
-              "| width | neurons | dense MACs/step | us/sample-step | ANN us/sample | sim/ANN | peak tensor MiB |",
+              "| width | neurons | dense MACs/step | us/sample-step | ANN us/sample | sim/ANN | peak MiB |",
               "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['width']} | {r['neurons']:,} | {r['dense_macs_per_step']:,} | {r['us_per_sample_step']:.1f} | "
               f"{r['ann_us_per_sample']:.1f} | {r['sim_over_ann']:.2f}x | {_f(r['peak_mb'])} |" for r in s["width"]]

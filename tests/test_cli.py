@@ -162,3 +162,28 @@ def test_methods_table_command(capsys, tmp_path):
     lava = {(r["method"], r["T"]) for r in table["rows"] if r["target"] == "lava"}
     assert lava == {("qcfs", 2), ("ftbc", 2), ("cos (rho=4)", 2), ("tpp (seed 0)", 2)}
     assert (tmp_path / "methods.md").read_text().startswith("| method |")
+
+
+@pytest.mark.lava
+def test_bench_perf_produces_every_figure_and_checks_lava(capsys, tmp_path):
+    """The perf suite at tiny sizes: every figure present and sane, sim equal to Lava (no timing
+    assertions: the speed figures are for BENCHMARKS.md, not for tests)."""
+    code, out, _ = cli(capsys, "bench", "--quick", "--json", "--out", str(tmp_path))
+    assert code == 0
+    res = json.loads(out)
+    assert res == json.loads((tmp_path / "bench.json").read_text())
+    assert "| cnn_mnist |" in (tmp_path / "bench.md").read_text()
+    assert res["machine"]["matmul_gflops"] > 0
+    cnn, vgg = res["networks"]
+    assert cnn["lava_exact"] is True and cnn["lava_values_compared"] > 0 and vgg["lava_exact"] is None
+    for n in (cnn, vgg):
+        assert n["sim_us_per_sample_step"] > 0 and n["ann_us_per_sample"] > 0 and n["spikes_per_sample"] > 0
+        assert n["synops_per_sample"] > n["spikes_per_sample"]  # every spike reaches several synapses
+        assert set(n["methods_s"]) == {"cos"}
+        assert n["derived"]["sim_dense_gflops"] > 0
+    assert cnn["derived"]["sim_over_lava_run"] > 1
+    s = res["scaling"]
+    assert [r["T"] for r in s["T"]] == [1, 2] and [r["batch"] for r in s["batch"]] == [1, 4]
+    assert s["width"][0]["neurons"] == 4 * (28 * 28 * 2 + 2 * 14 * 14 * 2 + 4 * 7 * 7 * 2)
+    if sys.platform == "linux":
+        assert all(r["peak_mb"] is not None and r["peak_mb"] >= 0 for rows in s.values() for r in rows)
