@@ -179,6 +179,7 @@ class _Run:
                              + extra_in.get(s.dst, 0) for s in net.sources}
         self.source_peak = {k: int(v.abs().max()) if v.numel() else 0 for k, v in self.source_value.items()}
         self.fast: dict[str, FastIF] = {}
+        self.pending: dict[str, torch.Tensor] = {}
         for n in names:
             internal = [s for s in self.syns if s.p.src == n and s.p.dst == n]
             if fast and n != net.readout and n not in record_state and FastIF.eligible(self.neurons[n].p, internal):
@@ -259,7 +260,7 @@ class _Run:
             hi, lo = a.amax(dim=(1, 2)).tolist(), a.amin(dim=(1, 2)).tolist()
             step_max = [(max(h, -lo_) + m) << shift for h, lo_, m in zip(hi, lo, extra_max, strict=True)]
         out = torch.empty((count, self.batch, f.lif.p.size), dtype=torch.bool, device=self.dev)
-        prev, j = None, 0
+        prev, j = self.pending.pop(n, None), 0  # spikes of the step before, their subtraction still due
         while j < count:
             k, bound = f.span(step_max, j)
             if k:
@@ -290,8 +291,8 @@ class _Run:
                 out[j] = f.lif.step(t0 + j, a_j)
                 prev = out[j]
                 j += 1
-        if prev is not None:  # the subtraction due in the step after the chunk
-            self.inbox[n].add(t0 + count, prev.to(torch.int64) * f.self_w_a)
+        if prev is not None:  # the subtraction is due in the first step of the next chunk
+            self.pending[n] = prev.clone()
         return out
 
     def run_general(self, group: list[str], t0: int, count: int) -> dict[str, torch.Tensor]:

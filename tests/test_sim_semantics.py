@@ -127,3 +127,22 @@ def test_per_synapse_delays_arrive_one_plus_delay_steps_later():
     spikes[0, 0] = [1, 1]
     tr = simulate(net, {}, steps=6, spikes_in=spikes)
     assert list(tr.readout[:, 0, 0]) == [0, 0, 0, 0, 2, 2] and list(tr.readout[:, 0, 1]) == [0, 0, 4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cin,cout,k,stride,size", [(64, 64, 3, 1, 14), (16, 32, 4, 2, 28), (8, 8, 6, 2, 8)])
+def test_float32_convolutions_of_spikes_are_exact_integers(channels_last, cin, cout, k, stride, size):
+    """sim (and the reference) convolve binary spikes with integer kernels in float32 and cast the
+    result to integers without rounding: that is only right if the backend sums directly (no
+    Winograd or FFT transforms). Checked against float64 on this machine's backend."""
+    import torch
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(cin + k)
+    x = (torch.rand(64, cin, size, size, generator=gen) < 0.2).float()
+    w = torch.randint(-(1 << 12), 1 << 12, (cout, cin, k, k), generator=gen).float()
+    assert w.abs().sum((1, 2, 3)).max() < (1 << 24)  # the exact_dtype condition
+    if channels_last:
+        x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(x, w, None, stride, 1)
+    assert torch.equal(y.double(), F.conv2d(x.double(), w.double(), None, stride, 1))

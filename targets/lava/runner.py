@@ -97,7 +97,8 @@ class LavaRunner:
                 self.progress(min(self.chunk, n - i))
         out = Trace.concat(traces)
         out.meta["wall_seconds"] = sum(t.meta["wall_seconds"] for t in traces)
-        out.meta["lava_run_seconds"] = sum(t.meta["lava_run_seconds"] for t in traces)
+        for key in ("lava_run_seconds", "lava_startup_seconds", "lava_run_steps"):
+            out.meta[key] = sum(t.meta[key] for t in traces)
         return out
 
     def _run_chunk(self, net: ProcessNet, currents: dict[str, np.ndarray], n: int, record: bool,
@@ -119,7 +120,10 @@ class LavaRunner:
             done = json.loads((out_dir / "done.json").read_text())
             u = np.load(out_dir / "readout_u.npy").astype(np.int64)
             spikes = {k: np.load(out_dir / f"spikes_{i}.npy") for i, k in enumerate(spec["record"])}
-        return self._frames(net, spec, u, spikes, n, wall, done["run_seconds"])
+        trace = self._frames(net, spec, u, spikes, n, wall, done["run_seconds"])
+        trace.meta["lava_startup_seconds"] = done.get("startup_seconds", 0.0)
+        trace.meta["lava_run_steps"] = done["steps"] - (1 if "startup_seconds" in done else 0)
+        return trace
 
     @staticmethod
     def _frames(net: ProcessNet, spec: dict, u: np.ndarray, spikes: dict[str, np.ndarray], n: int,
