@@ -25,6 +25,7 @@ EXAMPLES = {
     "export": "spikeport export mlp_digits --nir mlp.nir",
     "report": "spikeport report cnn_mnist --T 4 --out out/report",
     "eval": "spikeport eval cnn_mnist --target lava --T 8 --samples 64 --verify-every 8 --out out/eval",
+    "fuzz": "spikeport fuzz --cases 500 --lava-every 10",
 }
 
 MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikeport checkpoint (.pt) or an "
@@ -182,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=8)
     p.add_argument("--samples", type=_positive, default=256, help="calibration samples the report measures on")
     p.add_argument("--out", type=Path, default=Path("out/report"), help="folder for quantization.json and .html")
+
+    p = add("fuzz", "random integer networks on torch_int, sim and Lava: exit 1 on any disagreement")
+    p.add_argument("--cases", type=_positive, default=200)
+    p.add_argument("--seed", type=int, default=0, help="first case seed (case i uses seed + i)")
+    p.add_argument("--lava-every", type=int, default=10, help="run every N-th case in Lava too (0: never)")
+    p.add_argument("--verbose", action="store_true", help="a line per case, not only per disagreement")
 
     p = add("info", "show the imported graph, the spiking network and its quantization")
     _model_args(p)
@@ -413,10 +420,33 @@ def cmd_bench(args) -> int:
     return 0 if all(exact) else 1
 
 
+def cmd_fuzz(args) -> int:
+    from tqdm import tqdm
+
+    from spikeport.toolchain.fuzz import fuzz
+
+    bar = tqdm(total=args.cases, desc="fuzz", unit="case", file=sys.stderr)
+
+    def log(o) -> None:
+        bar.update(1)
+        if args.verbose or not o.exact:
+            tqdm.write(o.line())
+
+    outcomes = fuzz(args.cases, seed=args.seed, lava_every=max(0, args.lava_every), log=log)
+    bar.close()
+    bad = [o for o in outcomes if not o.exact]
+    lava = sum(o.lava for o in outcomes)
+    beyond = sum(not o.in_headroom for o in outcomes)
+    print(f"{len(outcomes)} cases (seeds {args.seed}..{args.seed + args.cases - 1}), {lava} of them also in Lava; "
+          f"{beyond} drove membranes beyond the head-room; {sum(o.values for o in outcomes):,} values compared; "
+          f"{len(bad)} disagreements")
+    return 1 if bad else 0
+
+
 COMMANDS = {
     "demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "methods": cmd_methods,
     "report": cmd_report, "conformance": cmd_conformance, "bench": cmd_bench, "export": cmd_export, "info": cmd_info,
-    "train": cmd_train,
+    "train": cmd_train, "fuzz": cmd_fuzz,
 }
 
 

@@ -1,0 +1,69 @@
+"""Property-based cross-checks: random integer networks (dense and conv; random widths, kernels,
+strides, paddings, dilations, depthwise groups and skip projections; mantissas at the ends of the
+8-bit range; thresholds 2**1 .. 2**16; inputs from gentle to far beyond the head-room) must run
+identically on the integer reference, ``sim`` and Lava (see ``toolchain/fuzz.py`` for the exact
+property). Hypothesis draws the case seeds, derandomized, so CI runs the same sample every time;
+``spikeport fuzz --cases N`` runs more."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spikeport.cli import main
+from spikeport.toolchain.fuzz import check, random_case
+
+SEEDS = st.integers(min_value=0, max_value=2**31 - 1)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(seed=SEEDS)
+def test_random_networks_run_identically_on_torch_int_and_sim(seed):
+    o = check(random_case(seed), lava=False)
+    assert o.exact, o.line()
+
+
+@pytest.mark.lava
+@settings(max_examples=5, derandomize=True, deadline=None)
+@given(seed=SEEDS)
+def test_random_networks_run_identically_in_lava(seed):
+    o = check(random_case(seed), lava=True)
+    assert o.exact, o.line()
+    assert o.values > 0
+
+
+def test_cases_cover_what_they_claim():
+    cases = [random_case(s) for s in range(300)]
+    syns = [pr for c in cases for p in c.snn.populations for pr in p.inputs]
+    convs = [pr.synapse for pr in syns if type(pr.synapse).__name__ == "ConvSynapse"]
+    assert {s.stride[0] for s in convs} == {1, 2} and {s.dilation[0] for s in convs} == {1, 2}
+    assert any(s.groups > 1 for s in convs) and any(s.padding[0] > 0 for s in convs)
+    mant = np.concatenate([pr.synapse.weight.ravel() for pr in syns if pr.source != "input"])
+    assert mant.min() == -128 and mant.max() == 127
+    assert any(len(p.inputs) > 1 for c in cases for p in c.snn.populations)  # skip projections
+    thetas = {p.threshold for c in cases for p in c.snn.hidden}
+    assert min(thetas) == 2 and max(thetas) == 1 << 16
+    outcomes = [check(c, lava=False) for c in cases[:80]]
+    beyond = sum(not o.in_headroom for o in outcomes)
+    assert 0 < beyond < len(outcomes)  # both regimes occur
+
+
+def test_the_fuzzer_catches_a_wrong_simulator(monkeypatch):
+    """An off-by-one threshold in sim's fused IF loop must show up as a disagreement."""
+    from spikeport.targets import sim_models
+
+    real = sim_models.FastIF.__init__
+
+    def off_by_one(self, lif, self_syn):
+        real(self, lif, self_syn)
+        self.thr = self.thr + 64  # one weight unit (u holds 64x) too high
+
+    monkeypatch.setattr(sim_models.FastIF, "__init__", off_by_one)
+    found = [o for o in (check(random_case(s), lava=False) for s in range(40)) if not o.exact]
+    assert found and "DIVERGES" in found[0].problem
+
+
+def test_fuzz_command_reports_cases_and_disagreements(capsys):
+    assert main(["fuzz", "--cases", "12", "--seed", "100", "--lava-every", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "12 cases" in out and "0 disagreements" in out
