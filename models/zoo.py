@@ -100,8 +100,11 @@ def build_model(arch: str, **kwargs: Any) -> nn.Module:
 
 def save_checkpoint(path: Path, arch: str, arch_kwargs: dict, model: nn.Module, meta: dict) -> None:
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "arch": arch, "arch_kwargs": arch_kwargs,
-                "state_dict": state, "meta": meta}, path)
+    from spikeport.toolchain.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, "arch": arch, "arch_kwargs": arch_kwargs,
+                    "state_dict": state, "meta": meta}, tmp)
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
@@ -114,14 +117,20 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise SpikeportError(f"checkpoint {path} cannot be read safely: {str(exc).splitlines()[0]}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SpikeportError(f"checkpoint {path} cannot be read safely: {first}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise SpikeportError(f"{path} is not a spikeport checkpoint (format {CHECKPOINT_FORMAT})")
-    model = build_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
+    arch, kwargs, state = ckpt.get("arch"), ckpt.get("arch_kwargs", {}), ckpt.get("state_dict")
+    if arch not in ARCHITECTURES or not isinstance(kwargs, dict) or not isinstance(state, dict):
+        raise SpikeportError(f"checkpoint {path} is damaged: architecture {arch!r}, its arguments or its weights "
+                             "are missing or malformed")
     try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise SpikeportError(f"checkpoint {path} does not match architecture {ckpt['arch']}: {exc}") from exc
+        model = build_model(arch, **kwargs)
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SpikeportError(f"checkpoint {path} does not match architecture {arch}: {first}") from exc
     return model.eval(), ckpt
 
 

@@ -184,8 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive, default=256, help="calibration samples the report measures on")
     p.add_argument("--out", type=Path, default=Path("out/report"), help="folder for quantization.json and .html")
 
-    p = add("fuzz", "random integer networks on torch_int, sim and Lava: exit 1 on any disagreement")
-    p.add_argument("--cases", type=_positive, default=200)
+    p = add("fuzz", "random integer networks on torch_int, sim and Lava, and damaged input files: exit 1 on any "
+            "disagreement or unclear error")
+    p.add_argument("--cases", type=int, default=200, help="random networks (0: none)")
+    p.add_argument("--files", type=int, default=0, help="damaged files per kind (onnx, checkpoint, netx, nir, "
+                   "config, results)")
     p.add_argument("--seed", type=int, default=0, help="first case seed (case i uses seed + i)")
     p.add_argument("--lava-every", type=int, default=10, help="run every N-th case in Lava too (0: never)")
     p.add_argument("--verbose", action="store_true", help="a line per case, not only per disagreement")
@@ -297,14 +300,15 @@ def cmd_methods(args) -> int:
     from dataclasses import asdict
 
     from spikeport.toolchain.compare import compare_methods
+    from spikeport.toolchain.files import write_atomic
 
     table = compare_methods(args.model, Ts=args.T, rho=args.rho, tpp_seeds=args.tpp_seeds, lava_Ts=args.lava_T,
                             lava_samples=args.lava_samples, verify_samples=args.verify_samples,
                             test_samples=args.samples)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "methods.json").write_text(json.dumps(asdict(table), indent=1))
+    write_atomic(args.out / "methods.json", json.dumps(asdict(table), indent=1))
     md = table.markdown()
-    (args.out / "methods.md").write_text(md + "\n")
+    write_atomic(args.out / "methods.md", md + "\n")
     print(md)
     exact = table.notes["all_checks_exact"]
     print(f"integer checks: {len(table.checks)}, all exact: {exact}")
@@ -402,6 +406,7 @@ def cmd_bench(args) -> int:
 
     from spikeport.targets.perf import PerfConfig, bench_perf, perf_tables
     from spikeport.toolchain.errors import SpikeportError
+    from spikeport.toolchain.files import write_atomic
 
     lava = tuple(args.lava_samples) + (0,) * (2 - len(args.lava_samples))
     if len(lava) != 2 or min(lava) < 0:
@@ -413,8 +418,8 @@ def cmd_bench(args) -> int:
     md = perf_tables(res)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bench.json").write_text(json.dumps(res, indent=1))
-        (args.out / "bench.md").write_text(md + "\n")
+        write_atomic(args.out / "bench.json", json.dumps(res, indent=1))
+        write_atomic(args.out / "bench.md", md + "\n")
     print(json.dumps(res, indent=1) if args.json else md)
     exact = [n["lava_exact"] for n in res["networks"] if n["lava_exact"] is not None]
     return 0 if all(exact) else 1
@@ -425,6 +430,11 @@ def cmd_fuzz(args) -> int:
 
     from spikeport.toolchain.fuzz import fuzz
 
+    status = 0
+    if args.files > 0:
+        status = _fuzz_files(args)
+    if args.cases <= 0:
+        return status
     bar = tqdm(total=args.cases, desc="fuzz", unit="case", file=sys.stderr)
 
     def log(o) -> None:
@@ -440,7 +450,32 @@ def cmd_fuzz(args) -> int:
     print(f"{len(outcomes)} cases (seeds {args.seed}..{args.seed + args.cases - 1}), {lava} of them also in Lava; "
           f"{beyond} drove membranes beyond the head-room; {sum(o.values for o in outcomes):,} values compared; "
           f"{len(bad)} disagreements")
-    return 1 if bad else 0
+    return 1 if bad or status else 0
+
+
+def _fuzz_files(args) -> int:
+    from collections import Counter
+
+    from tqdm import tqdm
+
+    from spikeport.toolchain.filefuzz import KINDS, fuzz_files
+
+    bar = tqdm(total=args.files * len(KINDS), desc="fuzz files", unit="file", file=sys.stderr)
+
+    def log(o) -> None:
+        bar.update(1)
+        if args.verbose or o.result == "FAILED":
+            tqdm.write(f"{o.result:<11} {o.kind:<10} {o.mutation}: {o.detail[:200]}")
+
+    outcomes = fuzz_files(args.files, seed=args.seed, log=log)
+    bar.close()
+    counts = Counter((o.kind, o.result) for o in outcomes)
+    for kind in KINDS:
+        print(f"{kind:<10} {sum(v for (k, _), v in counts.items() if k == kind):>5} files: "
+              + ", ".join(f"{counts[(kind, r)]} {r}" for r in ("accepted", "clear error", "FAILED")))
+    failed = sum(o.result == "FAILED" for o in outcomes)
+    print(f"{len(outcomes)} damaged files, {failed} without a clear error")
+    return 1 if failed else 0
 
 
 COMMANDS = {

@@ -27,6 +27,7 @@ import numpy as np
 
 from spikeport.targets.process_net import ConvProcess, DenseProcess, LIFProcess, ProcessNet
 from spikeport.toolchain.errors import ModelFileError, UnsupportedOpError
+from spikeport.toolchain.files import atomic_path
 
 MAX_DELAY = 62
 UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat", "dense_comp")
@@ -108,6 +109,20 @@ def optimize_weight_bits(layer: str, w: np.ndarray) -> tuple[np.ndarray, int, in
 def read_netx(path: str | Path, reset_interval: int | None = None, reset_offset: int = 0,
               num_layers: int | None = None) -> NetxNetwork:
     """Build the network ``netx.hdf5.Network(path, reset_interval, reset_offset, num_layers)`` would."""
+    from spikeport.toolchain.errors import SpikeportError
+
+    try:
+        return _read_netx(path, reset_interval, reset_offset, num_layers)
+    except SpikeportError:
+        raise
+    except (KeyError, RuntimeError, OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        # h5py reports a damaged file's inner structure through all of these
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"{path}: damaged or malformed netx file ({type(exc).__name__}: {first})") from exc
+
+
+def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
+               num_layers: int | None) -> NetxNetwork:
     import h5py
 
     path = Path(path)
@@ -264,7 +279,7 @@ def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
     for s in net.synapses:
         by_dst.setdefault(s.dst, []).append(s)
     path = Path(path)
-    with h5py.File(path, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:  # whole file or none
         g = f.create_group("layer")
         idx = 0
 

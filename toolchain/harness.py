@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.toolchain.errors import SpikeportError, TargetError
+from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.trace import Trace
 
 TARGETS = {"torch": "torch_int", "sim": "sim", "lava": "lava", "loihi2": "loihi2"}
@@ -62,13 +63,21 @@ class EvalConfig:
     @classmethod
     def from_toml(cls, path: Path) -> EvalConfig:
         try:
-            raw = tomllib.loads(Path(path).read_text())["eval"]
-        except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+            raw = tomllib.loads(Path(path).read_bytes().decode("utf-8"))["eval"]
+        except (OSError, KeyError, TypeError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise SpikeportError(f"{path}: not a spikeport eval configuration ({exc})") from exc
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
+        if not isinstance(raw, dict):
+            raise SpikeportError(f"{path}: [eval] is not a table")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(raw) - set(known))
         if unknown:
             raise SpikeportError(f"{path}: unknown keys {unknown}")
+        for key, value in raw.items():
+            want = type(known[key].default) if key != "model" else str
+            if type(value) is not want:
+                raise SpikeportError(f"{path}: {key} = {value!r} should be of type {want.__name__}")
+        if "model" not in raw:
+            raise SpikeportError(f"{path}: the configuration names no model")
         return cls(**raw)
 
 
@@ -123,23 +132,11 @@ class Evaluation:
 
     def _read(self, path: Path) -> dict[int, dict]:
         """The records of a results (or part) file by sample index, after checking its header."""
-        done: dict[int, dict] = {}
-        lines = path.read_text().splitlines()
-        if lines:
-            try:
-                head = json.loads(lines[0])
-            except json.JSONDecodeError:
-                head = None
-            if head is None or head.get("config") != asdict(self.cfg):
-                raise SpikeportError(f"{path} was written by a different configuration; use another --out or "
-                                     "delete it")
-        for ln in lines[1:]:
-            try:
-                rec = json.loads(ln)
-            except json.JSONDecodeError:
-                continue  # a line cut short by the interruption: that sample runs again
-            done[rec["index"]] = rec
-        return done
+        head, records = read_results(path)
+        if (head is not None or records) and (head is None or head.get("config") != asdict(self.cfg)):
+            raise SpikeportError(f"{path} was written by a different configuration; use another --out or "
+                                 "delete it")
+        return records
 
     def _merge(self, records: list[dict]) -> None:
         """Rank 0: fold records and leftover part files into results.jsonl, in sample order."""
@@ -148,10 +145,8 @@ class Evaluation:
         for part in sorted(self.out.glob("results.part*.jsonl")):
             merged.update(self._read(part))
         merged.update({r["index"]: r for r in records})
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text(json.dumps({"config": asdict(self.cfg)}) + "\n"
-                       + "".join(json.dumps(merged[i]) + "\n" for i in sorted(merged)))
-        tmp.replace(path)  # atomic: a crash leaves the old file or the new one, never half of one
+        write_atomic(path, json.dumps({"config": asdict(self.cfg)}) + "\n"
+                     + "".join(json.dumps(merged[i]) + "\n" for i in sorted(merged)))
         for part in self.out.glob("results.part*.jsonl"):
             part.unlink()
 
@@ -200,18 +195,18 @@ class Evaluation:
                 raise TargetError(why)
         self.out.mkdir(parents=True, exist_ok=True)
         if rank == 0:
-            (self.out / "config.toml").write_text(cfg.to_toml())
+            write_atomic(self.out / "config.toml", cfg.to_toml())
         finished = self._load_done(self.out / "results.jsonl")
         data, q = self._prepare()
         n = len(data.x_test) if not cfg.samples else min(cfg.samples, len(data.x_test))
         share = [i for i in range(n) if i not in finished][rank::world]  # every rank computes the same split
         own = self._load_done(path) if path.name != "results.jsonl" else {}
         todo = [i for i in share if i not in own]
-        if not path.is_file() or not path.read_text().strip():
-            path.write_text(json.dumps({"config": asdict(cfg)}) + "\n")
-        else:  # drop a trailing partial line so that appends start on a fresh line
-            text = path.read_text()
-            path.write_text("\n".join(ln for ln in text.splitlines() if _is_json(ln)) + "\n")
+        # the header and every whole record, nothing else: a line cut short by an interruption or
+        # damaged goes, so that appends start on a fresh line (written aside, then renamed)
+        _, kept = read_results(path) if path.is_file() else (None, {})
+        write_atomic(path, json.dumps({"config": asdict(cfg)}) + "\n"
+                     + "".join(json.dumps(kept[i]) + "\n" for i in kept))
         target = TARGETS[cfg.target]
         latency = lower(q, cfg.T).latency if target in ("sim", "lava", "loihi2") else cfg.T
         S = q.steps(cfg.T)
@@ -288,15 +283,48 @@ def _subset(trace: Trace, pick: list[int]) -> Trace:
                  trace.meta)
 
 
+RECORD = {"index": int, "label": int, "prediction": int, "correct": bool, "latency_steps": int, "spikes": int,
+          "synops": int, "wall_s": (int, float)}
+
+
+def _is_record(r: object) -> bool:
+    return isinstance(r, dict) and all(isinstance(r.get(k), t) and (t is bool or not isinstance(r.get(k), bool))
+                                       for k, t in RECORD.items())
+
+
+def read_results(path: Path) -> tuple[dict | None, dict[int, dict]]:
+    """(header, records by sample index) of a results file. A line that is not a whole, well-formed
+    record (cut short by an interruption, or damaged) is left out: its sample runs again."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise SpikeportError(f"{path}: cannot be read ({exc})") from exc
+    lines = text.splitlines()
+    head = None
+    if lines and _is_json(lines[0]):
+        obj = json.loads(lines[0])
+        head = obj if isinstance(obj, dict) and isinstance(obj.get("config"), dict) else None
+    records: dict[int, dict] = {}
+    for ln in lines[1:]:
+        if _is_json(ln):
+            rec = json.loads(ln)
+            if _is_record(rec):
+                records[rec["index"]] = rec
+    return head, records
+
+
 def summarize(out: Path) -> dict:
     """Accuracy, latency, spikes, synaptic ops and wall time over the results file."""
-    lines = [json.loads(ln) for ln in Path(out, "results.jsonl").read_text().splitlines() if _is_json(ln)]
-    recs = [r for r in lines[1:] if "index" in r]
+    path = Path(out, "results.jsonl")
+    head, by_index = read_results(path)
+    if head is None:
+        raise SpikeportError(f"{path} has no configuration header: not a spikeport results file")
+    recs = [by_index[i] for i in sorted(by_index)]
     if not recs:
-        raise SpikeportError(f"{out}/results.jsonl holds no results")
+        raise SpikeportError(f"{path} holds no results")
     verified = [r["verified_exact"] for r in recs if "verified_exact" in r]
     return {
-        "config": lines[0]["config"], "samples": len(recs),
+        "config": head["config"], "samples": len(recs),
         "accuracy": float(np.mean([r["correct"] for r in recs])),
         "latency_steps": int(recs[0]["latency_steps"]),
         "spikes_per_sample": float(np.mean([r["spikes"] for r in recs])),

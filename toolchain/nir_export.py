@@ -27,6 +27,7 @@ import numpy as np
 
 from spikeport.toolchain.compose import full_weight
 from spikeport.toolchain.errors import ModelFileError, SpikeportError
+from spikeport.toolchain.files import atomic_path, write_atomic
 from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
 
 NEURON_NOTE = {"reset": "subtract threshold", "v_init": "threshold / 2", "fires_when": "m >= threshold",
@@ -92,14 +93,16 @@ def export_nir(snn: SNNGraph, path: str | Path, integer: SNNGraph | None = None)
     import nir
 
     path = Path(path)
-    nir.write(path, to_nir(snn))
+    graph = to_nir(snn)
+    with atomic_path(path) as tmp:
+        nir.write(tmp, graph)
     side = {"format": "spikeport-nir-sidecar/1", "neuron": NEURON_NOTE,
             "populations": [{"name": p.name, "kind": p.kind, "threshold": float(p.threshold),
                              "v_init": float(p.v_init), "origin": p.origin} for p in snn.populations]}
     if integer is not None:
         side["integer"] = {"profile": integer.meta.get("profile"), "T": integer.meta.get("T"),
                            "quantization": integer.meta.get("quantization")}
-    Path(str(path) + ".spikeport.json").write_text(json.dumps(side, indent=1, default=float))
+    write_atomic(Path(str(path) + ".spikeport.json"), json.dumps(side, indent=1, default=float))
     return path
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from spikeport.toolchain import ir
+from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.ops import conv_as_matrix
 from spikeport.toolchain.reference import run_reference
 from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
@@ -283,7 +284,7 @@ def write_qreport(r: dict, out) -> None:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quantization.json").write_text(json.dumps(r, indent=1, default=json_default))
-    (out / "quantization.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>spikeport "
+    write_atomic(out / "quantization.json", json.dumps(r, indent=1, default=json_default))
+    write_atomic(out / "quantization.html", f"<!doctype html><html><head><meta charset='utf-8'><title>spikeport "
                                            f"quantization report</title><style>{STYLE}</style></head><body>"
                                            f"{html_section(r)}</body></html>")

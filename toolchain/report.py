@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.models.data import SPLIT_SEED, Dataset
+from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.snn import SNNGraph
 
 TARGET_ORDER = ["ann", "torch_float", "torch_int", "sim", "lava"]
@@ -244,8 +245,8 @@ def to_html(report: Report) -> str:
 
 def write_report(report: Report, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(asdict(report), indent=1, default=json_default))
-    (out / "report.html").write_text(to_html(report))
+    write_atomic(out / "report.json", json.dumps(asdict(report), indent=1, default=json_default))
+    write_atomic(out / "report.html", to_html(report))
 
 
 def json_default(o):

@@ -1,0 +1,200 @@
+"""Fuzzing every kind of file spikeport reads (``spikeport fuzz --files N``).
+
+Kinds: ONNX models, spikeport checkpoints (.pt), lava-dl netx networks (.net, HDF5), NIR graphs
+(.nir, HDF5), eval configurations (config.toml) and eval results (results.jsonl, read when a run
+resumes). Each starts from a valid file that spikeport writes or ships with, and is mutated:
+truncated at several lengths (empty included), bit-flipped (1 to 64 random bits), replaced by
+zeros or random bytes of the same length, and cut to its first bytes plus garbage.
+
+Every mutated file goes to the reader a user's command would call. The reader must either
+accept the file (a flipped bit in a weight still makes a valid file) or raise ``SpikeportError``
+with a message that names the file. Anything else counts as a failure: another exception type, a
+message without the file's name, a hang past the time limit, or a crash of the interpreter. The
+readers run in a worker process, so that a crash can be seen and the run continue after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+KINDS = ("onnx", "checkpoint", "netx", "nir", "config", "results")
+SUFFIX = {"onnx": ".onnx", "checkpoint": ".pt", "netx": ".net", "nir": ".nir", "config": ".toml",
+          "results": ".jsonl"}
+TIME_LIMIT = 30  # seconds per file
+
+
+# -- the valid starting points ---------------------------------------------------------------------
+def sample_file(kind: str, folder: Path) -> Path:
+    """A valid file of ``kind`` in ``folder``."""
+    path = folder / f"valid{SUFFIX[kind]}"
+    if kind == "checkpoint":
+        from spikeport.models.zoo import CHECKPOINT_DIR
+
+        path.write_bytes((CHECKPOINT_DIR / "mlp_digits.pt").read_bytes())
+    elif kind == "onnx":
+        import torch
+
+        from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
+
+        module, _ = load_checkpoint(CHECKPOINT_DIR / "mlp_digits.pt")
+        torch.onnx.export(module, (torch.zeros(1, 64),), str(path), dynamo=False)
+    elif kind == "netx":
+        from spikeport.targets.conformance import data_dir
+
+        path.write_bytes((data_dir() / "tiny.net").read_bytes())
+    elif kind == "nir":
+        from spikeport.toolchain.convert import convert
+        from spikeport.toolchain.nir_export import export_nir
+        from spikeport.toolchain.pipeline import dataset_for, load_model
+
+        model = load_model("mlp_digits")
+        export_nir(convert(model.graph, dataset_for(model).x_train[:64]), path)
+    elif kind == "config":
+        from spikeport.toolchain.harness import EvalConfig
+
+        path.write_text(EvalConfig(model="mlp_digits", samples=8).to_toml())
+    elif kind == "results":
+        from dataclasses import asdict
+
+        from spikeport.toolchain.harness import EvalConfig
+
+        head = json.dumps({"config": asdict(EvalConfig(model="mlp_digits", samples=2))})
+        recs = [{"index": i, "label": i, "prediction": i, "correct": True, "latency_steps": 5, "spikes": 10,
+                 "synops": 100, "wall_s": 0.01} for i in range(2)]
+        path.write_text("\n".join([head, *map(json.dumps, recs)]) + "\n")
+    return path
+
+
+# -- the readers a user's command calls -------------------------------------------------------------
+def _read_results(path: Path) -> None:
+    from spikeport.toolchain.harness import summarize
+
+    summarize(path.parent)  # each case is a results.jsonl in a folder of its own
+
+
+def reader(kind: str) -> Callable[[Path], object]:
+    if kind in ("onnx", "checkpoint"):
+        from spikeport.toolchain.pipeline import load_model
+
+        return load_model
+    if kind == "netx":
+        from spikeport.targets.netx import read_netx
+
+        return read_netx
+    if kind == "nir":
+        from spikeport.toolchain.nir_export import read_nir
+
+        return read_nir
+    if kind == "config":
+        from spikeport.toolchain.harness import EvalConfig
+
+        return EvalConfig.from_toml
+    return _read_results
+
+
+# -- mutations ----------------------------------------------------------------------------------------
+def mutations(data: bytes, rng: np.random.Generator, count: int) -> Iterator[tuple[str, bytes]]:
+    n = len(data)
+    fixed = [("empty", b""), ("zeros", bytes(n)), ("random", rng.bytes(n)),
+             ("head+garbage", data[: min(n, 64)] + rng.bytes(max(0, n - 64)))]
+    for cut in np.unique(np.linspace(1, n - 1, num=8).astype(int)):
+        fixed.append((f"truncated to {cut} of {n} bytes", data[:cut]))
+    for i in range(count):
+        if i < len(fixed):
+            yield fixed[i]
+            continue
+        flips = int(rng.choice([1, 2, 8, 64]))
+        buf = bytearray(data)
+        for pos in rng.integers(0, n, size=flips):
+            buf[pos] ^= 1 << int(rng.integers(8))
+        yield f"{flips} bit(s) flipped (case {i})", bytes(buf)
+
+
+# -- running --------------------------------------------------------------------------------------
+@dataclass
+class FileOutcome:
+    kind: str
+    mutation: str
+    result: str  # "accepted", "clear error", "FAILED"
+    detail: str = ""
+
+
+def _worker(kind: str, folder: str) -> None:
+    """Read every file listed in ``folder/todo.json`` and print one JSON line per file."""
+    import signal
+
+    from spikeport.toolchain.errors import SpikeportError
+
+    read = reader(kind)
+
+    def timeout(signum, frame):
+        raise TimeoutError(f"no answer within {TIME_LIMIT} s")
+
+    signal.signal(signal.SIGALRM, timeout)
+    for name in json.loads(Path(folder, "todo.json").read_text()):
+        path = Path(folder, name)
+        signal.alarm(TIME_LIMIT)
+        try:
+            read(path)
+            res = {"file": name, "result": "accepted"}
+        except SpikeportError as exc:
+            named = path.name in str(exc) or str(path) in str(exc)
+            res = {"file": name, "result": "clear error" if named else "FAILED",
+                   "detail": str(exc) if named else f"the message does not name the file: {exc}"}
+        except BaseException as exc:
+            res = {"file": name, "result": "FAILED", "detail": f"{type(exc).__name__}: {exc}"}
+        finally:
+            signal.alarm(0)
+        print(json.dumps(res), flush=True)
+
+
+def fuzz_files(per_kind: int, seed: int = 0, kinds: tuple[str, ...] = KINDS,
+               log: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
+    """``per_kind`` mutated files of each kind through their readers, in worker processes."""
+    rng = np.random.default_rng(seed)
+    out: list[FileOutcome] = []
+    with tempfile.TemporaryDirectory(prefix="spikeport-fuzz-") as tmp:
+        for kind in kinds:
+            folder = Path(tmp, kind)
+            folder.mkdir()
+            data = sample_file(kind, folder).read_bytes()
+            labels = {}
+            for i, (label, blob) in enumerate(mutations(data, rng, per_kind)):
+                name = f"case{i:05d}/results.jsonl" if kind == "results" else f"case{i:05d}{SUFFIX[kind]}"
+                Path(folder, name).parent.mkdir(exist_ok=True)
+                Path(folder, name).write_bytes(blob)
+                labels[name] = label
+            todo = list(labels)
+            while todo:
+                Path(folder, "todo.json").write_text(json.dumps(todo))
+                proc = subprocess.run([sys.executable, "-m", "spikeport.toolchain.filefuzz", kind, str(folder)],
+                                      capture_output=True, text=True, timeout=TIME_LIMIT * (len(todo) + 2),
+                                      env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                done = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+                for res in done:
+                    o = FileOutcome(kind, labels[res["file"]], res["result"], res.get("detail", ""))
+                    out.append(o)
+                    if log is not None:
+                        log(o)
+                todo = todo[len(done):]
+                if todo and proc.returncode != 0:  # the worker died on the next file: a crash
+                    o = FileOutcome(kind, labels[todo[0]], "FAILED",
+                                    f"the interpreter died (status {proc.returncode}): {proc.stderr[-300:]}")
+                    out.append(o)
+                    if log is not None:
+                        log(o)
+                    todo = todo[1:]
+    return out
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], sys.argv[2])
