@@ -33,11 +33,8 @@ $(LAVA)/.stamp:
 $(NETX)/.stamp: $(LAVA)/.stamp
 	mkdir -p .cache/lava-dl
 	$(LAVA)/bin/pip download -q --no-deps "lava-dl==0.6.0" -d .cache/lava-dl
-	$(LAVA)/bin/python -c "import glob, os, shutil, zipfile; \
-	  z = zipfile.ZipFile(sorted(glob.glob('.cache/lava-dl/lava_dl-0.6.0-*.whl'))[0]); \
-	  p = 'tests/lava/lib/dl/netx/'; shutil.rmtree('$(NETX)', ignore_errors=True); \
-	  [z.extract(n, '.cache/lava-dl/unpacked') for n in z.namelist() if n.startswith(p)]; \
-	  shutil.move('.cache/lava-dl/unpacked/' + p, '$(NETX)'); shutil.rmtree('.cache/lava-dl/unpacked')"
+	$(LAVA)/bin/python targets/lava/unpack_wheel.py "$$(ls .cache/lava-dl/lava_dl-0.6.0-*.whl | head -n1)" \
+	  tests/lava/lib/dl/netx/ $(NETX)
 	touch $@
 
 env: $(VENV)/.stamp lava-env

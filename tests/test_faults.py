@@ -73,3 +73,27 @@ def test_an_interrupted_write_keeps_the_previous_file(tmp_path):
     assert path.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["model.nir"]
     with pytest.raises(SpikeportError, match="cannot write"):
         write_atomic(tmp_path / "model.nir" / "inside-a-file", "x")
+
+
+def test_archive_members_outside_their_folder_are_refused(tmp_path):
+    """``make lava-env`` unpacks lava-dl's traces from its wheel; a member that climbs out of the
+    folder (or is absolute) stops the unpacking before anything is written."""
+    import zipfile
+
+    from spikeport.targets.lava import unpack_wheel
+
+    good = tmp_path / "good.whl"
+    with zipfile.ZipFile(good, "w") as z:
+        z.writestr("pkg/data/a.net", b"a")
+        z.writestr("pkg/data/sub/b.npy", b"b")
+        z.writestr("pkg/other.py", b"c")
+    assert unpack_wheel.unpack(str(good), "pkg/data/", str(tmp_path / "out")) == 2
+    assert (tmp_path / "out" / "sub" / "b.npy").read_bytes() == b"b"
+    for evil in ("pkg/data/../../escape.txt", "pkg/data//etc/passwd"):
+        bad = tmp_path / "bad.whl"
+        with zipfile.ZipFile(bad, "w") as z:
+            z.writestr("pkg/data/a.net", b"a")
+            z.writestr(evil, b"x")
+        with pytest.raises(ValueError, match="unsafe path"):
+            unpack_wheel.unpack(str(bad), "pkg/data/", str(tmp_path / "out2"))
+        assert not (tmp_path / "out2").exists() and not (tmp_path.parent / "escape.txt").exists()
