@@ -28,6 +28,7 @@ import numpy as np
 from spikeport.targets.process_net import ConvProcess, DenseProcess, LIFProcess, ProcessNet
 from spikeport.toolchain.errors import ModelFileError, UnsupportedOpError
 from spikeport.toolchain.files import atomic_path
+from spikeport.toolchain.h5guard import probe_hdf5
 
 MAX_DELAY = 62
 UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat", "dense_comp")
@@ -128,6 +129,7 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"netx file {path} does not exist")
+    probe_hdf5(path, "netx")  # a damaged file can hang the HDF5 library: try it in a child first
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

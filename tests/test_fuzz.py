@@ -79,3 +79,21 @@ def test_damaged_files_of_every_kind_give_clear_errors(capsys):
     for kind in ("onnx", "checkpoint", "netx", "nir", "config", "results"):
         line = next(ln for ln in out.splitlines() if ln.startswith(kind))
         assert "0 FAILED" in line and "clear error" in line
+
+
+def test_an_hdf5_file_that_hangs_the_library_is_refused(monkeypatch):
+    """Found by the file fuzzer: h5py never returns from reading one of this damaged file's
+    datasets. read_netx and read_nir try every file in a child process first."""
+    from pathlib import Path
+
+    from spikeport.targets.netx import read_netx
+    from spikeport.toolchain import h5guard
+    from spikeport.toolchain.errors import ModelFileError
+    from spikeport.toolchain.nir_export import read_nir
+
+    path = Path(__file__).parent / "data" / "hangs_hdf5.net"
+    monkeypatch.setattr(h5guard, "TIME_LIMIT", 4.0)
+    with pytest.raises(ModelFileError, match=r"hangs_hdf5\.net: reading this netx file did not finish within 4 s"):
+        read_netx(path)
+    with pytest.raises(ModelFileError, match=r"hangs_hdf5\.net: reading this NIR file did not finish"):
+        read_nir(path)

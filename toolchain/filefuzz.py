@@ -29,7 +29,7 @@ import numpy as np
 KINDS = ("onnx", "checkpoint", "netx", "nir", "config", "results")
 SUFFIX = {"onnx": ".onnx", "checkpoint": ".pt", "netx": ".net", "nir": ".nir", "config": ".toml",
           "results": ".jsonl"}
-TIME_LIMIT = 30  # seconds per file
+TIME_LIMIT = 60  # seconds per file (above the HDF5 readers' own 30 s guard, see h5guard)
 
 
 # -- the valid starting points ---------------------------------------------------------------------
@@ -157,6 +157,35 @@ def _worker(kind: str, folder: str) -> None:
         print(json.dumps(res), flush=True)
 
 
+def _run_worker(kind: str, folder: Path) -> tuple[list[dict], str]:
+    """Run the worker over ``folder/todo.json``; stop it when one file takes longer than the time
+    limit (a loop inside C code does not see the worker's own alarm). Returns the answers and,
+    if it stopped early, why."""
+    import queue
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-m", "spikeport.toolchain.filefuzz", kind, str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)], daemon=True).start()
+    done: list[dict] = []
+    while True:
+        try:
+            ln = lines.get(timeout=TIME_LIMIT + 30)
+        except queue.Empty:
+            proc.kill()
+            proc.wait()
+            return done, f"hang: no answer within {TIME_LIMIT + 30} s (killed)"
+        if ln is None:
+            break
+        if ln.startswith("{"):
+            done.append(json.loads(ln))
+    proc.wait()
+    return done, "" if proc.returncode == 0 else f"the interpreter died (status {proc.returncode}): " \
+        f"{proc.stderr.read()[-300:]}"
+
+
 def fuzz_files(per_kind: int, seed: int = 0, kinds: tuple[str, ...] = KINDS,
                log: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
     """``per_kind`` mutated files of each kind through their readers, in worker processes."""
@@ -176,19 +205,15 @@ def fuzz_files(per_kind: int, seed: int = 0, kinds: tuple[str, ...] = KINDS,
             todo = list(labels)
             while todo:
                 Path(folder, "todo.json").write_text(json.dumps(todo))
-                proc = subprocess.run([sys.executable, "-m", "spikeport.toolchain.filefuzz", kind, str(folder)],
-                                      capture_output=True, text=True, timeout=TIME_LIMIT * (len(todo) + 2),
-                                      env={**os.environ, "PYTHONWARNINGS": "ignore"})
-                done = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+                done, problem = _run_worker(kind, folder)
                 for res in done:
                     o = FileOutcome(kind, labels[res["file"]], res["result"], res.get("detail", ""))
                     out.append(o)
                     if log is not None:
                         log(o)
                 todo = todo[len(done):]
-                if todo and proc.returncode != 0:  # the worker died on the next file: a crash
-                    o = FileOutcome(kind, labels[todo[0]], "FAILED",
-                                    f"the interpreter died (status {proc.returncode}): {proc.stderr[-300:]}")
+                if todo and problem:  # the worker hung or died on the next file
+                    o = FileOutcome(kind, labels[todo[0]], "FAILED", problem)
                     out.append(o)
                     if log is not None:
                         log(o)

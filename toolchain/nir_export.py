@@ -28,6 +28,7 @@ import numpy as np
 from spikeport.toolchain.compose import full_weight
 from spikeport.toolchain.errors import ModelFileError, SpikeportError
 from spikeport.toolchain.files import atomic_path, write_atomic
+from spikeport.toolchain.h5guard import probe_hdf5
 from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
 
 NEURON_NOTE = {"reset": "subtract threshold", "v_init": "threshold / 2", "fires_when": "m >= threshold",
@@ -113,6 +114,7 @@ def read_nir(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"NIR file {path} does not exist")
+    probe_hdf5(path, "NIR")  # a damaged file can hang the HDF5 library: try it in a child first
     try:
         return nir.read(path)
     except Exception as exc:  # h5py and nir raise many types for bad files

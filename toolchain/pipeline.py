@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,17 +45,30 @@ def import_model(model: nn.Module | str | Path, input_shape: tuple[int, ...] | N
     return normalize(graph, allow_maxpool=allow_maxpool)
 
 
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Errors about a model's content name the file it came from."""
+    try:
+        yield
+    except SpikeportError as exc:
+        if str(path) in str(exc):
+            raise
+        raise type(exc)(f"{path}: {exc}") from exc
+
+
 def load_model(spec: str | Path, allow_maxpool: bool = False) -> LoadedModel:
     """``spec``: a bundled model name (``cnn_mnist``), a spikeport checkpoint (.pt) or an ONNX file."""
     path = Path(spec)
     if path.suffix == ".onnx":
-        return LoadedModel(import_model(path, allow_maxpool=allow_maxpool), path.stem)
+        with _naming(path):
+            return LoadedModel(import_model(path, allow_maxpool=allow_maxpool), path.stem)
     if path.suffix != ".pt":
         path = bundled_checkpoint(str(spec))
     module, ckpt = load_checkpoint(path)
     _, dataset, flat = ARCHITECTURES[ckpt["arch"]]
     shape = load_dataset(dataset, flat=flat).input_shape
-    graph = import_model(module, shape, allow_maxpool)
+    with _naming(path):
+        graph = import_model(module, shape, allow_maxpool)
     graph.name = path.stem
     return LoadedModel(graph, path.stem, dataset, dict(ckpt.get("meta", {}), arch=ckpt["arch"]))
 
