@@ -49,4 +49,5 @@ def probe_hdf5(path: str | Path, what: str = "HDF5", timeout: float | None = Non
                              "library loops on it: damaged file?)") from None
     if res.returncode != 0:
         last = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
-        raise ModelFileError(f"{path}: not a readable {what} file ({last})")
+        kind = f"HDF5 {what}" if what == "netx" else what
+        raise ModelFileError(f"{path} is not a readable {kind} file (truncated or corrupted?): {last}")
