@@ -156,11 +156,13 @@ class _Run:
 
     def __init__(self, net: ProcessNet, currents: dict[str, np.ndarray], batch: int, steps: int,
                  device: torch.device, sample_ids: torch.Tensor, record: bool, record_state: tuple[str, ...],
-                 fast: bool = True, synapses: list[SynapseModel] | None = None):
-        self.net, self.batch, self.steps, self.dev = net, batch, steps, device
+                 fast: bool = True, synapses: list[SynapseModel] | None = None, stream: int = 0):
+        """``stream`` > 0: that many samples one after another through a batch of one, as Lava
+        streams them (a window every ``net.period`` steps), instead of side by side."""
+        self.net, self.batch, self.steps, self.dev, self.stream = net, batch, steps, device, stream
         self.neurons: dict[str, LIFModel | WindowedModel] = {
             p.name: LIFModel(p, batch, net.act_shift, device) if isinstance(p, LIFProcess)
-            else WindowedModel(p, batch, device, sample_ids) for p in net.lifs}
+            else WindowedModel(p, batch, device, sample_ids, per_window=bool(stream)) for p in net.lifs}
         self.syns = synapses if synapses is not None else synapse_models(net, device)
         for s in self.syns:
             s.overflow = 0
@@ -173,10 +175,13 @@ class _Run:
             self.inbox[n] = Inbox(batch, nr.p.size, torch.int32 if safe else torch.int64, device)
         self.in_bound = {n: sum(s.bound for s in self.syns if s.p.dst == n and s.p.src != n)
                          if self.inbox[n].dtype == torch.int32 else None for n in names}
-        extra_in = {s.dst: torch.as_tensor(currents[s.dst], dtype=torch.int64, device=device).reshape(batch, -1)
+        rows = stream or batch  # streamed: one row of input current per sample, used in its window
+        extra_in = {s.dst: torch.as_tensor(currents[s.dst], dtype=torch.int64, device=device).reshape(rows, -1)
                     for s in net.sources if s.adds_input}
         self.source_value = {s.name: torch.as_tensor(s.value, dtype=torch.int64, device=device)
                              + extra_in.get(s.dst, 0) for s in net.sources}
+        if stream:  # a row per sample, whether or not the source carries a per-sample input
+            self.source_value = {k: torch.broadcast_to(v, (stream, v.shape[-1])) for k, v in self.source_value.items()}
         self.source_peak = {k: int(v.abs().max()) if v.numel() else 0 for k, v in self.source_value.items()}
         self.fast: dict[str, FastIF] = {}
         self.pending: dict[str, torch.Tensor] = {}
@@ -194,7 +199,7 @@ class _Run:
                            for n in record_state} for k in ("u", "v")}
         self.starts = {n: net.window_start(n) or 1 for n in names}
         self.out_start = {n: getattr(self.neurons[n], "out_start", self.starts[n]) for n in names}
-        self.counts = {n: torch.zeros(batch, dtype=torch.int64) for n in self.hidden}
+        self.counts = {n: torch.zeros(stream or batch, dtype=torch.int64) for n in self.hidden}
 
     # -- inputs ---------------------------------------------------------------------------------
     def source_inputs(self, n: str, t0: int, count: int) -> tuple[list, list[int]]:
@@ -206,17 +211,26 @@ class _Run:
         for s in self.net.sources:
             if s.dst != n:
                 continue
-            w0, length = s.start - t0, s.window(self.net.T)  # the window's first step, chunk-relative
-            for j in range(max(0, w0), min(count, w0 + length)):
-                v, bound = self.source_value[s.name], self.source_peak[s.name]
-                if s.schedule is not None and j - w0 < len(s.schedule):
-                    v = v + torch.as_tensor(s.schedule[j - w0], device=self.dev)
-                    bound += int(np.abs(s.schedule[j - w0]).max())
-                extra[j] = v if extra[j] is None else extra[j] + v
-                peak[j] += bound
-            if 0 <= w0 + length < count:
-                extra[w0 + length] = -s.quench if extra[w0 + length] is None else extra[w0 + length] - s.quench
-                peak[w0 + length] += abs(s.quench)
+            length = s.window(self.net.T)
+            for j in range(count):
+                rel = t0 + j - s.start  # steps since the first window began
+                if rel < 0:
+                    continue
+                w, k = divmod(rel, self.net.period) if self.stream else (0, rel)  # window, step in it
+                if w >= max(1, self.stream):
+                    continue
+                if k < length:
+                    v, bound = self.source_value[s.name], self.source_peak[s.name]
+                    if self.stream:
+                        v = v[w:w + 1]
+                    if s.schedule is not None and k < len(s.schedule):
+                        v = v + torch.as_tensor(s.schedule[k], device=self.dev)
+                        bound += int(np.abs(s.schedule[k]).max())
+                    extra[j] = v if extra[j] is None else extra[j] + v
+                    peak[j] += bound
+                elif k == length:
+                    extra[j] = -s.quench if extra[j] is None else extra[j] - s.quench
+                    peak[j] += abs(s.quench)
         return extra, peak
 
     # -- one chunk --------------------------------------------------------------------------------
@@ -236,17 +250,23 @@ class _Run:
                     self.recorded[n][t0 - 1:t0 - 1 + count] = s.cpu()
 
     def count_spikes(self, n: str, s: torch.Tensor, t0: int) -> None:
-        """Add the spikes of ``n``'s output window within this chunk to its per-sample counts:
+        """Add the spikes of ``n``'s output window(s) within this chunk to the per-sample counts:
         byte-wise adds over the steps (a window of T <= 255 steps cannot overflow a byte), then
         one reduction over neurons."""
-        lo, hi = max(self.out_start[n], t0), min(self.out_start[n] + self.net.T, t0 + len(s))
-        if lo >= hi:
-            return
-        rows = s[lo - t0:hi - t0].view(torch.uint8)
-        acc = rows[0].clone() if self.net.T <= 255 else rows[0].to(torch.int32)
-        for row in rows[1:]:
-            acc.add_(row)
-        self.counts[n] += acc.sum(1, dtype=torch.int64).cpu()
+        for w in range(max(1, self.stream)):
+            start = self.out_start[n] + w * self.net.period
+            lo, hi = max(start, t0), min(start + self.net.T, t0 + len(s))
+            if lo >= hi:
+                continue
+            rows = s[lo - t0:hi - t0].view(torch.uint8)
+            acc = rows[0].clone() if self.net.T <= 255 else rows[0].to(torch.int32)
+            for row in rows[1:]:
+                acc.add_(row)
+            total = acc.sum(1, dtype=torch.int64).cpu()
+            if self.stream:
+                self.counts[n][w] += total[0]
+            else:
+                self.counts[n] += total
 
     def run_fast(self, n: str, t0: int, count: int) -> torch.Tensor:
         f, shift = self.fast[n], self.net.act_shift
@@ -352,9 +372,15 @@ class _Run:
         end = min(self.starts[net.readout] + net.T - 1, steps)
         state_meta = {"u": {k: v.numpy() for k, v in self.states["u"].items()},
                       "v": {k: v.numpy() for k, v in self.states["v"].items()}} if self.record_state else {}
+        readout, spikes, final = self.readout.numpy(), {k: v.numpy() for k, v in self.recorded.items()}, None
+        if self.stream:  # cut the stream into one frame per sample, as the Lava runner does
+            idx = np.arange(self.stream)[:, None] * net.period + np.arange(net.frame)[None, :]
+            readout = readout[idx][:, :, 0].transpose(1, 0, 2)
+            spikes = {k: v[idx][:, :, 0].transpose(1, 0, 2) for k, v in spikes.items()}
+            final = readout[end - 1]
         return Trace(
-            target="sim", T=net.T, final=self.readout[end - 1].numpy(), readout=self.readout.numpy(),
-            spikes={k: v.numpy() for k, v in self.recorded.items()},
+            target="sim", T=net.T, final=self.readout[end - 1].numpy() if final is None else final,
+            readout=readout, spikes=spikes,
             spike_counts={k: v.numpy() for k, v in self.counts.items()},
             overflow={n: nr.overflow + sum(s.overflow for s in self.syns if s.p.dst == n)
                       for n, nr in self.neurons.items()},
@@ -383,14 +409,20 @@ class _Shifted:
 def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False,
              steps: int | None = None, device: str | torch.device = "cpu", sample_ids: np.ndarray | None = None,
              spikes_in: np.ndarray | None = None, record_state: tuple[str, ...] = (),
-             chunk: int | None = None, fast: bool = True, synapses: list[SynapseModel] | None = None) -> Trace:
+             chunk: int | None = None, fast: bool = True, synapses: list[SynapseModel] | None = None,
+             stream: bool = False) -> Trace:
     """Run one window per sample (batched). ``currents[pop]`` is (batch, N) for input-fed layers;
     ``sample_ids`` key TPP's random numbers (default 0..batch-1); ``spikes_in`` (steps, batch, N)
     feeds the synapses whose source is ``"input"`` (netx networks); ``record_state`` names LIFs whose
     u and v are kept for every step (``trace.meta["u"]``, ``trace.meta["v"]``); ``chunk`` is the
     number of steps scheduled together (default ``CHUNK``; 1 steps the whole network step by step);
     ``fast=False`` runs every population through the general models (for cross-checks);
-    ``synapses`` are prebuilt :func:`synapse_models` of ``net``."""
+    ``synapses`` are prebuilt :func:`synapse_models` of ``net``.
+
+    ``stream=True`` runs the samples one after another, a window every ``net.period`` steps, as
+    the Lava target streams them: state then carries from one sample into the next exactly as in
+    Lava. Within the head-room the flush steps make both modes equal; beyond it (a quench that
+    cannot silence a layer) only the streamed mode reproduces Lava's leak into the next sample."""
     dev = torch.device(device)
     if currents:
         batch = len(next(iter(currents.values())))
@@ -399,10 +431,16 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
     else:
         batch = 1
     ids = torch.as_tensor(np.arange(batch) if sample_ids is None else np.asarray(sample_ids), dtype=torch.int64)
+    n_stream = batch if stream else 0
+    if stream:
+        if spikes_in is not None or record_state:
+            raise ValueError("stream=True takes input currents only, without record_state")
+        batch = 1
+        steps = steps or (n_stream - 1) * net.period + net.frame
     steps = steps or net.frame
     chunk = max(1, min(chunk or CHUNK, steps))
     with exact_arithmetic(dev):
-        run = _Run(net, currents, batch, steps, dev, ids, record, record_state, fast, synapses)
+        run = _Run(net, currents, batch, steps, dev, ids, record, record_state, fast, synapses, n_stream)
         for t0 in range(1, steps + 1, chunk):
             count = min(chunk, steps - t0 + 1)
             x = None
@@ -421,10 +459,13 @@ class SimTarget:
     pipelined = True
     needs_integer = True
 
-    def __init__(self, batch: int = 64, device: str = "cpu", progress=None) -> None:
+    def __init__(self, batch: int = 64, device: str = "cpu", progress=None, stream: bool = False) -> None:
+        """``stream=True``: each batch of samples runs one after another, as the Lava target streams
+        them (see :func:`simulate`); otherwise side by side, each from a clean state."""
         self.batch = batch
         self.device = device
         self.progress = progress
+        self.stream = stream
 
     def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,
             sample_ids: np.ndarray | None = None) -> Trace:
@@ -435,7 +476,7 @@ class SimTarget:
         traces = []
         for i in range(0, len(x), self.batch):
             traces.append(simulate(net, encode(snn, x[i:i + self.batch]), record=record, device=self.device,
-                                   sample_ids=ids[i:i + self.batch], synapses=syns))
+                                   sample_ids=ids[i:i + self.batch], synapses=syns, stream=self.stream))
             if self.progress is not None:
                 self.progress(len(x[i:i + self.batch]))
         return Trace.concat(traces)

@@ -301,8 +301,10 @@ class FastIF:
 class WindowedModel:
     """A COS or TPP kernel driven by the step counter: window j = 0 restarts every period."""
 
-    def __init__(self, p: COSProcess | TPPProcess, batch: int, device: torch.device, sample_ids: torch.Tensor):
-        self.p = p
+    def __init__(self, p: COSProcess | TPPProcess, batch: int, device: torch.device, sample_ids: torch.Tensor,
+                 per_window: bool = False):
+        """``per_window``: one sample per window (a streamed run): window w uses ``sample_ids[w]``."""
+        self.p, self.per_window, self.ids = p, per_window, sample_ids.to(device)
         self.overflow = 0
         shape = (batch, p.size)
         if isinstance(p, COSProcess):
@@ -320,9 +322,11 @@ class WindowedModel:
         p = self.p
         if t < p.start:
             return self.none
-        j = (t - p.start) % p.period
+        w, j = divmod(t - p.start, p.period)
         if j == 0:
             self.kernel.reset()
+            if self.per_window and w < len(self.ids):
+                self.samples = self.ids[w].reshape(1, 1)
         if isinstance(p, TPPProcess):
             return self.kernel.step(j, a, self.samples)
         return self.kernel.step(j, a)

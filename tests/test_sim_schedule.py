@@ -106,3 +106,27 @@ def test_a_loop_between_two_populations_equals_stepping():
     assert plain.spikes["a"].sum() > 0 and plain.spikes["b"].sum() > 0
     for chunk in (3, None):
         assert_same(plain, simulate(net, {}, record=True, steps=32, chunk=chunk))
+
+
+@pytest.mark.parametrize("bundle,T,method", [("mlp", 3, "qcfs"), ("mlp", 3, "tpp"), ("mlp", 3, "cos"),
+                                             ("cnn", 2, "qcfs"), ("resnet", 2, "qcfs")])
+def test_streamed_samples_equal_side_by_side_samples_within_the_headroom(request, bundle, T, method):
+    """Streaming (a window every period, state carried over, as in Lava) equals running the samples
+    side by side from clean states, as long as the flush steps can silence every layer."""
+    b = request.getfixturevalue(bundle)
+    snn = b.snn if method == "qcfs" else apply_method(b.snn, method, T, b.model.graph, b.calib,
+                                                      b.data.y_train[:256])
+    q = quantize(snn, b.calib, T)
+    net = lower(q, T)
+    cur, ids = encode(q, b.data.x_test[:5]), np.arange(5) + 40
+    side = simulate(net, cur, record=True, sample_ids=ids)
+    assert sum(side.overflow.values()) == 0
+    for chunk in (1, 3, None):
+        streamed = simulate(net, cur, record=True, sample_ids=ids, stream=True, chunk=chunk)
+        # a frame's steps outside the windows show the neighbouring samples in a stream: compare the windows
+        r0 = side.readout_start
+        assert np.array_equal(side.readout[r0:r0 + T], streamed.readout[r0:r0 + T])
+        assert np.array_equal(side.final, streamed.final)
+        for k, w0 in side.window_start.items():
+            assert np.array_equal(side.spikes[k][w0:w0 + T], streamed.spikes[k][w0:w0 + T]), k
+            assert np.array_equal(side.spike_counts[k], streamed.spike_counts[k]), k
