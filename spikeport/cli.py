@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="sim", choices=["torch_float", "torch_int", "sim", "lava"])
     p.add_argument("--T", type=_positive, default=8)
     p.add_argument("--samples", type=_positive, default=None, help="first N test samples (default: all)")
+    p.add_argument("--stream", action="store_true", help="sim: run the samples one after another as Lava "
+                   "streams them (differs from side by side only where membranes leave the head-room)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("verify", "compare torch_int, sim and lava spike for spike (exit 1 on any mismatch)")
@@ -239,7 +241,13 @@ def cmd_run(args) -> int:
     _, data, calib, snn = _prepare(args)
     x, y = data.x_test[:args.samples], data.y_test[:args.samples]
     net = snn if args.target == "torch_float" else quantize(snn, calib, args.T, device=args.device)
-    trace = run(net, x, args.T, args.target, **({} if args.target == "lava" else {"device": args.device}))
+    options = {} if args.target == "lava" else {"device": args.device}
+    if args.stream:
+        if args.target != "sim":
+            from spikeport.toolchain.errors import SpikeportError
+            raise SpikeportError("--stream applies to the sim target")
+        options["stream"] = True
+    trace = run(net, x, args.T, args.target, **options)
     acc = accuracy(trace, y)
     overflow = int(sum(trace.overflow.values()))
     if args.json:

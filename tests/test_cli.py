@@ -187,3 +187,13 @@ def test_bench_perf_produces_every_figure_and_checks_lava(capsys, tmp_path):
     assert s["width"][0]["neurons"] == 4 * (28 * 28 * 2 + 2 * 14 * 14 * 2 + 4 * 7 * 7 * 2)
     if sys.platform == "linux":
         assert all(r["peak_mb"] is not None and r["peak_mb"] >= 0 for rows in s.values() for r in rows)
+
+
+def test_run_stream_flag(capsys):
+    code, out, _ = cli(capsys, "run", "mlp_digits", "--T", "3", "--samples", "40", "--stream", "--json")
+    assert code == 0
+    streamed = json.loads(out)
+    code, out, _ = cli(capsys, "run", "mlp_digits", "--T", "3", "--samples", "40", "--json")
+    assert json.loads(out)["acc"] == streamed["acc"] and streamed["overflow"] == 0
+    code, _, err = cli(capsys, "run", "mlp_digits", "--T", "3", "--target", "torch_int", "--stream")
+    assert code == 2 and "--stream applies to the sim target" in err
