@@ -249,11 +249,12 @@ class FastIF:
                 and len(syn.blocks) == 1 and syn.blocks[0][0] == 0 and syn.blocks[0][1].diag is not None)
 
     def sync(self) -> None:
-        """Hand the state back to ``lif`` (before a step of the general model)."""
+        """Hand the state back to ``lif`` before a step of the general model, after which the
+        bound on |u| is unknown (found by ``spikeport fuzz``: a stale bound let a fold through)."""
         if self.u is not None:
             self.lif.u = self.u.to(torch.int64)
             self.u = None
-            self.u_bound = -1  # unknown: measure next time
+        self.u_bound = -1  # measure next time
 
     def span(self, step_max: list[int], j: int) -> tuple[int, int]:
         """How many steps from chunk position j on provably keep |u| and |v| inside 24 bits, given

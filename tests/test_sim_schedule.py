@@ -130,3 +130,17 @@ def test_streamed_samples_equal_side_by_side_samples_within_the_headroom(request
         for k, w0 in side.window_start.items():
             assert np.array_equal(side.spikes[k][w0:w0 + T], streamed.spikes[k][w0:w0 + T]), k
             assert np.array_equal(side.spike_counts[k], streamed.spike_counts[k]), k
+
+
+def test_a_general_step_before_any_fused_step_invalidates_the_bound():
+    """Found by ``spikeport fuzz`` (case 6252): the first step was too large for the fused loop and
+    went to the general model, but the loop kept its initial bound |u| <= 0 and so let the next
+    step's fold through. Every general step now drops the bound."""
+    from spikeport.toolchain.fuzz import random_case
+
+    c = random_case(6252)
+    net, cur = lower(c.snn, c.T), encode(c.snn, c.x)
+    plain = simulate(net, cur, record=True, chunk=1, fast=False)
+    assert plain.overflow["l0"] > 0
+    for chunk in (1, None):
+        assert_same(plain, simulate(net, cur, record=True, chunk=chunk, fast=True))

@@ -12,7 +12,8 @@ A case is a small integer SNN drawn at random, with its inputs:
   the 24-bit limit (Lava folds u beyond 2**17 weight units);
 * T from 1 to 6 and 1 to 4 samples.
 
-The property: where no runner saw a membrane leave the head-room, ``torch_int``, ``sim`` and
+The property: ``sim``'s fused IF loop equals its general per-process models in every case; where
+no runner saw a membrane leave the head-room, ``torch_int``, ``sim`` and
 ``lava`` agree exactly in every layer, step and neuron. Beyond the head-room the reference is
 expected to differ (Lava folds u at 24 bits, the reference does not), and a streamed Lava run is
 no longer sample-independent either: a flush step whose quench cannot silence a layer leaks into
@@ -151,6 +152,12 @@ def check(case: Case, lava: bool) -> Outcome:
     relevant = list(rows) if in_headroom else []
     problems = [r.line() for r in relevant if not r.exact]
     values = sum(r.values for r in relevant)
+    # sim's fused IF loop against its general models, in every regime (cheap, no Lava needed)
+    same, n, where = same_frames(run(case.snn, case.x, case.T, "sim", record=True),
+                                 _general_sim(case))
+    values += n
+    if not same:
+        problems.append(f"sim (fused loop) vs sim (general models): differs at {where}")
     if lava and in_headroom:
         lava_rows, _ = verify(case.snn, case.x, case.T, targets=("sim", "lava"))
         problems += [r.line() for r in lava_rows if r.target == "lava" and not r.exact]
@@ -162,6 +169,15 @@ def check(case: Case, lava: bool) -> Outcome:
         if not same:
             problems.append(f"lava vs sim (streamed): differs at {where}")
     return Outcome(case, lava, in_headroom, not problems, values, "; ".join(problems))
+
+
+def _general_sim(case: Case):
+    from spikeport.targets.lowering import lower
+    from spikeport.targets.sim import simulate
+    from spikeport.toolchain.reference import encode
+
+    tr = simulate(lower(case.snn, case.T), encode(case.snn, case.x), record=True, fast=False)
+    return tr
 
 
 def same_frames(a, b) -> tuple[bool, int, str]:
