@@ -271,12 +271,17 @@ def cmd_verify(args) -> int:
     q = quantize(snn, calib, args.T, device=args.device)
     rows, _ = verify(q, data.x_test[:args.samples], args.T, targets=targets,
                      target_options={"lava": {"timeout": args.timeout}}, device=args.device)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in rows], indent=1))
+    return _print_checks(rows, args.json)
+
+
+def _print_checks(checks: list, as_json: bool) -> int:
+    """Verification or conformance results, a line each (or JSON); exit status 1 unless all exact."""
+    if as_json:
+        print(json.dumps([c.to_dict() for c in checks], indent=1))
     else:
-        for r in rows:
-            print(r.line())
-    return 0 if all(r.exact for r in rows) else 1
+        for c in checks:
+            print(c.line())
+    return 0 if all(c.exact for c in checks) else 1
 
 
 def cmd_info(args) -> int:
@@ -331,13 +336,7 @@ def cmd_conformance(args) -> int:
     unknown = [n for n in names or [] if n not in SUITE]
     if unknown:
         raise SpikeportError(f"unknown conformance trace(s) {unknown}; choose from {sorted(SUITE)}")
-    checks = run_suite(names, lava=args.lava)
-    if args.json:
-        print(json.dumps([c.to_dict() for c in checks], indent=1))
-    else:
-        for c in checks:
-            print(c.line())
-    return 0 if all(c.exact for c in checks) else 1
+    return _print_checks(run_suite(names, lava=args.lava), args.json)
 
 
 def cmd_export(args) -> int:

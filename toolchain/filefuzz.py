@@ -191,6 +191,11 @@ def fuzz_files(per_kind: int, seed: int = 0, kinds: tuple[str, ...] = KINDS,
     """``per_kind`` mutated files of each kind through their readers, in worker processes."""
     rng = np.random.default_rng(seed)
     out: list[FileOutcome] = []
+
+    def emit(o: FileOutcome) -> None:
+        out.append(o)
+        if log is not None:
+            log(o)
     with tempfile.TemporaryDirectory(prefix="spikeport-fuzz-") as tmp:
         for kind in kinds:
             folder = Path(tmp, kind)
@@ -207,16 +212,10 @@ def fuzz_files(per_kind: int, seed: int = 0, kinds: tuple[str, ...] = KINDS,
                 Path(folder, "todo.json").write_text(json.dumps(todo))
                 done, problem = _run_worker(kind, folder)
                 for res in done:
-                    o = FileOutcome(kind, labels[res["file"]], res["result"], res.get("detail", ""))
-                    out.append(o)
-                    if log is not None:
-                        log(o)
+                    emit(FileOutcome(kind, labels[res["file"]], res["result"], res.get("detail", "")))
                 todo = todo[len(done):]
                 if todo and problem:  # the worker hung or died on the next file
-                    o = FileOutcome(kind, labels[todo[0]], "FAILED", problem)
-                    out.append(o)
-                    if log is not None:
-                        log(o)
+                    emit(FileOutcome(kind, labels[todo[0]], "FAILED", problem))
                     todo = todo[1:]
     return out
 

@@ -176,8 +176,7 @@ def _general_sim(case: Case):
     from spikeport.targets.sim import simulate
     from spikeport.toolchain.reference import encode
 
-    tr = simulate(lower(case.snn, case.T), encode(case.snn, case.x), record=True, fast=False)
-    return tr
+    return simulate(lower(case.snn, case.T), encode(case.snn, case.x), record=True, fast=False)
 
 
 def same_frames(a, b) -> tuple[bool, int, str]:

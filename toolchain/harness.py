@@ -269,12 +269,12 @@ def _dist_init(device: str) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _is_json(line: str) -> bool:
+def _json_line(line: str) -> object | None:
+    """The JSON value on ``line``, or None where the line is not JSON (cut short or damaged)."""
     try:
-        json.loads(line)
-        return True
+        return json.loads(line)
     except json.JSONDecodeError:
-        return False
+        return None
 
 
 def _subset(trace: Trace, pick: list[int]) -> Trace:
@@ -301,15 +301,14 @@ def read_results(path: Path) -> tuple[dict | None, dict[int, dict]]:
         raise SpikeportError(f"{path}: cannot be read ({exc})") from exc
     lines = text.splitlines()
     head = None
-    if lines and _is_json(lines[0]):
-        obj = json.loads(lines[0])
+    if lines:
+        obj = _json_line(lines[0])
         head = obj if isinstance(obj, dict) and isinstance(obj.get("config"), dict) else None
     records: dict[int, dict] = {}
     for ln in lines[1:]:
-        if _is_json(ln):
-            rec = json.loads(ln)
-            if _is_record(rec):
-                records[rec["index"]] = rec
+        rec = _json_line(ln)
+        if _is_record(rec):
+            records[rec["index"]] = rec
     return head, records
 
 
