@@ -65,9 +65,31 @@ def run_process(cmd: list[str], timeout: float, what: str) -> subprocess.Complet
         return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
 
 
-def _kill_group(pgid: int) -> None:
+def _kill_group(pgid: int, wait: float = 5.0) -> None:
+    """SIGKILL the whole group, then wait (up to ``wait`` s) until none of it is still running:
+    a killed process takes a moment to exit, and callers promise that nothing is left behind."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + wait
+    while _group_running(pgid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still alive (zombies, already dead, do not count)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # no procfs: ask the kernel whether the group still exists
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
 
 
 def _tail(text: str, n: int = 3) -> str:
