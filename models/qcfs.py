@@ -2,7 +2,8 @@
 
 ``lam`` is trained (straight-through gradient for the floor); after conversion it becomes the
 IF neuron's threshold. ``mode="clip"`` evaluates the same network with unquantized activations
-(``lam * clip(z/lam, 0, 1)``): the function the SNN converges to as T grows (DESIGN.md section 2).
+(``lam * clip(z/lam, 0, 1)``): the function the SNN converges to as T grows (docs/design.md).
+The staircase itself is :func:`spikeport.toolchain.activations.staircase`, the formula the compiler uses.
 ``noise_std`` adds Gaussian noise to the activation in training (the NQ recipe uses it).
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from spikeport.toolchain.activations import staircase
 
 
 class QCFS(nn.Module):
@@ -23,7 +26,7 @@ class QCFS(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.clamp(x / self.lam, 0.0, 1.0)
         if self.mode == "quantized":
-            q = torch.floor(y * self.levels + 0.5) / self.levels
+            q = staircase(y, self.levels)
             # straight-through estimator in training; the plain expression exports cleanly to ONNX
             y = y + (q - y).detach() if self.training else q
         out = y * self.lam

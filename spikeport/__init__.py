@@ -12,13 +12,7 @@ spike against the PyTorch reference.
 
 __version__ = "0.1.0"
 
-from spikeport.models.data import load_dataset
-from spikeport.models.zoo import load_checkpoint
-from spikeport.targets.lowering import lower
-from spikeport.toolchain.convert import convert
-from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.pipeline import (
+from spikeport.api import (
     accuracy,
     ann_accuracy,
     dataset_for,
@@ -27,6 +21,12 @@ from spikeport.toolchain.pipeline import (
     run,
     verify,
 )
+from spikeport.models.data import load_dataset
+from spikeport.models.zoo import load_checkpoint
+from spikeport.toolchain.convert import convert
+from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.lowering import lower
+from spikeport.toolchain.methods import apply_method
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.reference import encode
 

@@ -26,6 +26,7 @@ EXAMPLES = {
     "report": "spikeport report cnn_mnist --T 4 --out out/report",
     "eval": "spikeport eval cnn_mnist --target lava --T 8 --samples 64 --verify-every 8 --out out/eval",
     "fuzz": "spikeport fuzz --cases 500 --lava-every 10",
+    "lava-env": "spikeport lava-env --python ~/.pyenv/versions/3.10.13/bin/python",
 }
 
 MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikeport checkpoint (.pt) or an "
@@ -195,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lava-every", type=int, default=10, help="run every N-th case in Lava too (0: never)")
     p.add_argument("--verbose", action="store_true", help="a line per case, not only per disagreement")
 
+    p = add("lava-env", "create the Lava environment (Python 3.10, lava-nc 0.10, lava-dl 0.6) and fetch lava-dl's "
+            "ground-truth traces, in spikeport's cache folder; idempotent")
+    p.add_argument("--python", default=None, help="a Python 3.10 interpreter (default: pyenv's 3.10, then python3.10)")
+
     p = add("info", "show the imported graph, the spiking network and its quantization")
     _model_args(p)
     p.add_argument("--T", type=_positive, default=8)
@@ -211,9 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prepare(args):
+    from spikeport.api import dataset_for, load_model
     from spikeport.toolchain.convert import convert
     from spikeport.toolchain.methods import apply_method
-    from spikeport.toolchain.pipeline import dataset_for, load_model
 
     device = _check_device(args.device)
     model = load_model(args.model, allow_maxpool=args.allow_maxpool)
@@ -226,7 +231,7 @@ def _prepare(args):
 
 
 def cmd_demo(args) -> int:
-    from spikeport.toolchain.demo import all_exact, demo
+    from spikeport.demo import all_exact, demo
 
     report = demo(args.out, model=args.model, Ts=args.T, lava_T=args.lava_T, lava_samples=args.lava_samples,
                   test_samples=args.samples, lava=args.lava_samples > 0,
@@ -235,7 +240,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from spikeport.toolchain.pipeline import accuracy, run
+    from spikeport.api import accuracy, run
     from spikeport.toolchain.quantize import quantize
 
     _, data, calib, snn = _prepare(args)
@@ -259,7 +264,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from spikeport.toolchain.pipeline import verify
+    from spikeport.api import verify
     from spikeport.toolchain.quantize import quantize
 
     _, data, calib, snn = _prepare(args)
@@ -290,7 +295,7 @@ def cmd_info(args) -> int:
     model, _, calib, snn = _prepare(args)
     print(f"# float graph ({model.name})\n{model.graph.summary()}\n\n# spiking network\n{snn.summary()}")
     q = quantize(snn, calib, args.T)
-    print(f"\n# quantized for T={args.T} ({q.meta['profile']})")
+    print(f"\n# quantized for T={args.T} ({q.profile.name})")
     for layer in q.meta["quantization"]:
         exps = [p.get("weight_exp", "analog") for p in layer["projections"]]
         thr = f"2^{layer['threshold_exp']}" if layer["threshold_exp"] is not None else "-"
@@ -312,7 +317,7 @@ def cmd_train(args) -> int:
 def cmd_methods(args) -> int:
     from dataclasses import asdict
 
-    from spikeport.toolchain.compare import compare_methods
+    from spikeport.methods_table import compare_methods
     from spikeport.toolchain.files import write_atomic
 
     table = compare_methods(args.model, Ts=args.T, rho=args.rho, tpp_seeds=args.tpp_seeds, lava_Ts=args.lava_T,
@@ -329,7 +334,7 @@ def cmd_methods(args) -> int:
 
 
 def cmd_conformance(args) -> int:
-    from spikeport.targets.conformance import SUITE, run_suite
+    from spikeport.quality.conformance import SUITE, run_suite
     from spikeport.toolchain.errors import SpikeportError
 
     names = [n.strip() for n in args.only.split(",")] if args.only else None
@@ -340,9 +345,9 @@ def cmd_conformance(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from spikeport.targets.netx import netx_obstacles
+    from spikeport.interop.netx import netx_obstacles
+    from spikeport.interop.nir import export_nir
     from spikeport.toolchain.errors import SpikeportError, UnsupportedOpError
-    from spikeport.toolchain.nir_export import export_nir
     from spikeport.toolchain.quantize import quantize
 
     if args.nir is None and args.netx is None:
@@ -361,8 +366,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from spikeport.evaluate import EvalConfig, Evaluation
     from spikeport.toolchain.errors import SpikeportError
-    from spikeport.toolchain.harness import EvalConfig, Evaluation
 
     if args.config is not None:
         cfg = EvalConfig.from_toml(args.config)
@@ -385,7 +390,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from spikeport.toolchain.qreport import quantization_report, write_qreport
+    from spikeport.reports.quantization import quantization_report, write_qreport
     from spikeport.toolchain.quantize import quantize
 
     model, data, calib, snn = _prepare(args)
@@ -404,14 +409,14 @@ def cmd_report(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.suite == "netx":
-        from spikeport.targets.bench import bench_netx, table
+        from spikeport.quality.bench_netx import bench_netx, table
 
         rows = bench_netx(repeat=args.repeat)
         print(json.dumps(rows, indent=1) if args.json else table(rows))
         return 0
     from dataclasses import replace
 
-    from spikeport.targets.perf import PerfConfig, bench_perf, perf_tables
+    from spikeport.quality.perf import PerfConfig, bench_perf, perf_tables
     from spikeport.toolchain.errors import SpikeportError
     from spikeport.toolchain.files import write_atomic
 
@@ -435,7 +440,7 @@ def cmd_bench(args) -> int:
 def cmd_fuzz(args) -> int:
     from tqdm import tqdm
 
-    from spikeport.toolchain.fuzz import fuzz
+    from spikeport.quality.fuzz import fuzz
 
     status = 0
     if args.files > 0:
@@ -465,7 +470,7 @@ def _fuzz_files(args) -> int:
 
     from tqdm import tqdm
 
-    from spikeport.toolchain.filefuzz import KINDS, fuzz_files
+    from spikeport.quality.filefuzz import KINDS, fuzz_files
 
     bar = tqdm(total=args.files * len(KINDS), desc="fuzz files", unit="file", file=sys.stderr)
 
@@ -485,10 +490,18 @@ def _fuzz_files(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_lava_env(args) -> int:
+    from spikeport.lava_env import create
+
+    env, netx = create(args.python)
+    print(f"Lava environment: {env}\nlava-dl ground-truth traces: {netx}")
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "methods": cmd_methods,
     "report": cmd_report, "conformance": cmd_conformance, "bench": cmd_bench, "export": cmd_export, "info": cmd_info,
-    "train": cmd_train, "fuzz": cmd_fuzz,
+    "train": cmd_train, "fuzz": cmd_fuzz, "lava-env": cmd_lava_env,
 }
 
 

@@ -1,4 +1,4 @@
-"""The one interface every target keeps, and the registry of targets by name.
+"""The one interface every target keeps (the registry by name is :mod:`spikeport.targets.registry`).
 
 ``run(snn, x, T, record, sample_ids)`` takes the SNN graph (integer for every target but
 ``torch_float``), raw input samples and the number of time steps, and returns a :class:`Trace`.
@@ -9,7 +9,6 @@ start recorded (``verify`` re-derives those shifts independently).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -26,26 +25,6 @@ class Target(Protocol):
 
     def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,
             sample_ids: np.ndarray | None = None) -> Trace: ...
-
-
-_REGISTRY: dict[str, Callable[..., Target]] = {}
-
-
-def register(name: str):
-    def deco(factory: Callable[..., Target]) -> Callable[..., Target]:
-        _REGISTRY[name] = factory
-        return factory
-    return deco
-
-
-def get_target(name: str, **options) -> Target:
-    import spikeport.targets.lava.target  # register the built-in targets
-    import spikeport.targets.sim
-    import spikeport.targets.torch_ref  # noqa: F401
-
-    if name not in _REGISTRY:
-        raise SpikeportError(f"unknown target {name!r}; choose one of {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**options)
 
 
 def check_graph(target: Target, snn: SNNGraph) -> None:

@@ -23,9 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spikeport.targets.base import check_graph, register
-from spikeport.targets.lowering import lower
-from spikeport.targets.process_net import DenseProcess, LIFProcess, ProcessNet
+from spikeport.targets.base import check_graph
 from spikeport.targets.sim_models import (
     ConvModel,
     DenseModel,
@@ -35,10 +33,12 @@ from spikeport.targets.sim_models import (
     WindowedModel,
     lava_weights,
 )
+from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.ops import exact_arithmetic
+from spikeport.toolchain.procnet import DenseProcess, LIFProcess, ProcessNet
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import SNNGraph
-from spikeport.toolchain.trace import Trace
+from spikeport.toolchain.trace import Trace, cut_frames
 
 __all__ = ["INPUT_NAME", "SimTarget", "components", "lava_weights", "simulate"]
 
@@ -161,7 +161,7 @@ class _Run:
         streams them (a window every ``net.period`` steps), instead of side by side."""
         self.net, self.batch, self.steps, self.dev, self.stream = net, batch, steps, device, stream
         self.neurons: dict[str, LIFModel | WindowedModel] = {
-            p.name: LIFModel(p, batch, net.act_shift, device) if isinstance(p, LIFProcess)
+            p.name: LIFModel(p, batch, net.profile, device) if isinstance(p, LIFProcess)
             else WindowedModel(p, batch, device, sample_ids, per_window=bool(stream)) for p in net.lifs}
         self.syns = synapses if synapses is not None else synapse_models(net, device)
         for s in self.syns:
@@ -171,23 +171,29 @@ class _Run:
         self.inbox = {}
         for n, nr in self.neurons.items():
             bounds = [s.bound for s in self.syns if s.p.dst == n]
-            safe = all(b is not None for b in bounds) and sum(bounds) << net.act_shift < INT32_SAFE
+            safe = all(b is not None for b in bounds) and sum(bounds) << net.profile.act_shift < INT32_SAFE
             self.inbox[n] = Inbox(batch, nr.p.size, torch.int32 if safe else torch.int64, device)
         self.in_bound = {n: sum(s.bound for s in self.syns if s.p.dst == n and s.p.src != n)
                          if self.inbox[n].dtype == torch.int32 else None for n in names}
         rows = stream or batch  # streamed: one row of input current per sample, used in its window
+        self.pattern = {s.name: torch.as_tensor(s.pattern(net.T), device=device) for s in net.sources}
         extra_in = {s.dst: torch.as_tensor(currents[s.dst], dtype=torch.int64, device=device).reshape(rows, -1)
                     for s in net.sources if s.adds_input}
-        self.source_value = {s.name: torch.as_tensor(s.value, dtype=torch.int64, device=device)
-                             + extra_in.get(s.dst, 0) for s in net.sources}
+        # the window's first value plus the per-sample input, one tensor for every step of a window
+        # whose pattern is constant (the usual case: the fused loop converts it once)
+        self.source_value = {s.name: self.pattern[s.name][0] + extra_in.get(s.dst, 0) for s in net.sources}
         if stream:  # a row per sample, whether or not the source carries a per-sample input
             self.source_value = {k: torch.broadcast_to(v, (stream, v.shape[-1])) for k, v in self.source_value.items()}
-        self.source_peak = {k: int(v.abs().max()) if v.numel() else 0 for k, v in self.source_value.items()}
+        self.source_peak = {s.name: int(self.source_value[s.name].abs().max()) if self.source_value[s.name].numel()
+                            else 0 for s in net.sources}
+        self.pattern_step = {s.name: self.pattern[s.name] - self.pattern[s.name][0] for s in net.sources
+                             if s.schedule is not None}  # the changes from step to step (FTBC's time bias)
         self.fast: dict[str, FastIF] = {}
         self.pending: dict[str, torch.Tensor] = {}
         for n in names:
             internal = [s for s in self.syns if s.p.src == n and s.p.dst == n]
-            if fast and n != net.readout and n not in record_state and FastIF.eligible(self.neurons[n].p, internal):
+            if (fast and n != net.readout and n not in record_state
+                    and FastIF.eligible(self.neurons[n].p, internal, net.profile)):
                 self.fast[n] = FastIF(self.neurons[n], internal[0])
         readout = self.neurons[net.readout]
         self.readout = torch.zeros((steps, batch, readout.p.size), dtype=torch.int64)
@@ -197,8 +203,7 @@ class _Run:
         self.record_state = record_state
         self.states = {k: {n: torch.zeros((steps, batch, self.neurons[n].p.size), dtype=torch.int64)
                            for n in record_state} for k in ("u", "v")}
-        self.starts = {n: net.window_start(n) or 1 for n in names}
-        self.out_start = {n: getattr(self.neurons[n], "out_start", self.starts[n]) for n in names}
+        self.starts, self.out_start = net.timing.input_start, net.timing.output_start
         self.counts = {n: torch.zeros(stream or batch, dtype=torch.int64) for n in self.hidden}
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -211,26 +216,26 @@ class _Run:
         for s in self.net.sources:
             if s.dst != n:
                 continue
-            length = s.window(self.net.T)
+            pattern = self.pattern[s.name]
+            length = len(pattern) - 1
             for j in range(count):
                 rel = t0 + j - s.start  # steps since the first window began
                 if rel < 0:
                     continue
                 w, k = divmod(rel, self.net.period) if self.stream else (0, rel)  # window, step in it
-                if w >= max(1, self.stream):
+                if w >= max(1, self.stream) or k > length:
                     continue
                 if k < length:
                     v, bound = self.source_value[s.name], self.source_peak[s.name]
                     if self.stream:
                         v = v[w:w + 1]
-                    if s.schedule is not None and k < len(s.schedule):
-                        v = v + torch.as_tensor(s.schedule[k], device=self.dev)
-                        bound += int(np.abs(s.schedule[k]).max())
-                    extra[j] = v if extra[j] is None else extra[j] + v
-                    peak[j] += bound
-                elif k == length:
-                    extra[j] = -s.quench if extra[j] is None else extra[j] - s.quench
-                    peak[j] += abs(s.quench)
+                    if s.name in self.pattern_step:
+                        change = self.pattern_step[s.name][k]
+                        v, bound = v + change, bound + int(change.abs().max())
+                else:  # the flush step
+                    v, bound = pattern[k], int(pattern[k].abs().max()) if pattern.shape[1] else 0
+                extra[j] = v if extra[j] is None else extra[j] + v
+                peak[j] += bound
         return extra, peak
 
     # -- one chunk --------------------------------------------------------------------------------
@@ -269,7 +274,7 @@ class _Run:
                 self.counts[n] += total
 
     def run_fast(self, n: str, t0: int, count: int) -> torch.Tensor:
-        f, shift = self.fast[n], self.net.act_shift
+        f, shift = self.fast[n], self.net.profile.act_shift
         a = self.inbox[n].take(t0, count)
         extra, extra_max = self.source_inputs(n, t0, count)
         extra_u: list = [None] * count  # the same inputs in u units, int32, converted once per tensor
@@ -334,7 +339,7 @@ class _Run:
                 nr = self.neurons[n]
                 out[n][j] = nr.step(t, a[n][j])
                 if n == self.net.readout:
-                    self.readout[t - 1] = (nr.u >> self.net.act_shift).cpu()
+                    self.readout[t - 1] = (nr.u >> self.net.profile.act_shift).cpu()
                 if n in self.record_state:
                     self.states["u"][n][t - 1] = nr.u.cpu()
                     self.states["v"][n][t - 1] = nr.v.cpu()
@@ -374,9 +379,8 @@ class _Run:
                       "v": {k: v.numpy() for k, v in self.states["v"].items()}} if self.record_state else {}
         readout, spikes, final = self.readout.numpy(), {k: v.numpy() for k, v in self.recorded.items()}, None
         if self.stream:  # cut the stream into one frame per sample, as the Lava runner does
-            idx = np.arange(self.stream)[:, None] * net.period + np.arange(net.frame)[None, :]
-            readout = readout[idx][:, :, 0].transpose(1, 0, 2)
-            spikes = {k: v[idx][:, :, 0].transpose(1, 0, 2) for k, v in spikes.items()}
+            readout = cut_frames(readout[:, 0], self.stream, net.period, net.frame)
+            spikes = {k: cut_frames(v[:, 0], self.stream, net.period, net.frame) for k, v in spikes.items()}
             final = readout[end - 1]
         return Trace(
             target="sim", T=net.T, final=self.readout[end - 1].numpy() if final is None else final,
@@ -393,7 +397,8 @@ def synapse_models(net: ProcessNet, device: str | torch.device = "cpu") -> list[
     """The synapse models of ``net`` (stateless apart from their overflow counts, which every run
     resets): build them once to simulate many batches."""
     dev = torch.device(device)
-    return [DenseModel(p, dev) if isinstance(p, DenseProcess) else ConvModel(p, dev) for p in net.synapses]
+    return [DenseModel(p, dev, net.profile) if isinstance(p, DenseProcess) else ConvModel(p, dev, net.profile)
+            for p in net.synapses]
 
 
 class _Shifted:
@@ -482,4 +487,3 @@ class SimTarget:
         return Trace.concat(traces)
 
 
-register("sim")(SimTarget)

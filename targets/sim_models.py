@@ -1,6 +1,7 @@
 """Bit-accurate models of the Lava 0.10 fixed_pt processes ``sim`` runs, one class per process.
 
-Their arithmetic follows Lava's process models, not the PyTorch reference:
+Their arithmetic follows Lava's process models, not the PyTorch reference. With the widths of
+the ``loihi2`` profile (every width below comes from :class:`~spikeport.toolchain.profiles.TargetProfile`):
 
 * LIF / LIFReset: ``u = u*(4096-(du+1)) >> 12`` (rounded toward zero), ``u += a << 6``, u folds
   once at 24 bits; ``v = v*(4096-dv) >> 12 + u + (bias_mant << bias_exp)``, v saturates at
@@ -28,17 +29,23 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from spikeport.targets.lava.kernels import COSKernel, TPPKernel
-from spikeport.targets.process_net import ConvProcess, COSProcess, DenseProcess, LIFProcess, TPPProcess
+from spikeport.targets.method_kernels import COSKernel, TPPKernel
 from spikeport.toolchain.ops import exact_dtype
+from spikeport.toolchain.prng import prng_u32
+from spikeport.toolchain.procnet import ConvProcess, COSProcess, DenseProcess, LIFProcess, TPPProcess
+from spikeport.toolchain.profiles import LOIHI2, TargetProfile
 
-U_FOLD = 1 << 24
-U_MAX = 1 << 23
-V_MAX = (1 << 23) - 1
+
+def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Fold x into [-2**(bits-1), 2**(bits-1)), as Lava's Conv does with its output."""
+    half = 1 << (bits - 1)
+    return (x + half) % (1 << bits) - half
 
 
-def lava_weights(w: np.ndarray | sparse.spmatrix, sign_mode: str | None, num_weight_bits: int):
-    """What Lava's bit-accurate Dense/Sparse models do to the weights at their first step."""
+def lava_weights(w: np.ndarray | sparse.spmatrix, sign_mode: str | None, num_weight_bits: int,
+                 weight_bits: int = LOIHI2.weight_bits):
+    """What Lava's bit-accurate Dense/Sparse models do to the weights at their first step
+    (``weight_bits``: the width of the weight register, the sign apart)."""
     is_sparse = sparse.issparse(w)
     w = sparse.csr_matrix(w, copy=True) if is_sparse else np.asarray(w)
     vals = w.data if is_sparse else w
@@ -50,8 +57,9 @@ def lava_weights(w: np.ndarray | sparse.spmatrix, sign_mode: str | None, num_wei
     x = np.trunc(vals).astype(np.int64)
     if mode == "inh":
         x = -x
-    x = np.clip(x, -256 if mode == "mixed" else 0, 255)
-    k = 8 - num_weight_bits + (mode == "mixed")
+    top = 1 << weight_bits
+    x = np.clip(x, -top if mode == "mixed" else 0, top - 1)
+    k = weight_bits - num_weight_bits + (mode == "mixed")
     x = (x >> k) << k
     if mode == "inh":
         x = -x
@@ -116,9 +124,9 @@ class DenseModel:
     """Dense / Sparse / DelaySparse / DelayDense: Lava's weight processing on the whole matrix, then
     one matrix per distinct delay (each block is shifted by weight_exp on its own, as Lava does)."""
 
-    def __init__(self, p: DenseProcess, device: torch.device) -> None:
+    def __init__(self, p: DenseProcess, device: torch.device, profile: TargetProfile = LOIHI2) -> None:
         self.p = p
-        w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits)
+        w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits, profile.weight_bits)
         if np.ndim(p.delay) == 0:
             self.blocks = [(int(p.delay), MatrixOp(w, device))]
         else:
@@ -143,12 +151,12 @@ class ConvModel:
     input can reach the wrap, it returns the float result (exact integers) without checking, as
     (batch, C, H, W) in channels-last layout (oneDNN's fast path: about 1.6x on CPUs)."""
 
-    def __init__(self, p: ConvProcess, device: torch.device) -> None:
-        self.p = p
+    def __init__(self, p: ConvProcess, device: torch.device, profile: TargetProfile = LOIHI2) -> None:
+        self.p, self.bits = p, profile.membrane_bits
         self.w = torch.as_tensor(p.weight, dtype=exact_dtype(p.weight), device=device)
         self.w = self.w.contiguous(memory_format=torch.channels_last)
         self.bound = None if p.num_message_bits else _row_abs_max(p.weight)
-        self.cannot_wrap = self.bound is not None and self.bound < U_MAX
+        self.cannot_wrap = self.bound is not None and self.bound < 1 << (self.bits - 1)
         self.overflow = 0
 
     def __call__(self, s: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
@@ -161,7 +169,7 @@ class ConvModel:
         if self.cannot_wrap:
             return [(0, a)]
         a = a.reshape(len(s), -1).to(torch.int64)
-        wrapped = (a + U_MAX) % U_FOLD - U_MAX  # Lava's signed 24-bit clamp of the conv output
+        wrapped = wrap(a, self.bits)  # Lava's signed 24-bit clamp of the conv output
         self.overflow += int((wrapped != a).sum())
         return [(0, wrapped)]
 
@@ -172,39 +180,41 @@ SynapseModel = DenseModel | ConvModel
 class LIFModel:
     """LIF / LIFReset, one step at a time, in int64 with every fold and saturation of Lava's."""
 
-    def __init__(self, p: LIFProcess, batch: int, act_shift: int, device: torch.device) -> None:
+    def __init__(self, p: LIFProcess, batch: int, profile: TargetProfile, device: torch.device) -> None:
         self.p = p
-        self.act_shift = act_shift
+        self.act_shift, self.bits, self.decay_bits = profile.act_shift, profile.membrane_bits, profile.decay_bits
+        self.u_max, self.v_max = 1 << (self.bits - 1), profile.v_max
         self.u = torch.zeros((batch, p.size), dtype=torch.int64, device=device)
         self.v = torch.zeros_like(self.u)
         bias = torch.as_tensor(np.broadcast_to(np.asarray(p.bias_mant, dtype=np.int64), (p.size,)).copy())
         self.bias = shift(bias, p.bias_exp).to(device)
-        self.vth = p.vth << act_shift
+        self.vth = p.vth << self.act_shift
         self.overflow = 0
 
     def resets_at(self, t: int) -> bool:
         p = self.p
         return bool(p.reset_interval) and t % p.reset_interval == p.reset_offset % p.reset_interval
 
-    @staticmethod
-    def _decay(x: torch.Tensor, keep: int) -> torch.Tensor:
-        if keep == 4096:
+    def _decay(self, x: torch.Tensor, decay: int) -> torch.Tensor:
+        """Keep (one - decay) / one of x, rounded toward zero (one = 2**decay_bits)."""
+        if decay == 0:
             return x
-        y = x * keep
-        return torch.sign(y) * (y.abs() >> 12)
+        y = x * ((1 << self.decay_bits) - decay)
+        return torch.sign(y) * (y.abs() >> self.decay_bits)
 
     def step(self, t: int, a: torch.Tensor) -> torch.Tensor:
         p = self.p
         if self.resets_at(t):
             self.u.zero_()
             self.v.zero_()
-        u = self._decay(self.u, 4096 - (p.du + 1)) + (a << self.act_shift)
-        wrapped = (u > U_MAX) | (u <= -U_MAX)
+        u = self._decay(self.u, p.du + 1) + (a << self.act_shift)
+        wrapped = (u > self.u_max) | (u <= -self.u_max)  # Lava keeps u in (-2**23, 2**23]
         self.overflow += int(wrapped.sum())
-        u = torch.where(u > U_MAX, u - U_FOLD, torch.where(u <= -U_MAX, u + U_FOLD, u))
-        v = self._decay(self.v, 4096 - p.dv) + u + self.bias
-        self.overflow += int(((v > V_MAX) | (v < -V_MAX)).sum())
-        v = v.clamp(-V_MAX, V_MAX)
+        fold = 1 << self.bits
+        u = torch.where(u > self.u_max, u - fold, torch.where(u <= -self.u_max, u + fold, u))
+        v = self._decay(self.v, p.dv) + u + self.bias
+        self.overflow += int(((v > self.v_max) | (v < -self.v_max)).sum())
+        v = v.clamp(-self.v_max, self.v_max)
         s = v > self.vth
         self.u, self.v = u, torch.where(s, torch.zeros_like(v), v)
         return s
@@ -223,8 +233,6 @@ class FastIF:
     it does not carry over from one step to the next.
     """
 
-    LIMIT = U_MAX - 1
-
     def __init__(self, lif: LIFModel, self_syn: DenseModel) -> None:
         self.lif = lif
         self.self_w_a = shift(self_syn.blocks[0][1].diag, self_syn.p.weight_exp)  # a_in units, per neuron
@@ -235,14 +243,15 @@ class FastIF:
         thr = (lif.vth - lif.bias).to(torch.int32)
         self.thr: int | torch.Tensor = int(thr[0]) if len(thr) and bool((thr == thr[0]).all()) else thr
         self.bias_max = int(lif.bias.abs().max()) if len(lif.bias) else 0
+        self.limit = lif.u_max - 1  # |u| up to this cannot fold, and v = u + bias cannot saturate
         self.u: torch.Tensor | None = None  # int32 state while the fast path owns it
         self.u_bound = 0  # an upper bound of |u|, kept without measuring where possible
 
     @staticmethod
-    def eligible(p, internal: list[SynapseModel]) -> bool:
+    def eligible(p, internal: list[SynapseModel], profile: TargetProfile) -> bool:
         """``p`` is a perfect integrator whose only recurrent input is a diagonal, binary,
         undelayed self-connection."""
-        if not (isinstance(p, LIFProcess) and p.du == -1 and p.dv == 4096 and len(internal) == 1):
+        if not (isinstance(p, LIFProcess) and p.du == -1 and p.dv == profile.decay_unit and len(internal) == 1):
             return False
         syn = internal[0]
         return (isinstance(syn, DenseModel) and syn.p.src == syn.p.dst == p.name and not syn.p.num_message_bits
@@ -266,7 +275,7 @@ class FastIF:
                 self.u_bound = int(u.abs().max()) if u.numel() else 0
                 measured = True
             bound, k = self.u_bound, j
-            while k < len(step_max) and bound + step_max[k] + self.self_max + self.bias_max <= self.LIMIT:
+            while k < len(step_max) and bound + step_max[k] + self.self_max + self.bias_max <= self.limit:
                 bound += step_max[k] + self.self_max
                 k += 1
             if k == len(step_max) or measured:
@@ -310,11 +319,10 @@ class WindowedModel:
         shape = (batch, p.size)
         if isinstance(p, COSProcess):
             self.kernel = COSKernel(torch, shape, p.theta, p.v_init, p.rho, p.S, device=device)
-            self.out_start = p.start + p.rho
         else:
             neurons = torch.arange(p.size, dtype=torch.int64, device=device)
-            self.kernel = TPPKernel(torch, shape, p.theta, p.v_init, p.T, p.seed, p.layer, neurons, device=device)
-            self.out_start = p.start + p.T
+            self.kernel = TPPKernel(torch, prng_u32, shape, p.theta, p.v_init, p.T, p.seed, p.layer, neurons,
+                                    device=device)
         self.kernel.reset()
         self.samples = sample_ids.to(device).reshape(-1, 1)
         self.none = torch.zeros(shape, dtype=torch.bool, device=device)

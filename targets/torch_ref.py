@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spikeport.targets.base import check_graph, register
+from spikeport.targets.base import check_graph
 from spikeport.toolchain.reference import run_reference
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
@@ -25,5 +25,3 @@ class TorchTarget:
         return run_reference(snn, x, T, record=record, batch=self.batch, device=self.device, sample_ids=sample_ids)
 
 
-register("torch_float")(lambda **kw: TorchTarget(integer=False, **kw))
-register("torch_int")(lambda **kw: TorchTarget(integer=True, **kw))

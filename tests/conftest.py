@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from spikeport.api import dataset_for, load_model
 from spikeport.toolchain.convert import convert
-from spikeport.toolchain.pipeline import dataset_for, load_model
 from spikeport.toolchain.quantize import quantize
 
 

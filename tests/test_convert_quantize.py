@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from spikeport.targets.lowering import depths
+from spikeport.api import import_model
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import QuantizationError, SpikeportError
 from spikeport.toolchain.interpret import forward, run_graph
-from spikeport.toolchain.pipeline import import_model
+from spikeport.toolchain.lowering import depths
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.reference import encode, run_reference
 from spikeport.toolchain.snn import INPUT, ConvSynapse
@@ -72,7 +72,7 @@ def test_model_ending_in_an_activation_is_refused():
 @pytest.mark.parametrize("T", [1, 8, 32])
 def test_quantized_integers_respect_the_profile(cnn, T):
     q = cnn.q(T)
-    assert q.integer and q.meta["T"] == T
+    assert q.integer and q.T == T
     for p in q.populations:
         if p.kind == "if":
             k = int(p.threshold).bit_length() - 1

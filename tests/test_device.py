@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from spikeport.api import run, verify
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.pipeline import run, verify
 from spikeport.toolchain.quantize import quantize
 
 DEVICES = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

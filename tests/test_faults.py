@@ -13,9 +13,9 @@ import pytest
 
 from spikeport.targets.lava import runner
 from spikeport.targets.lava.runner import run_lava
-from spikeport.targets.lowering import lower
 from spikeport.toolchain.errors import SpikeportError, TargetError
 from spikeport.toolchain.files import atomic_path, write_atomic
+from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.reference import encode
 
 
@@ -80,7 +80,7 @@ def test_archive_members_outside_their_folder_are_refused(tmp_path):
     folder (or is absolute) stops the unpacking before anything is written."""
     import zipfile
 
-    from spikeport.targets.lava import unpack_wheel
+    from spikeport import lava_env as unpack_wheel
 
     good = tmp_path / "good.whl"
     with zipfile.ZipFile(good, "w") as z:

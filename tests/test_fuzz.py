@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spikeport.cli import main
-from spikeport.toolchain.fuzz import check, random_case
+from spikeport.quality.fuzz import check, random_case
 
 SEEDS = st.integers(min_value=0, max_value=2**31 - 1)
 
@@ -88,10 +88,10 @@ def test_an_hdf5_file_that_hangs_the_library_is_refused(monkeypatch):
     datasets. read_netx and read_nir try every file in a child process first."""
     from pathlib import Path
 
-    from spikeport.targets.netx import read_netx
-    from spikeport.toolchain import h5guard
+    from spikeport.interop import h5guard
+    from spikeport.interop.netx import read_netx
+    from spikeport.interop.nir import read_nir
     from spikeport.toolchain.errors import ModelFileError
-    from spikeport.toolchain.nir_export import read_nir
 
     path = Path(__file__).parent / "data" / "hangs_hdf5.net"
     monkeypatch.setattr(h5guard, "TIME_LIMIT", 4.0)
@@ -105,8 +105,8 @@ def test_an_hdf5_file_that_hangs_the_library_is_refused(monkeypatch):
 def test_beyond_the_headroom_only_streamed_sim_reproduces_lavas_leak_between_samples():
     """Case 0 drives its first layer past the head-room: in Lava's stream, sample 1 leaks into
     sample 2. sim run side by side misses that; sim streamed reproduces every spike."""
-    from spikeport.toolchain.fuzz import same_frames
-    from spikeport.toolchain.pipeline import run
+    from spikeport.api import run
+    from spikeport.quality.fuzz import same_frames
 
     c = random_case(0)
     lava = run(c.snn, c.x, c.T, "lava", record=True)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from spikeport.api import dataset_for, import_model, load_model
 from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
 from spikeport.toolchain import ir
 from spikeport.toolchain.errors import ModelFileError, SpikeportError, UnsupportedOpError
@@ -15,7 +16,6 @@ from spikeport.toolchain.import_onnx import import_onnx
 from spikeport.toolchain.import_torch import import_torch
 from spikeport.toolchain.interpret import forward
 from spikeport.toolchain.passes import normalize
-from spikeport.toolchain.pipeline import dataset_for, import_model, load_model
 
 ZOO = ["cnn_mnist", "mlp_digits", "resnet_digits"]
 

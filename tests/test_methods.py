@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from spikeport.api import verify
 from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
-from spikeport.targets.lava.kernels import COSKernel, TPPKernel, prng_u32
+from spikeport.targets.method_kernels import COSKernel, TPPKernel
 from spikeport.toolchain.methods import apply_method, ftbc_step_error
-from spikeport.toolchain.neurons import Excursion, cos_initial_potential, permute_in_time, run_cos, run_tpp
-from spikeport.toolchain.pipeline import verify
+from spikeport.toolchain.prng import prng_u32
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.reference import run_reference
+from spikeport.toolchain.reference_neurons import Excursion, cos_initial_potential, permute_in_time, run_cos, run_tpp
 
 
 def test_prng_is_the_same_in_python_numpy_and_torch():
@@ -35,7 +36,7 @@ def test_tpp_membrane_of_n_thresholds_gives_n_spikes(T):
     for seed in range(4):
         s = run_tpp(cur, T, (B, N), theta, 0, True, Excursion(0, None), "cpu", seed, 2, torch.arange(B))
         assert np.array_equal(s.sum(0).numpy(), n)
-    k = TPPKernel(np, (B, N), theta, 0, T, 5, 2, np.arange(N))  # the pipelined kernel too
+    k = TPPKernel(np, prng_u32, (B, N), theta, 0, T, 5, 2, np.arange(N))  # the pipelined kernel too
     k.reset()
     counts = sum(k.step(j, n * theta if j == 0 else 0, np.arange(B).reshape(-1, 1)).astype(int)
                  for j in range(2 * T))

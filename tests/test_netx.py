@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from spikeport.cli import main
-from spikeport.targets.conformance import data_dir, run_suite
-from spikeport.targets.netx import optimize_weight_bits, read_netx
+from spikeport.interop.netx import optimize_weight_bits, read_netx
+from spikeport.quality.conformance import data_dir, run_suite
 from spikeport.toolchain.errors import ModelFileError, UnsupportedOpError
 
 
@@ -21,7 +21,7 @@ def test_lava_dl_ground_truth_is_reproduced_exactly(trace):
 @pytest.mark.lava
 @pytest.mark.parametrize("trace", ["tinynet", "pilotnet_lif", "ntidigits"])
 def test_lava_runs_the_same_net_files_equal_to_sim(trace):
-    from spikeport.targets.conformance import lava_vs_sim
+    from spikeport.quality.conformance import lava_vs_sim
 
     checks = lava_vs_sim(trace, data_dir())
     assert len(checks) >= 9
@@ -120,9 +120,9 @@ def test_bad_netx_files_name_the_layer_and_field(tmp_path):
 @pytest.mark.lava
 @pytest.mark.parametrize("trace", ["tinynet", "pilotnet_lif", "ntidigits"])
 def test_written_netx_files_load_in_lava_dl_and_equal_sim(trace, tmp_path):
-    from spikeport.targets.conformance import NET_FILES, _whc_to_flat, run_netx
+    from spikeport.interop.netx import write_netx
+    from spikeport.quality.conformance import NET_FILES, _whc_to_flat, run_netx
     from spikeport.targets.lava.runner import run_netx_file
-    from spikeport.targets.netx import write_netx
 
     d = data_dir()
     file, steps, reset, num_layers, (kind, data) = NET_FILES[trace]
@@ -156,7 +156,7 @@ def test_netx_export_of_a_converted_net_names_what_netx_cannot_hold(capsys):
 def test_nir_round_trip(tmp_path, mlp, resnet, cnn):
     import json
 
-    from spikeport.toolchain.nir_export import export_nir, read_nir, to_nir
+    from spikeport.interop.nir import export_nir, read_nir, to_nir
 
     for b in (mlp, resnet, cnn):
         path = export_nir(b.snn, tmp_path / "m.nir", integer=b.q(4))
@@ -175,7 +175,7 @@ def test_nir_round_trip(tmp_path, mlp, resnet, cnn):
 
 
 def test_bad_nir_files(tmp_path, mlp):
-    from spikeport.toolchain.nir_export import export_nir, read_nir
+    from spikeport.interop.nir import export_nir, read_nir
 
     path = export_nir(mlp.snn, tmp_path / "m.nir")
     cut = tmp_path / "cut.nir"

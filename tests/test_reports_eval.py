@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from spikeport.cli import main
-from spikeport.toolchain.harness import EvalConfig, Evaluation, summarize
-from spikeport.toolchain.qreport import quantization_report, write_qreport
+from spikeport.evaluate import EvalConfig, Evaluation, summarize
+from spikeport.reports.quantization import quantization_report, write_qreport
 from spikeport.toolchain.reference import run_reference
 
 

@@ -8,11 +8,11 @@ same integers: readout, every spike, the counts and the overflow events.
 import numpy as np
 import pytest
 
-from spikeport.targets.lowering import lower
-from spikeport.targets.process_net import CurrentSource, DenseProcess, LIFProcess, ProcessNet
 from spikeport.targets.sim import components, simulate
 from spikeport.targets.sim_models import FastIF, LIFModel
+from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
+from spikeport.toolchain.procnet import CurrentSource, DenseProcess, LIFProcess, ProcessNet
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.reference import encode
 
@@ -136,7 +136,7 @@ def test_a_general_step_before_any_fused_step_invalidates_the_bound():
     """Found by ``spikeport fuzz`` (case 6252): the first step was too large for the fused loop and
     went to the general model, but the loop kept its initial bound |u| <= 0 and so let the next
     step's fold through. Every general step now drops the bound."""
-    from spikeport.toolchain.fuzz import random_case
+    from spikeport.quality.fuzz import random_case
 
     c = random_case(6252)
     net, cur = lower(c.snn, c.T), encode(c.snn, c.x)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from spikeport.targets.process_net import ConvProcess, CurrentSource, DenseProcess, LIFProcess, ProcessNet
 from spikeport.targets.sim import simulate
 from spikeport.targets.sim_models import lava_weights
+from spikeport.toolchain.procnet import ConvProcess, CurrentSource, DenseProcess, LIFProcess, ProcessNet
 
 
 def single(lif: LIFProcess, impulse: int = 0, steps: int = 8, extra: tuple = ()) -> ProcessNet:
@@ -39,7 +39,7 @@ def test_voltage_decay_matches_lava():
     from spikeport.targets import sim_models as simmod
 
     lif = LIFProcess("n", (1,), du=0, dv=2048, vth=1 << 17)
-    model = simmod.LIFModel(lif, 1, 6, simmod.torch.device("cpu"))
+    model = simmod.LIFModel(lif, 1, simmod.LOIHI2, simmod.torch.device("cpu"))
     vs = []
     for t in range(1, 9):
         a = simmod.torch.tensor([[128 if t == 1 else 0]])
@@ -52,7 +52,7 @@ def test_bias_exponent():
     from spikeport.targets import sim_models as simmod
 
     lif = LIFProcess("n", (1,), du=0, dv=0, vth=1 << 17, bias_mant=4095, bias_exp=5)
-    model = simmod.LIFModel(lif, 1, 6, simmod.torch.device("cpu"))
+    model = simmod.LIFModel(lif, 1, simmod.LOIHI2, simmod.torch.device("cpu"))
     model.step(1, simmod.torch.zeros((1, 1), dtype=simmod.torch.int64))
     assert int(model.v[0, 0]) == 131040
 

@@ -5,9 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from spikeport.targets.lowering import lower
+from spikeport.api import run, verify
 from spikeport.targets.sim import simulate
-from spikeport.toolchain.pipeline import run, verify
+from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.verify import READOUT, compare
 

@@ -7,17 +7,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from spikeport.toolchain import ir
 
 ScalarFn = Callable[[np.ndarray], np.ndarray]
 
 
-def _qcfs(z: np.ndarray, lam: float, levels: int) -> np.ndarray:
-    y = np.clip(z / lam, 0.0, 1.0)
-    if levels > 0:
-        y = np.floor(y * levels + 0.5) / levels
-    return y * lam
+def staircase(y, levels: int):
+    """QCFS's rounding of y in [0, 1] to ``levels`` steps: floor(y * L + 1/2) / L (numpy or torch;
+    an explicit floor, which every ONNX exporter writes as Floor)."""
+    floor = torch.floor if isinstance(y, torch.Tensor) else np.floor
+    return floor(y * levels + 0.5) / levels
+
+
+def qcfs(z, lam: float, levels: int):
+    """The QCFS activation ``lam * clip(floor(z * L / lam + 1/2) / L, 0, 1)`` on numpy arrays or torch
+    tensors; ``levels == 0`` is the unquantized clip ``lam * clip(z / lam, 0, 1)``. The one definition:
+    the interpreter, the activation probe and the zoo's trainable ``QCFS`` module all use it."""
+    y = (z / lam).clip(0.0, 1.0)
+    return (staircase(y, levels) if levels > 0 else y) * lam
 
 
 def classify(fn: ScalarFn) -> ir.ReLU | ir.QCFS | ir.Identity | None:
@@ -50,6 +59,6 @@ def classify(fn: ScalarFn) -> ir.ReLU | ir.QCFS | ir.Identity | None:
         dist = np.minimum(np.abs(grid - lo), np.abs(grid - hi))
         near = dist < 1e-6 * lam
         grid, y = grid[~near], y[~near]
-    if np.allclose(y, _qcfs(grid, lam, levels), atol=1e-5 * lam):
+    if np.allclose(y, qcfs(grid, lam, levels), atol=1e-5 * lam):
         return ir.QCFS(lam=lam, levels=levels)
     return None

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spikeport.toolchain import ir
 from spikeport.toolchain.errors import UnsupportedOpError
+from spikeport.toolchain.interpret import LinearPart
 from spikeport.toolchain.ops import apply_synapse
 from spikeport.toolchain.snn import ConvSynapse, DenseSynapse, Synapse
 
@@ -81,28 +81,12 @@ def _matches(chain: list[ConvSynapse], fused: ConvSynapse) -> bool:
     return bool(torch.allclose(got, ref, rtol=1e-9, atol=1e-9 * (1 + float(ref.abs().max()))))
 
 
-def _chain_fn(chain: list[ir.Node]):
-    """The linear part of a chain as a function of a batched float64 tensor."""
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        for node in chain:
-            op = node.op
-            match op:
-                case ir.Conv2d():
-                    x = F.conv2d(x, torch.as_tensor(op.weight), None, op.stride, op.padding, op.dilation,
-                                 op.groups)
-                case ir.Linear():
-                    x = F.linear(x, torch.as_tensor(op.weight))
-                case ir.BatchNorm():
-                    shape = (1, -1) + (1,) * (x.dim() - 2)
-                    x = x * torch.as_tensor(op.gamma / np.sqrt(op.var + op.eps)).reshape(shape)
-                case ir.AvgPool2d():
-                    x = F.avg_pool2d(x, op.kernel, op.stride, op.padding, count_include_pad=True)
-                case ir.Flatten():
-                    x = torch.flatten(x, 1)
-                case _:
-                    raise UnsupportedOpError(f"{node.kind} at {node.name!r} cannot sit between neuron layers")
-        return x
-    return fn
+def _chain_graph(chain: list[ir.Node], in_shape: tuple[int, ...]) -> ir.Graph:
+    """The chain as a graph of its own: an input of ``in_shape``, then each op fed by the one before."""
+    nodes = [ir.Node("chain.input", ir.Input(tuple(in_shape)), [], tuple(in_shape))]
+    for node in chain:
+        nodes.append(ir.Node(node.name, node.op, [nodes[-1].name], node.shape, node.source))
+    return ir.Graph(nodes, "chain")
 
 
 def compose_chain(chain: list[ir.Node], in_shape: tuple[int, ...], where: str) -> Synapse:
@@ -135,11 +119,12 @@ def compose_chain(chain: list[ir.Node], in_shape: tuple[int, ...], where: str) -
         raise UnsupportedOpError(
             f"{where}: the ops {[n.kind for n in chain]} do not compose into one convolution and "
             f"their {n_out}x{n_in} matrix is too large to materialise")
-    fn = _chain_fn(chain)
+    linear = LinearPart(_chain_graph(chain, in_shape), dtype=torch.float64)
     cols = []
     with torch.no_grad():
         for i in range(0, n_in, 2048):
             basis = torch.zeros((min(2048, n_in - i), n_in), dtype=torch.float64)
             basis[torch.arange(len(basis)), torch.arange(i, i + len(basis))] = 1.0
-            cols.append(fn(basis.reshape(-1, *in_shape)).reshape(len(basis), n_out))
+            out = linear.run(basis.reshape(-1, *in_shape), keep=set())[chain[-1].name]
+            cols.append(out.reshape(len(basis), n_out))
     return DenseSynapse(torch.cat(cols).T.numpy(), in_shape, out_shape)

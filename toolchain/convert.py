@@ -103,5 +103,5 @@ def convert(graph: ir.Graph, calib_x: np.ndarray | None = None, percentile: floa
             name=node.name, shape=tuple(graph.node(z).shape), kind=kind, threshold=theta,
             v_init=theta / 2, bias=consts[z][0].numpy().copy(), inputs=projections, origin=origin))
     levels = {a.name: a.op.levels for a in acts if isinstance(a.op, ir.QCFS)}
-    return SNNGraph(tuple(graph.input.shape), pops, integer=False,
+    return SNNGraph(tuple(graph.input.shape), pops,
                     meta={"model": graph.name, "qcfs_levels": levels, "percentile": percentile})

@@ -8,7 +8,7 @@ option of the reference (``run_reference(..., permute_seed=...)``).
 - ``ftbc`` (Wu et al., ECCV 2024): a per-layer, per-step, per-channel bias b[t, c], calibrated
   with forward passes only, layer by layer in network order, on a few training batches.
 - ``cos`` (Hao et al., ICLR 2023): every neuron's initial potential is shifted per sample after a
-  rho-step pre-run (see :func:`spikeport.toolchain.neurons.run_cos`).
+  rho-step pre-run (see :func:`spikeport.toolchain.reference_neurons.run_cos`).
 - ``tpp`` (Bojkovic et al., ICML 2025): two-phase probabilistic neurons (accumulate T steps, fire
   T steps), seeded.
 """
@@ -23,9 +23,9 @@ import torch
 from spikeport.toolchain import ir
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.interpret import run_graph
-from spikeport.toolchain.neurons import Excursion, run_if
 from spikeport.toolchain.reference import SNNReference, encode, run_reference
-from spikeport.toolchain.snn import SNNGraph
+from spikeport.toolchain.reference_neurons import Excursion, fire, run_if
+from spikeport.toolchain.snn import COS, IF, TPP, SNNGraph
 
 METHODS = ("qcfs", "ftbc", "cos", "tpp")
 FTBC_VARIANTS = ("upstream", "iterative")
@@ -91,7 +91,7 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
         raise SpikeportError("calibrate FTBC on the float SNN, then quantize")
     if variant not in FTBC_VARIANTS:
         raise SpikeportError(f"unknown FTBC variant {variant!r}; choose one of {FTBC_VARIANTS}")
-    if snn.neuron != "if":
+    if not isinstance(snn.neuron, IF):
         raise SpikeportError("FTBC calibrates IF neurons")
     out = copy.deepcopy(snn)
     hidden = out.hidden
@@ -113,28 +113,22 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
             a = acts[p.name].reshape(len(xb), -1).to(torch.float32)
             # the trajectory below adds the layer's own bias itself (iterative) or leaves it out (upstream)
             model.time_biases[i] = None
-            current = model._current_fn(i, const.get(p.name), spikes, len(xb))
+            current = model.layer_input(i, const.get(p.name), spikes, len(xb))
             theta = p.threshold
             v = torch.full((len(xb), p.size), p.v_init, device=device)
             for t in range(T):
                 m = v + current(t)
+                if variant == "iterative":
+                    m = m + _expand(bias[p.name][t], p.shape).to(dtype=m.dtype, device=m.device)
+                s, v = fire(m, theta)
+                e = s.to(m.dtype) * theta - a
                 if variant == "upstream":
-                    s = (m >= theta).to(m.dtype) * theta
-                    e = s - a
-                    m = m - e  # corrected trajectory
-                    v = m - (m >= theta).to(m.dtype) * theta
-                    bias[p.name][t] -= alpha * _channel_mean(e, p.shape).double().cpu()
-                else:
-                    b_t = _expand(bias[p.name][t], p.shape).to(dtype=m.dtype, device=m.device)
-                    m = m + b_t
-                    s = (m >= theta).to(m.dtype) * theta
-                    e = s - a
-                    v = m - s
-                    bias[p.name][t] -= alpha * _channel_mean(e, p.shape).double().cpu()
+                    _, v = fire(m - e, theta)  # the corrected trajectory, whose spikes are the ANN's
+                bias[p.name][t] -= alpha * _channel_mean(e, p.shape).double().cpu()
             p.time_bias = bias[p.name].numpy().reshape(_time_bias_shape(p.shape, T)).copy()
             model.time_biases[i] = torch.as_tensor(
                 np.broadcast_to(p.time_bias, (T, *p.shape)).reshape(T, -1).copy(), dtype=torch.float32)
-            current = model._current_fn(i, const.get(p.name), spikes, len(xb))
+            current = model.layer_input(i, const.get(p.name), spikes, len(xb))
             spikes[p.name] = run_if(current, T, (len(xb), p.size), theta, p.v_init, False,
                                     Excursion(p.v_init, None), torch.device(device))
     out.meta = {**out.meta, "method": "ftbc", "ftbc": {"T": T, "alpha": float(alpha), "batches": batches,
@@ -180,14 +174,14 @@ def apply_method(snn: SNNGraph, method: str, T: int, graph: ir.Graph | None = No
         if rho < 1:
             raise SpikeportError(f"COS needs a pre-run of at least one step, got rho={rho}")
         out = copy.deepcopy(snn)
-        out.neuron, out.neuron_params = "cos", {"rho": int(rho)}
+        out.neuron = COS(int(rho))
         out.meta = {**out.meta, "method": "cos"}
         return out
     if method == "tpp":
         if tpp_v_init not in ("zero", "half"):
             raise SpikeportError(f"tpp_v_init must be 'zero' or 'half', got {tpp_v_init!r}")
         out = copy.deepcopy(snn)
-        out.neuron, out.neuron_params = "tpp", {"seed": int(seed), "v_init": tpp_v_init}
+        out.neuron = TPP(int(seed), tpp_v_init)
         for p in out.hidden:
             p.v_init = 0.0 if tpp_v_init == "zero" else p.threshold / 2
         out.meta = {**out.meta, "method": "tpp"}

@@ -1,5 +1,9 @@
-"""Graph-to-graph passes on the float IR, run in this order by :func:`normalize`:
-validate values, remove identities, replace max-pool (opt-in), fold batch norm, infer shapes."""
+"""Graph-to-graph passes on the float IR, run in this order by :func:`normalize`: validate values,
+remove identities, replace max-pool (opt-in), fold batch norm, infer shapes.
+
+Every pass is a pure function: it returns a new :class:`~spikeport.toolchain.ir.Graph` of new
+nodes and leaves its input as it was.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,10 @@ import torch
 
 from spikeport.toolchain import ir
 from spikeport.toolchain.errors import SpikeportError, UnsupportedOpError
-from spikeport.toolchain.interpret import apply_op
+from spikeport.toolchain.interpret import Interpreter
 
 
-def check_finite(graph: ir.Graph) -> None:
+def check_finite(graph: ir.Graph) -> ir.Graph:
     """NaN or Inf anywhere in the parameters is an error naming the node and the field."""
     for n in graph.nodes:
         for f in dataclasses.fields(n.op):
@@ -29,24 +33,25 @@ def check_finite(graph: ir.Graph) -> None:
             raise SpikeportError(f"layer {n.name!r}: QCFS threshold lam = {n.op.lam} must be positive")
         if isinstance(n.op, ir.BatchNorm) and np.any(n.op.var + n.op.eps <= 0):
             raise SpikeportError(f"layer {n.name!r}: BatchNorm variance + eps is not positive")
+    return graph
 
 
-def _rewire(graph: ir.Graph, old: str, new: str) -> None:
-    for n in graph.nodes:
-        n.inputs = [new if i == old else i for i in n.inputs]
+def _rewired(nodes: list[ir.Node], old: str, new: str) -> list[ir.Node]:
+    """The nodes with every input ``old`` replaced by ``new``."""
+    return [dataclasses.replace(n, inputs=[new if i == old else i for i in n.inputs]) if old in n.inputs else n
+            for n in nodes]
 
 
 def remove_identities(graph: ir.Graph) -> ir.Graph:
-    nodes = []
+    nodes = list(graph.nodes)
     for n in graph.nodes:
         if isinstance(n.op, ir.Identity) and n is not graph.output:
-            _rewire(graph, n.name, n.inputs[0])
-        else:
-            nodes.append(n)
+            nodes = _rewired([m for m in nodes if m.name != n.name], n.name, n.inputs[0])
     return ir.Graph(nodes, graph.name)
 
 
 def replace_maxpool(graph: ir.Graph, allow: bool) -> ir.Graph:
+    nodes = []
     for n in graph.nodes:
         if isinstance(n.op, ir.MaxPool2d):
             if not allow:
@@ -55,52 +60,55 @@ def replace_maxpool(graph: ir.Graph, allow: bool) -> ir.Graph:
                     "AvgPool2d, or pass allow_maxpool=True (CLI --allow-maxpool) to replace it by "
                     "AvgPool2d (the accuracy will change)")
             warnings.warn(f"MaxPool2d at {n.name!r} replaced by AvgPool2d", stacklevel=2)
-            n.op = ir.AvgPool2d(n.op.kernel, n.op.stride, n.op.padding)
-    return graph
+            n = dataclasses.replace(n, op=ir.AvgPool2d(n.op.kernel, n.op.stride, n.op.padding))
+        nodes.append(n)
+    return ir.Graph(nodes, graph.name)
 
 
 def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
     """Fold each BatchNorm into the Conv2d/Linear that feeds only it. Others stay as affine ops."""
-    nodes: list[ir.Node] = []
-    for n in graph.nodes:
-        if isinstance(n.op, ir.BatchNorm):
-            prev = graph.node(n.inputs[0])
-            if isinstance(prev.op, ir.Conv2d | ir.Linear) and len(graph.users(prev.name)) == 1:
-                bn = n.op
-                scale = bn.gamma / np.sqrt(bn.var + bn.eps)
-                w = prev.op.weight * scale.reshape((-1,) + (1,) * (prev.op.weight.ndim - 1))
-                b = prev.op.bias if prev.op.bias is not None else np.zeros(len(scale))
-                prev.op = dataclasses.replace(prev.op, weight=w, bias=(b - bn.mean) * scale + bn.beta)
-                prev.source = f"{prev.source} + {n.source}"
-                _rewire(graph, n.name, prev.name)
-                # prev's only user was n, so moving prev into n's place keeps the order topological
-                nodes.remove(prev)
-                nodes.append(prev)
-                continue
-        nodes.append(n)
+    nodes = list(graph.nodes)
+    i = 0
+    while i < len(nodes):
+        n = nodes[i]
+        prev = next((m for m in nodes[:i] if n.inputs and m.name == n.inputs[0]), None)
+        if not (isinstance(n.op, ir.BatchNorm) and prev is not None and isinstance(prev.op, ir.Conv2d | ir.Linear)
+                and sum(prev.name in m.inputs for m in nodes) == 1):
+            i += 1
+            continue
+        bn = n.op
+        scale = bn.gamma / np.sqrt(bn.var + bn.eps)
+        w = prev.op.weight * scale.reshape((-1,) + (1,) * (prev.op.weight.ndim - 1))
+        b = prev.op.bias if prev.op.bias is not None else np.zeros(len(scale))
+        op = dataclasses.replace(prev.op, weight=w, bias=(b - bn.mean) * scale + bn.beta)
+        folded = dataclasses.replace(prev, op=op, source=f"{prev.source} + {n.source}")
+        # prev's only user was n, so moving prev into n's place keeps the order topological
+        nodes = [m for m in nodes[:i] if m is not prev] + [folded] + _rewired(nodes[i + 1:], n.name, prev.name)
     return ir.Graph(nodes, graph.name)
 
 
 def infer_shapes(graph: ir.Graph) -> ir.Graph:
     """Run the graph on zeros to fill in every node's output shape; a mismatch is an error."""
+    interp = Interpreter(graph)
     env: dict[str, torch.Tensor] = {}
+    nodes = []
     for n in graph.nodes:
         if isinstance(n.op, ir.Input):
             val = torch.zeros((1, *n.op.shape))
         else:
             try:
-                val = apply_op(n.op, [env[i] for i in n.inputs])
+                val = interp.call_op(n, [env[i] for i in n.inputs])
             except (RuntimeError, ValueError) as exc:
                 shapes = [tuple(env[i].shape[1:]) for i in n.inputs]
                 raise SpikeportError(f"shape mismatch at layer {n.name!r} ({n.kind}, {n.source}): "
                                      f"inputs {shapes}: {str(exc).splitlines()[0]}") from exc
         env[n.name] = val
-        n.shape = tuple(val.shape[1:])
-    return graph
+        nodes.append(dataclasses.replace(n, shape=tuple(val.shape[1:])))
+    return ir.Graph(nodes, graph.name)
 
 
 def normalize(graph: ir.Graph, allow_maxpool: bool = False) -> ir.Graph:
-    check_finite(graph)
+    graph = check_finite(graph)
     graph = remove_identities(graph)
     graph = replace_maxpool(graph, allow_maxpool)
     graph = fold_batchnorm(graph)

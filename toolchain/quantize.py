@@ -28,8 +28,8 @@ import math
 
 import numpy as np
 
-from spikeport.targets.profiles import TargetProfile, get_profile
 from spikeport.toolchain.errors import QuantizationError
+from spikeport.toolchain.profiles import TargetProfile, get_profile
 from spikeport.toolchain.reference import run_reference
 from spikeport.toolchain.snn import INPUT, Population, Projection, SNNGraph
 
@@ -143,7 +143,5 @@ def quantize(snn: SNNGraph, calib_x: np.ndarray, T: int, profile: str | TargetPr
             "worst_synaptic_input": syn_peak, "synaptic_wrap_possible": syn_peak > profile.synaptic_limit,
             "projections": infos,
         })
-    meta = {**snn.meta, "profile": profile.name, "T": T, "headroom": profile.headroom,
-            "calibration_samples": len(calib_x), "quantization": report}
-    return SNNGraph(snn.input_shape, pops, integer=True, meta=meta, neuron=snn.neuron,
-                    neuron_params=dict(snn.neuron_params))
+    meta = {**snn.meta, "calibration_samples": len(calib_x), "quantization": report}
+    return SNNGraph(snn.input_shape, pops, neuron=snn.neuron, profile=profile, T=T, meta=meta)

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeport.toolchain.neurons import Excursion, permute_in_time, run_cos, run_if, run_tpp
 from spikeport.toolchain.ops import apply_synapse, exact_arithmetic, exact_dtype
-from spikeport.toolchain.snn import INPUT, SNNGraph
+from spikeport.toolchain.reference_neurons import Excursion, permute_in_time, run_cos, run_if, run_tpp
+from spikeport.toolchain.snn import COS, INPUT, TPP, SNNGraph
 from spikeport.toolchain.trace import Trace
 
 
@@ -64,7 +64,7 @@ class SNNReference(nn.Module):
         self.snn = snn
         self.integer = snn.integer
         self.device = torch.device(device)
-        self.headroom = snn.meta.get("headroom") if snn.integer else None
+        self.headroom = snn.profile.headroom if snn.integer else None
         self.dtype = torch.int64 if snn.integer else torch.float32
         # indexed like snn.populations (torch module names cannot hold the dots of layer names)
         self.synapses = nn.ModuleList(
@@ -78,8 +78,9 @@ class SNNReference(nn.Module):
     def _to_current(self, x: torch.Tensor) -> torch.Tensor:
         return torch.round(x).to(torch.int64) if self.integer else x
 
-    def _current_fn(self, i: int, const: torch.Tensor | None, spikes: dict[str, torch.Tensor], batch: int):
-        """current(t) for population i; synaptic input is computed a chunk of steps at a time."""
+    def layer_input(self, i: int, const: torch.Tensor | None, spikes: dict[str, torch.Tensor], batch: int):
+        """``current(t)``: population i's input at step t (bias, time bias, the constant ``const`` and the
+        synaptic input from the spike trains in ``spikes``), computed a chunk of steps at a time."""
         p = self.snn.populations[i]
         base = self.biases[i].to(self.device)
         if const is not None:
@@ -133,7 +134,7 @@ class SNNReference(nn.Module):
         recorded, counts, overflow, peak = {}, {}, {}, {}
         readout = None
         for i, p in enumerate(snn.populations):
-            current = self._current_fn(i, const.get(p.name), spikes, batch)
+            current = self.layer_input(i, const.get(p.name), spikes, batch)
             shape = (batch, p.size)
             if p.kind == "readout":
                 acc = torch.zeros(shape, dtype=self.dtype, device=self.device)
@@ -144,12 +145,11 @@ class SNNReference(nn.Module):
                 peak[p.name] = float(readout.abs().max())
                 continue
             ex = Excursion(p.v_init, self.headroom)
-            if snn.neuron == "cos":
-                s = run_cos(current, S, int(snn.neuron_params["rho"]), shape, p.threshold, p.v_init, self.integer,
-                            ex, self.device)
-            elif snn.neuron == "tpp":
+            if isinstance(snn.neuron, COS):
+                s = run_cos(current, S, snn.neuron.rho, shape, p.threshold, p.v_init, self.integer, ex, self.device)
+            elif isinstance(snn.neuron, TPP):
                 s = run_tpp(current, T, shape, p.threshold, p.v_init, self.integer, ex, self.device,
-                            int(snn.neuron_params["seed"]), i, ids)
+                            snn.neuron.seed, i, ids)
             else:
                 s = run_if(current, S, shape, p.threshold, p.v_init, self.integer, ex, self.device)
             if gen is not None:

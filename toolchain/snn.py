@@ -9,7 +9,8 @@ The same dataclasses describe the float SNN that :func:`convert` makes and the i
       s(t) = m(t) >= threshold
       v(t) = m(t) - threshold * s(t)                # reset by subtraction
 
-  ``SNNGraph.neuron`` swaps this model for COS or TPP (see :mod:`spikeport.toolchain.neurons`).
+  ``SNNGraph.neuron`` swaps this model for :class:`COS` or :class:`TPP` (their equations are in their
+  docstrings; the reference implements them in :mod:`spikeport.toolchain.reference_neurons`).
 
   Spike amplitudes are folded into the weights, so ``s`` is 0/1 everywhere.
 * The readout (``kind == "readout"``, always the last population) does not spike; its output is
@@ -17,8 +18,10 @@ The same dataclasses describe the float SNN that :func:`convert` makes and the i
 * A projection from :data:`INPUT` is the analog (direct) input: ``W x`` is the same current at
   every step. In an integer graph it stays float and is rounded to the population's membrane
   unit once per sample (``Projection.unit``), which is what the host sends to the chip.
-* Integer graphs: the effective weight is ``weight * 2**weight_exp``; ``weight`` is the 8-bit
-  mantissa, thresholds, initial potentials and biases are integers in membrane units.
+* Integer graphs (``profile`` set by :func:`quantize`): the effective weight is
+  ``weight * 2**weight_exp``; ``weight`` is the signed mantissa of the profile's width, thresholds,
+  initial potentials and biases are integers in membrane units, and the ranges were calibrated for
+  ``T`` steps.
 * Arrays are in PyTorch layout: populations are (C, H, W) or (N,), dense weights act on the
   flattened (C, H, W) vector, conv weights are (C_out, C_in / groups, kH, kW).
 """
@@ -29,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
+from spikeport.toolchain.profiles import TargetProfile
 
 INPUT = "input"
 Pair = tuple[int, int]
@@ -92,21 +97,56 @@ class Population:
         return int(np.prod(self.shape))
 
 
-NEURONS = ("if", "cos", "tpp")
+@dataclass(frozen=True)
+class IF:
+    """Integrate-and-fire with reset by subtraction (the equations above): QCFS, FTBC, NQ."""
+
+
+@dataclass(frozen=True)
+class COS:
+    """Calibrating Offset Spikes (Hao et al., ICLR 2023): each hidden layer first runs ``rho`` steps of
+    its input as an IF neuron (the pre-run); where that neuron fired one spike too many (``v < 0``)
+    or too few (``v >= theta``), its initial potential is shifted per sample (by the smallest integer
+    shift the authors' inequalities allow), and the input is replayed from its first step for
+    ``max(T, rho)`` real steps. Latency is honestly ``T + rho`` per layer."""
+
+    rho: int
+
+    def __post_init__(self) -> None:
+        if self.rho < 1:
+            raise ValueError(f"COS needs a pre-run of at least one step, got rho={self.rho}")
+
+
+@dataclass(frozen=True)
+class TPP:
+    """Two-phase probabilistic neurons (Bojkovic et al., ICML 2025): accumulate the T input steps
+    into v (from ``v_init``), then fire for T steps with probability ``clip(v / (theta * steps left),
+    0, 1)``, subtracting theta per spike; the uniform numbers come from :mod:`prng`, keyed by
+    (``seed``, layer, sample, neuron, step)."""
+
+    seed: int
+    v_init: Literal["zero", "half"] = "zero"
+
+
+Neuron = IF | COS | TPP
 
 
 @dataclass
 class SNNGraph:
     input_shape: tuple[int, ...]
     populations: list[Population]  # topological order; the last one is the readout
-    integer: bool = False
-    meta: dict = field(default_factory=dict)
-    neuron: str = "if"  # the model of every hidden population: "if", "cos" (rho) or "tpp" (seed, v_init)
-    neuron_params: dict = field(default_factory=dict)
+    neuron: Neuron = field(default_factory=IF)  # the model of every hidden population
+    profile: TargetProfile | None = None  # integer graphs: the target the integers are sized for
+    T: int | None = None  # integer graphs: the window the ranges were calibrated for
+    meta: dict = field(default_factory=dict)  # informational only (model name, method details, report)
+
+    @property
+    def integer(self) -> bool:
+        return self.profile is not None
 
     def steps(self, T: int) -> int:
         """Output steps of each hidden layer for a T-step readout (COS runs max(T, rho))."""
-        return max(T, int(self.neuron_params["rho"])) if self.neuron == "cos" else T
+        return max(T, self.neuron.rho) if isinstance(self.neuron, COS) else T
 
     @property
     def readout(self) -> Population:

@@ -7,6 +7,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def cut_frames(stream: np.ndarray, n: int, period: int, frame: int) -> np.ndarray:
+    """A streamed run's (steps, ...) record as (frame, n, ...): sample i's frame is the ``frame``
+    steps from step ``i * period`` on (0-based), as every streaming runner lays samples out."""
+    idx = np.arange(n)[:, None] * period + np.arange(frame)[None, :]
+    return np.moveaxis(stream[idx], 0, 1)
+
+
 @dataclass
 class Trace:
     """Results of running an SNN on a batch of samples.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from spikeport.targets.process_net import ConvProcess, COSProcess, ProcessNet, TPPProcess
+from spikeport.toolchain.procnet import ConvProcess, COSProcess, ProcessNet, TPPProcess
 
 FORMAT = "spikeport-lava-net/1"
 
@@ -66,15 +66,14 @@ def write_net(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray], n_
                          "num_weight_bits": s.num_weight_bits, "sign_mode": s.sign_mode, "delay": s.delay})
     srcs = []
     for i, s in enumerate(net.sources):
-        srcs.append({"name": s.name, "dst": s.dst, "start": s.start, "quench": s.quench,
-                     "length": s.window(net.T), "value": put(f"src{i}.value", s.value.astype(np.int64)),
-                     "schedule": None if s.schedule is None else put(f"src{i}.schedule", s.schedule.astype(np.int64)),
+        srcs.append({"name": s.name, "dst": s.dst, "start": s.start,
+                     "pattern": put(f"src{i}.pattern", s.pattern(net.T)),
                      "per_sample": put(f"src{i}.input", np.asarray(currents[s.dst], dtype=np.int64)
                                        .reshape(n_samples, -1)) if s.adds_input else None})
     steps = (n_samples - 1) * net.period + net.frame
     put("sample_ids", np.arange(n_samples) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64))
     spec = {"format": FORMAT, "T": net.T, "period": net.period, "n_samples": n_samples, "steps": steps,
-            "act_shift": net.act_shift, "readout": net.readout, "record": record,
+            "act_shift": net.profile.act_shift, "readout": net.readout, "record": record,
             "lifs": lifs, "synapses": syns, "sources": srcs}
     (folder / "net.json").write_text(json.dumps(spec, indent=1))
     np.savez(folder / "arrays.npz", **arrays)

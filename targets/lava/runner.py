@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -19,25 +20,28 @@ from pathlib import Path
 
 import numpy as np
 
+from spikeport.targets import method_kernels
+from spikeport.targets.lava import runtime
+from spikeport.targets.lava.environment import lava_python
 from spikeport.targets.lava.netfile import write_net
-from spikeport.targets.process_net import ProcessNet
+from spikeport.toolchain import prng
 from spikeport.toolchain.errors import TargetError
-from spikeport.toolchain.trace import Trace
+from spikeport.toolchain.procnet import ProcessNet
+from spikeport.toolchain.trace import Trace, cut_frames
 
-WORKER = Path(__file__).resolve().parent / "worker.py"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+RUNTIME = Path(runtime.__file__).resolve().parent
+WORKER = RUNTIME / "worker.py"
+RUNTIME_FILES = (WORKER, RUNTIME / "neuron_procs.py", RUNTIME / "recorders.py", Path(method_kernels.__file__),
+                 Path(prng.__file__))
 
 
-def lava_python() -> str:
-    """The Lava environment's interpreter: $SPIKEPORT_LAVA_PYTHON or the repository's .venv-lava."""
-    env = os.environ.get("SPIKEPORT_LAVA_PYTHON")
-    candidates = [Path(env)] if env else [root / ".venv-lava" / "bin" / "python" for root in (REPO_ROOT, Path.cwd())]
-    for c in candidates:
-        if c.is_file():
-            return str(c)
-    raise TargetError("the Lava environment was not found (looked for "
-                      f"{', '.join(map(str, candidates))}); create it with `make lava-env` or point "
-                      "SPIKEPORT_LAVA_PYTHON at a Python 3.10 interpreter with lava-nc 0.10")
+def stage_runtime(folder: Path) -> Path:
+    """Copy the Lava-side files into ``folder`` (a folder of their own: Lava's compiler imports
+    every module next to a process class); returns the worker's path there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in RUNTIME_FILES:
+        shutil.copyfile(f, folder / f.name)
+    return folder / WORKER.name
 
 
 def run_process(cmd: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
@@ -130,8 +134,9 @@ class LavaRunner:
         with tempfile.TemporaryDirectory(prefix="spikeport-lava-") as tmp:
             net_dir, out_dir = Path(tmp) / "net", Path(tmp) / "out"
             spec = write_net(net_dir, net, currents, n, record=hidden if record else [], sample_ids=sample_ids)
+            worker = stage_runtime(Path(tmp) / "runtime")
             t0 = time.perf_counter()
-            res = run_process([python, str(WORKER), str(net_dir), str(out_dir)], self.timeout, "the Lava worker")
+            res = run_process([python, str(worker), str(net_dir), str(out_dir)], self.timeout, "the Lava worker")
             wall = time.perf_counter() - t0
             err_file = out_dir / "error.json"
             if res.returncode != 0:
@@ -152,10 +157,9 @@ class LavaRunner:
                 wall: float, run_s: float) -> Trace:
         """Cut the streamed run into one frame per sample (steps i*P + 1 .. i*P + frame)."""
         P, F = net.period, net.frame
-        idx = np.arange(n)[:, None] * P + np.arange(F)[None, :]  # (n, F) 0-based global steps
-        readout = (u[idx] >> net.act_shift).transpose(1, 0, 2)  # (F, n, n_out)
-        sp = {k: v[idx].transpose(1, 0, 2).astype(np.uint8) for k, v in spikes.items()}
-        start = {p.name: (net.window_start(p.name) or 1) + net.output_delay(p.name) for p in net.lifs}
+        readout = cut_frames(u, n, P, F) >> net.profile.act_shift  # (F, n, n_out)
+        sp = {k: cut_frames(v, n, P, F).astype(np.uint8) for k, v in spikes.items()}
+        start = net.timing.output_start
         counts = {k: v[start[k] - 1:start[k] - 1 + net.T].sum(axis=(0, 2)).astype(np.int64) for k, v in sp.items()}
         end = start[net.readout] + net.T - 1
         return Trace(target="lava", T=net.T, final=readout[end - 1], readout=readout, spikes=sp,
@@ -189,7 +193,8 @@ def run_netx_file(path: Path, steps: int, reset_interval: int | None = None, num
             spec["spikes_in"] = "spikes_in"
         (net_dir / "net.json").write_text(json.dumps(spec))
         np.savez(net_dir / "arrays.npz", **arrays)
-        res = run_process([python, str(WORKER), str(net_dir), str(out_dir)], timeout, "the Lava worker (netx)")
+        worker = stage_runtime(Path(tmp) / "runtime")
+        res = run_process([python, str(worker), str(net_dir), str(out_dir)], timeout, "the Lava worker (netx)")
         if res.returncode != 0:
             err_file = out_dir / "error.json"
             if err_file.is_file():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from spikeport.targets.base import check_graph, register
+from spikeport.targets.base import check_graph
 from spikeport.targets.lava.runner import LavaRunner
-from spikeport.targets.lowering import lower
+from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
@@ -28,4 +28,3 @@ class LavaTarget:
         return self.runner.run(lower(snn, T), encode(snn, x), record=record, sample_ids=sample_ids)
 
 
-register("lava")(LavaTarget)

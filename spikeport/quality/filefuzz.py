@@ -48,24 +48,24 @@ def sample_file(kind: str, folder: Path) -> Path:
         module, _ = load_checkpoint(CHECKPOINT_DIR / "mlp_digits.pt")
         torch.onnx.export(module, (torch.zeros(1, 64),), str(path), dynamo=False)
     elif kind == "netx":
-        from spikeport.targets.conformance import data_dir
+        from spikeport.quality.conformance import data_dir
 
         path.write_bytes((data_dir() / "tiny.net").read_bytes())
     elif kind == "nir":
+        from spikeport.api import dataset_for, load_model
+        from spikeport.interop.nir import export_nir
         from spikeport.toolchain.convert import convert
-        from spikeport.toolchain.nir_export import export_nir
-        from spikeport.toolchain.pipeline import dataset_for, load_model
 
         model = load_model("mlp_digits")
         export_nir(convert(model.graph, dataset_for(model).x_train[:64]), path)
     elif kind == "config":
-        from spikeport.toolchain.harness import EvalConfig
+        from spikeport.evaluate import EvalConfig
 
         path.write_text(EvalConfig(model="mlp_digits", samples=8).to_toml())
     elif kind == "results":
         from dataclasses import asdict
 
-        from spikeport.toolchain.harness import EvalConfig
+        from spikeport.evaluate import EvalConfig
 
         head = json.dumps({"config": asdict(EvalConfig(model="mlp_digits", samples=2))})
         recs = [{"index": i, "label": i, "prediction": i, "correct": True, "latency_steps": 5, "spikes": 10,
@@ -76,26 +76,26 @@ def sample_file(kind: str, folder: Path) -> Path:
 
 # -- the readers a user's command calls -------------------------------------------------------------
 def _read_results(path: Path) -> None:
-    from spikeport.toolchain.harness import summarize
+    from spikeport.evaluate import summarize
 
     summarize(path.parent)  # each case is a results.jsonl in a folder of its own
 
 
 def reader(kind: str) -> Callable[[Path], object]:
     if kind in ("onnx", "checkpoint"):
-        from spikeport.toolchain.pipeline import load_model
+        from spikeport.api import load_model
 
         return load_model
     if kind == "netx":
-        from spikeport.targets.netx import read_netx
+        from spikeport.interop.netx import read_netx
 
         return read_netx
     if kind == "nir":
-        from spikeport.toolchain.nir_export import read_nir
+        from spikeport.interop.nir import read_nir
 
         return read_nir
     if kind == "config":
-        from spikeport.toolchain.harness import EvalConfig
+        from spikeport.evaluate import EvalConfig
 
         return EvalConfig.from_toml
     return _read_results
@@ -164,7 +164,7 @@ def _run_worker(kind: str, folder: Path) -> tuple[list[dict], str]:
     import queue
     import threading
 
-    proc = subprocess.Popen([sys.executable, "-m", "spikeport.toolchain.filefuzz", kind, str(folder)],
+    proc = subprocess.Popen([sys.executable, "-m", "spikeport.quality.filefuzz", kind, str(folder)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     lines: queue.Queue = queue.Queue()

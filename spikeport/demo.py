@@ -15,12 +15,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from spikeport.toolchain.compare import compare_methods
+from spikeport.api import accuracy, ann_accuracy, dataset_for, load_model, run, verify
+from spikeport.methods_table import compare_methods
+from spikeport.reports.demo_report import Report, accuracy_table, write_report
+from spikeport.reports.quantization import quantization_report
 from spikeport.toolchain.convert import convert
-from spikeport.toolchain.pipeline import accuracy, ann_accuracy, dataset_for, load_model, run, verify
-from spikeport.toolchain.qreport import quantization_report
 from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.report import Report, accuracy_table, write_report
 
 
 def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), lava_T: int = 8,

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeport.targets.process_net import ConvProcess, DenseProcess, LIFProcess, ProcessNet
+from spikeport.interop.h5guard import probe_hdf5
 from spikeport.toolchain.errors import ModelFileError, UnsupportedOpError
 from spikeport.toolchain.files import atomic_path
-from spikeport.toolchain.h5guard import probe_hdf5
+from spikeport.toolchain.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
 
 MAX_DELAY = 62
 UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat", "dense_comp")

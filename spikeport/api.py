@@ -13,6 +13,7 @@ from torch import nn
 
 from spikeport.models.data import Dataset, load_dataset
 from spikeport.models.zoo import ARCHITECTURES, bundled_checkpoint, load_checkpoint
+from spikeport.targets.registry import get_target
 from spikeport.toolchain import ir
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.import_onnx import import_onnx
@@ -101,8 +102,6 @@ def accuracy(trace: Trace, y: np.ndarray) -> float:
 def run(snn: SNNGraph, x: np.ndarray, T: int, target: str = "sim", record: bool = False,
         sample_ids: np.ndarray | None = None, **options) -> Trace:
     """Run an SNN on a target (``torch_float``, ``torch_int``, ``sim``, ``lava``)."""
-    from spikeport.targets.base import get_target
-
     return get_target(target, **options).run(snn, x, T, record=record, sample_ids=sample_ids)
 
 

@@ -19,6 +19,17 @@ class TargetProfile:
     headroom: int  # |U| (membrane minus initial potential, weight units) kept at or below this
     quench: int  # current that silences a layer in its flush step between streamed samples
     margin: float  # the quantizer keeps calibrated ranges this many times inside the head-room
+    decay_bits: int = 12  # du and dv are fractions of 2**decay_bits
+
+    @property
+    def decay_unit(self) -> int:
+        """``dv = decay_unit`` keeps nothing of v from the step before; ``du = -1`` keeps all of u."""
+        return 1 << self.decay_bits
+
+    @property
+    def u_limit(self) -> int:
+        """u folds (wraps) beyond +-2**(membrane_bits - 1); in weight units that is ``u_limit``."""
+        return 1 << (self.membrane_bits - 1 - self.act_shift)
 
     @property
     def weight_max(self) -> int:
@@ -31,6 +42,11 @@ class TargetProfile:
     @property
     def synaptic_limit(self) -> int:
         """Largest per-step synaptic input (Lava's Conv wraps its output at the membrane width)."""
+        return (1 << (self.membrane_bits - 1)) - 1
+
+    @property
+    def v_max(self) -> int:
+        """v saturates at +-v_max."""
         return (1 << (self.membrane_bits - 1)) - 1
 
     def to_dict(self) -> dict:

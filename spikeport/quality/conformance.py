@@ -1,8 +1,8 @@
 """``spikeport conformance``: lava-dl 0.6.0's own ground-truth traces, reproduced by ``sim``.
 
-The lava-dl wheel ships real traces under ``tests/lava/lib/dl/netx/``; ``make lava-env`` fetches
-the wheel with pip and unpacks that folder into ``.cache/lava-dl/netx`` (or point
-``SPIKEPORT_NETX_DATA`` at it). Each trace is set up as lava-dl's tests (or, for pilotnet_lif,
+The lava-dl wheel ships real traces under ``tests/lava/lib/dl/netx/``; ``spikeport lava-env`` fetches
+the wheel with pip and unpacks that folder into spikeport's cache (or point ``SPIKEPORT_NETX_DATA``
+at it). Each trace is set up as lava-dl's tests (or, for pilotnet_lif,
 the CPU relation of the semantics note, section 8) set it up, and compared value by value:
 
 - ``tinynet``: output spikes of tiny.net for steps 3..17 (lava-dl's ``test_tinynet``);
@@ -18,19 +18,17 @@ the CPU relation of the semantics note, section 8) set it up, and compared value
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from spikeport.targets.netx import read_netx
-from spikeport.targets.process_net import DenseProcess, LIFProcess, ProcessNet
+from spikeport.interop.netx import read_netx
+from spikeport.targets.lava.environment import netx_data_dir
 from spikeport.targets.sim import simulate
 from spikeport.toolchain.errors import SpikeportError
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from spikeport.toolchain.procnet import DenseProcess, LIFProcess, ProcessNet
 
 
 @dataclass
@@ -51,11 +49,10 @@ class Check:
 
 
 def data_dir() -> Path:
-    env = os.environ.get("SPIKEPORT_NETX_DATA")
-    d = Path(env) if env else REPO_ROOT / ".cache" / "lava-dl" / "netx"
+    d = netx_data_dir()
     if not (d / "tiny.net").is_file():
-        raise SpikeportError(f"lava-dl's netx test data was not found in {d}; run `make lava-env` (it fetches the "
-                             "lava-dl 0.6.0 wheel) or set SPIKEPORT_NETX_DATA to its tests/lava/lib/dl/netx folder")
+        raise SpikeportError(f"lava-dl's netx test data was not found in {d}; run `spikeport lava-env` (it fetches "
+                             "the lava-dl 0.6.0 wheel) or set SPIKEPORT_NETX_DATA to its tests/lava/lib/dl/netx folder")
     return d
 
 
@@ -79,7 +76,7 @@ def run_netx(net: ProcessNet, steps: int, spikes_in: np.ndarray | None = None,
     """Simulate a netx network one sample long, recording every layer's spikes (a silent extra
     'readout' LIF takes the readout role, so that the real last layer's spikes are recorded too)."""
     silent = LIFProcess("_readout", (1,), du=-1, dv=4096, vth=1 << 17)
-    net = dataclasses.replace(net, lifs=[*net.lifs, silent], readout=silent.name)
+    net = dataclasses.replace(net, lifs=[*net.lifs, silent], readout=silent.name, timing=None)
     x = None if spikes_in is None else np.asarray(spikes_in).T[:, None, :]
     return simulate(net, {}, record=True, steps=steps, spikes_in=x, record_state=record_state)
 

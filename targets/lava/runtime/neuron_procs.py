@@ -1,12 +1,11 @@
 """spikeport's own neuron processes for COS and TPP (CPU-only: Python process models).
 
-Their arithmetic is ``kernels.py``, the same code ``sim`` runs; Lava contributes the runtime:
+Their arithmetic is ``method_kernels.py``, the same code ``sim`` runs; Lava contributes the runtime:
 message passing, the stock synapses around them, the schedule of the streamed samples. The PyTorch
 reference implements both methods independently.
 """
 
 import numpy as np
-from kernels import COSKernel, TPPKernel
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -15,10 +14,12 @@ from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from method_kernels import COSKernel, TPPKernel
+from prng import prng_u32
 
 
 class COSNeuron(AbstractProcess):
-    """Calibrating Offset Spikes neurons; see ``kernels.COSKernel``."""
+    """Calibrating Offset Spikes neurons; see ``method_kernels.COSKernel``."""
 
     def __init__(self, *, shape, theta, v_init, rho, S, start, period, name=None):
         super().__init__(shape=shape, theta=theta, v_init=v_init, rho=rho, S=S, start=start, period=period,
@@ -28,7 +29,7 @@ class COSNeuron(AbstractProcess):
 
 
 class TPPNeuron(AbstractProcess):
-    """Two-phase probabilistic neurons; see ``kernels.TPPKernel``. ``neuron_ids`` give the PRNG
+    """Two-phase probabilistic neurons; see ``method_kernels.TPPKernel``. ``neuron_ids`` give the PRNG
     index (PyTorch flat order) of each neuron in Lava order, ``sample_ids`` the id of each streamed
     sample."""
 
@@ -91,7 +92,7 @@ class PyTPPNeuronModel(_WindowedModel):
         p = proc_params
         n = int(np.prod(p["shape"]))
         self._sp_samples = np.asarray(p["sample_ids"], dtype=np.int64)
-        self._setup(TPPKernel(np, (n,), p["theta"], p["v_init"], p["T"], p["seed"], p["layer"],
+        self._setup(TPPKernel(np, prng_u32, (n,), p["theta"], p["v_init"], p["T"], p["seed"], p["layer"],
                               np.asarray(p["neuron_ids"], dtype=np.int64)))
 
     def _sp_step(self, j, a):

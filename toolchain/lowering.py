@@ -38,26 +38,25 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse as sp
 
-from spikeport.targets.process_net import (
+from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.ops import conv_as_matrix
+from spikeport.toolchain.procnet import (
     ConvProcess,
     COSProcess,
     CurrentSource,
     DenseProcess,
     LIFProcess,
     ProcessNet,
+    Timing,
     TPPProcess,
 )
-from spikeport.targets.profiles import TargetProfile, get_profile
-from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.ops import conv_as_matrix
-from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
-
-DECAY_ONE = 4096  # Lava's 12-bit decay unit
+from spikeport.toolchain.profiles import TargetProfile, get_profile
+from spikeport.toolchain.snn import COS, INPUT, TPP, ConvSynapse, SNNGraph
 
 
 def output_delay(snn: SNNGraph, T: int) -> int:
-    """Steps between a hidden layer's first input and its first output spike."""
-    return {"if": 0, "cos": int(snn.neuron_params.get("rho", 0)), "tpp": T}[snn.neuron]
+    """Steps between a hidden layer's first input and its first output spike (COS: rho, TPP: T)."""
+    return snn.neuron.rho if isinstance(snn.neuron, COS) else T if isinstance(snn.neuron, TPP) else 0
 
 
 def depths(snn: SNNGraph, T: int = 1) -> dict[str, int]:
@@ -73,51 +72,48 @@ def depths(snn: SNNGraph, T: int = 1) -> dict[str, int]:
 
 def period(snn: SNNGraph, T: int) -> int:
     """Steps between consecutive streamed samples: each layer's busy span plus one."""
-    if snn.neuron == "cos":
-        return int(snn.neuron_params["rho"]) + snn.steps(T) + 1
-    if snn.neuron == "tpp":
-        return 2 * T + 1
-    return T + 1
+    return output_delay(snn, T) + snn.steps(T) + 1
 
 
-def _self_connection(name: str, n: int, theta: int, sparse: bool) -> DenseProcess:
+def _self_connection(name: str, n: int, theta: int, sparse: bool, profile: TargetProfile) -> DenseProcess:
     shift = theta.bit_length() - 1
     if theta <= 0 or theta != 1 << shift:
         raise SpikeportError(f"layer {name!r}: threshold {theta} is not a power of two; the soft-reset "
                              "self-connection cannot represent it exactly")
-    mant_shift = min(shift, 7)  # inhibitory weights keep all 8 magnitude bits
+    mant_shift = min(shift, profile.weight_bits - 1)  # inhibitory weights keep every magnitude bit
     w = sp.identity(n, dtype=np.int64, format="csr") * -(1 << mant_shift)
     return DenseProcess(f"{name}.reset", name, name, w if sparse else w.toarray(), weight_exp=shift - mant_shift,
-                        num_weight_bits=8, sign_mode="inh", sparse=sparse)
+                        num_weight_bits=profile.weight_bits, sign_mode="inh", sparse=sparse)
 
 
 def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> ProcessNet:
     """The Lava process network that runs ``snn`` for ``T``-step windows, streamed sample after sample."""
     if not snn.integer:
         raise SpikeportError("only integer graphs can be lowered; run quantize() first")
-    profile = get_profile(profile or snn.meta.get("profile", "loihi2"))
+    profile = get_profile(profile or snn.profile)
     P = period(snn, T)
     depth = depths(snn, T)
     delay_out = output_delay(snn, T)
     S = snn.steps(T)
+    one = profile.decay_unit
     lifs, synapses, sources = [], [], []
     for i, p in enumerate(snn.populations):
         d = depth[p.name]
         length, quench = T, 0
-        if p.kind == "readout":
-            lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=DECAY_ONE, vth=1 << 17,
+        if p.kind == "readout":  # never fires: v saturates below vth << act_shift
+            lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=one, vth=profile.u_limit,
                                    reset_interval=P, reset_offset=d % P))
-        elif snn.neuron == "cos":
-            lifs.append(COSProcess(p.name, p.shape, int(p.threshold), int(p.v_init), int(snn.neuron_params["rho"]),
-                                   S, start=d, period=P))
+        elif isinstance(snn.neuron, COS):
+            lifs.append(COSProcess(p.name, p.shape, int(p.threshold), int(p.v_init), snn.neuron.rho, S, start=d,
+                                   period=P))
             length = S
-        elif snn.neuron == "tpp":
+        elif isinstance(snn.neuron, TPP):
             lifs.append(TPPProcess(p.name, p.shape, int(p.threshold), int(p.v_init), T, start=d, period=P,
-                                   seed=int(snn.neuron_params["seed"]), layer=i))
+                                   seed=snn.neuron.seed, layer=i))
         else:
             vth = int(p.threshold) - int(p.v_init) - 1
-            lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=DECAY_ONE, vth=vth, reset_interval=P, reset_offset=d % P))
-            synapses.append(_self_connection(p.name, p.size, int(p.threshold), sparse=len(p.shape) > 1))
+            lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=one, vth=vth, reset_interval=P, reset_offset=d % P))
+            synapses.append(_self_connection(p.name, p.size, int(p.threshold), len(p.shape) > 1, profile))
             quench = profile.quench
         adds_input = False
         for k, pr in enumerate(p.inputs):
@@ -146,6 +142,9 @@ def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> 
         sources.append(CurrentSource(f"{p.name}.bias", p.name, start=d,
                                      value=np.asarray(p.bias, dtype=np.int64).reshape(-1),
                                      quench=quench, adds_input=adds_input, length=length, schedule=schedule))
-    return ProcessNet(T=T, period=P, lifs=lifs, synapses=synapses, sources=sources,
-                      readout=snn.readout.name, act_shift=profile.act_shift,
-                      meta={"depth": depth, "profile": profile.name, "neuron": snn.neuron})
+    hidden_out = {p.name: depth[p.name] + delay_out for p in snn.hidden}
+    timing = Timing(T=T, period=P, input_start=dict(depth),
+                    output_start={**hidden_out, snn.readout.name: depth[snn.readout.name]},
+                    length={**{p.name: S for p in snn.hidden}, snn.readout.name: T}, readout=snn.readout.name)
+    return ProcessNet(lifs, synapses, sources, readout=snn.readout.name, T=T, period=P, profile=profile,
+                      timing=timing, meta={"depth": depth})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from spikeport.reports.html import STYLE, json_default, png, table
 from spikeport.toolchain import ir
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.ops import conv_as_matrix
@@ -78,11 +79,11 @@ def ann_macs(graph: ir.Graph) -> int:
 
 def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Graph | None = None) -> dict:
     """Report for the integer graph ``q`` quantized from the float graph ``snn``, measured on ``x``."""
-    T = int(q.meta["T"])
+    T = int(q.T)
     ft = run_reference(snn, x, T, record=True)
     it = run_reference(q, x, T, record=True)
     S = snn.steps(T)
-    limit = 1 << 17  # Lava's u wraps beyond 2**23 = 2**17 weight units
+    limit = q.profile.u_limit  # Lava folds u beyond 2**23 = 2**17 weight units
     layers = []
     synops = np.zeros(len(x))
     spikes_total = np.zeros(len(x))
@@ -183,7 +184,6 @@ def _plots(r: dict) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from spikeport.toolchain.report import png
 
     out = {}
     layers = r["layers"]
@@ -223,7 +223,6 @@ def html_section(r: dict) -> str:
     """The report as an HTML section (plots, summary, per-layer and per-channel tables)."""
     import html
 
-    from spikeport.toolchain.report import table
 
     plots = _plots(r)
     net = r["network"]
@@ -280,7 +279,6 @@ def write_qreport(r: dict, out) -> None:
     import json
     from pathlib import Path
 
-    from spikeport.toolchain.report import STYLE, json_default
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

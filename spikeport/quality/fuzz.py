@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spikeport.targets.profiles import get_profile
+from spikeport.toolchain.profiles import get_profile
 from spikeport.toolchain.snn import INPUT, ConvSynapse, DenseSynapse, Population, Projection, SNNGraph
 
 
@@ -120,8 +120,7 @@ def random_case(seed: int) -> Case:
     readout = DenseSynapse(_mantissas(rng, (n_out, int(np.prod(shape)))), shape, (n_out,))
     pops.append(Population("out", (n_out,), "readout", 0, 0, np.zeros(n_out, dtype=np.int64),
                            [Projection(source, readout, weight_exp=int(rng.integers(0, 3)))]))
-    snn = SNNGraph(tuple(input_shape), pops, integer=True,
-                   meta={"profile": profile.name, "T": T, "headroom": profile.headroom, "fuzz_seed": seed})
+    snn = SNNGraph(tuple(input_shape), pops, profile=profile, T=T, meta={"fuzz_seed": seed})
     x = rng.random((int(rng.integers(1, 5)), *input_shape))
     return Case(seed, snn, x, T)
 
@@ -145,7 +144,7 @@ class Outcome:
 
 def check(case: Case, lava: bool) -> Outcome:
     """Run the case on torch_int, sim and (optionally) Lava and test the property."""
-    from spikeport.toolchain.pipeline import run, verify
+    from spikeport.api import run, verify
 
     rows, traces = verify(case.snn, case.x, case.T, targets=("sim",))
     in_headroom = sum(sum(t.overflow.values()) for t in traces.values()) == 0
@@ -172,8 +171,8 @@ def check(case: Case, lava: bool) -> Outcome:
 
 
 def _general_sim(case: Case):
-    from spikeport.targets.lowering import lower
     from spikeport.targets.sim import simulate
+    from spikeport.toolchain.lowering import lower
     from spikeport.toolchain.reference import encode
 
     return simulate(lower(case.snn, case.T), encode(case.snn, case.x), record=True, fast=False)

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from spikeport.api import LoadedModel, accuracy, ann_accuracy, dataset_for, load_model, run, verify
 from spikeport.models.zoo import CHECKPOINT_DIR
-from spikeport.targets.lowering import lower
 from spikeport.toolchain.convert import convert
+from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.pipeline import LoadedModel, accuracy, ann_accuracy, dataset_for, load_model, run, verify
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.reference import run_reference
 from spikeport.toolchain.snn import SNNGraph

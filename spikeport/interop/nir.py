@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from spikeport.interop.h5guard import probe_hdf5
 from spikeport.toolchain.compose import full_weight
 from spikeport.toolchain.errors import ModelFileError, SpikeportError
 from spikeport.toolchain.files import atomic_path, write_atomic
-from spikeport.toolchain.h5guard import probe_hdf5
-from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
+from spikeport.toolchain.snn import IF, INPUT, ConvSynapse, SNNGraph
 
 NEURON_NOTE = {"reset": "subtract threshold", "v_init": "threshold / 2", "fires_when": "m >= threshold",
                "time": "discrete steps, zero synaptic delay", "readout": "sum of the readout synapses over T steps"}
@@ -52,8 +52,9 @@ def to_nir(snn: SNNGraph):
 
     if snn.integer:
         raise SpikeportError("export the float SNN to NIR (integer details go in the sidecar file)")
-    if snn.neuron != "if" or any(p.time_bias is not None for p in snn.populations):
-        raise SpikeportError(f"NIR has no node for spikeport's {snn.neuron!r}/FTBC neurons; export the QCFS SNN")
+    if not isinstance(snn.neuron, IF) or any(p.time_bias is not None for p in snn.populations):
+        raise SpikeportError(f"NIR has no node for spikeport's {type(snn.neuron).__name__}/FTBC neurons; export the "
+                             "QCFS SNN")
     nodes: dict = {"input": nir.Input(input_type={"input": np.array(snn.input_shape)})}
     edges: list[tuple[str, str]] = []
     shapes = {INPUT: snn.input_shape}
@@ -101,7 +102,7 @@ def export_nir(snn: SNNGraph, path: str | Path, integer: SNNGraph | None = None)
             "populations": [{"name": p.name, "kind": p.kind, "threshold": float(p.threshold),
                              "v_init": float(p.v_init), "origin": p.origin} for p in snn.populations]}
     if integer is not None:
-        side["integer"] = {"profile": integer.meta.get("profile"), "T": integer.meta.get("T"),
+        side["integer"] = {"profile": integer.profile.name, "T": integer.T,
                            "quantization": integer.meta.get("quantization")}
     write_atomic(Path(str(path) + ".spikeport.json"), json.dumps(side, indent=1, default=float))
     return path

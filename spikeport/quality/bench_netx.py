@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from spikeport.targets.conformance import NET_FILES, _whc_to_flat, data_dir, run_netx
+from spikeport.interop.netx import read_netx
+from spikeport.quality.conformance import NET_FILES, _whc_to_flat, data_dir, run_netx
 from spikeport.targets.lava.runner import run_netx_file
-from spikeport.targets.netx import read_netx
 
 
 def bench_netx(names: tuple[str, ...] = ("pilotnet_lif", "ntidigits"), repeat: int = 1) -> list[dict]:

@@ -48,22 +48,21 @@ def load_array(arrays, key):
 
 
 def source_data(src, spec, arrays, n):
-    """Ring-buffer contents: the value (plus the time-indexed schedule) during each sample's
-    window, -quench in its flush step, 0 elsewhere."""
-    P, steps, L = spec["period"], spec["steps"], src["length"]
-    window = np.repeat(arrays[src["value"]][:, None], L, axis=1)
-    if src["schedule"]:
-        sched = arrays[src["schedule"]][:L].T
-        window[:, :sched.shape[1]] += sched
+    """Ring-buffer contents: each sample's window of the source's pattern (its window steps, then
+    the flush step; ``CurrentSource.pattern``), plus the sample's input current in the window
+    steps, at steps i * period + start ..; 0 elsewhere."""
+    P, steps = spec["period"], spec["steps"]
+    pattern = arrays[src["pattern"]].T  # (N, L + 1)
+    L = pattern.shape[1] - 1
     per_sample = arrays[src["per_sample"]] if src["per_sample"] else None
     data = np.zeros((n, steps), dtype=np.int64)
     for i in range(spec["n_samples"]):
         first = i * P + src["start"]  # 1-based step of the window's first step
-        cur = window + (per_sample[i][:, None] if per_sample is not None else 0)
-        last = min(first - 1 + L, steps)
+        cur = pattern.copy()
+        if per_sample is not None:
+            cur[:, :L] += per_sample[i][:, None]
+        last = min(first + L, steps)
         data[:, first - 1:last] = cur[:, :last - first + 1]
-        if first + L <= steps:
-            data[:, first + L - 1] = -src["quench"]
     if np.abs(data).max(initial=0) >= 2 ** 31:
         raise ValueError(f"source {src['name']}: a current does not fit int32")
     return data.astype(np.int32)
@@ -78,8 +77,8 @@ def build_and_run(spec, arrays, out_dir):
     from lava.proc.lif.process import LIF, LIFReset
     from lava.proc.sparse.process import DelaySparse, Sparse
     from lava.utils.weightutils import SignMode
-    from procs.neurons import COSNeuron, TPPNeuron  # spikeport's own, CPU-only
-    from procs.recorders import SpikeRecorder, StateProbe
+    from neuron_procs import COSNeuron, TPPNeuron  # spikeport's own, CPU-only
+    from recorders import SpikeRecorder, StateProbe
 
     sign_modes = {"mixed": SignMode.MIXED, "exc": SignMode.EXCITATORY, "inh": SignMode.INHIBITORY}
     steps = spec["steps"]
@@ -233,7 +232,7 @@ def build_and_run_netx(spec, arrays, out_dir):
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer
-    from procs.recorders import SpikeRecorder, StateProbe
+    from recorders import SpikeRecorder, StateProbe
 
     netx = import_netx()
     kwargs = {"net_config": spec["path"]}

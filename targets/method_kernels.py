@@ -1,39 +1,17 @@
-"""Integer kernels of spikeport's own neuron models (COS, TPP) and the PRNG they share.
+"""Integer kernels of spikeport's own neuron models (COS, TPP): one implementation for ``sim`` and Lava.
 
-This module imports nothing but what it is given: every function takes the array module ``xp``
-(numpy or torch), so the very same arithmetic runs in ``sim`` (torch, batched) and inside the
-Lava process models of ``procs/neurons.py`` (numpy, in Lava's Python 3.10 environment). The
-PyTorch reference implements the methods separately, layer by layer, in
-``spikeport.toolchain.neurons``; the PRNG below is the one definition all three share, so a seed
-reproduces every spike everywhere.
+This module imports nothing but what it is given: every kernel takes the array module ``xp``
+(numpy or torch) and TPP takes the PRNG (``toolchain/prng.py``), so the very same arithmetic runs in
+``sim`` (torch, batched) and inside spikeport's Lava process models (numpy, in Lava's Python 3.10
+environment, where this file is copied without the rest of spikeport). The PyTorch reference
+implements both methods independently, layer by layer (``toolchain/reference_neurons.py``); the
+PRNG is the one definition all three share, so a seed reproduces every spike everywhere.
 
 Window-relative time: for one sample, step j = 0, 1, ... counts from the first step at which
 the neuron's input for that sample arrives.
 """
 
-MASK32 = 0xFFFFFFFF
 TWO32 = 1 << 32
-
-
-def _mix32(x):
-    """lowbias32 (C. Wellons): a 32-bit integer hash. Works on Python ints, numpy or torch int64
-    arrays alike: products wrap modulo 2**64 and only their low 32 bits are kept."""
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & MASK32
-    x = x ^ (x >> 15)
-    x = (x * 0x846CA68B) & MASK32
-    return x ^ (x >> 16)
-
-
-def prng_u32(seed, layer, sample, neuron, step):
-    """A uniform integer in [0, 2**32) for every (seed, layer, sample, neuron, step).
-
-    ``sample`` and ``neuron`` may be int64 arrays that broadcast (e.g. (B, 1) and (N,));
-    ``seed``, ``layer`` and ``step`` are Python ints.
-    """
-    head = _mix32((_mix32((seed & MASK32) ^ 0x9E3779B9) + layer * 0x85EBCA6B + step * 0xC2B2AE35) & MASK32)
-    x = _mix32((sample * 0x27D4EB2F + head) & MASK32)
-    return _mix32((x + neuron * 0x165667B1) & MASK32)
 
 
 def _zeros(xp, shape, device=None):
@@ -52,8 +30,9 @@ class TPPKernel:
     (from v_init); steps j = T..2T-1 fire with probability v / (theta * steps left), subtracting
     theta per spike, at most one spike per step. Inputs outside j < T are ignored."""
 
-    def __init__(self, xp, shape, theta: int, v_init: int, T: int, seed: int, layer: int, neuron_ids, device=None):
-        self.xp, self.shape = xp, shape
+    def __init__(self, xp, prng, shape, theta: int, v_init: int, T: int, seed: int, layer: int, neuron_ids,
+                 device=None):
+        self.xp, self.prng, self.shape = xp, prng, shape
         self.theta, self.v_init, self.T, self.seed, self.layer = theta, v_init, T, seed, layer
         self.neuron = neuron_ids
         self.v = _zeros(xp, shape, device)
@@ -70,7 +49,7 @@ class TPPKernel:
         k = j - T + 1  # firing step 1..T
         if k > T:
             return self.v != self.v
-        r = prng_u32(self.seed, self.layer, sample, self.neuron, k)
+        r = self.prng(self.seed, self.layer, sample, self.neuron, k)
         s = tpp_fires(self.v, self.theta, T - k + 1, r)
         self.v = self.v - s * self.theta
         return s

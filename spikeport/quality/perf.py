@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from spikeport.targets.lowering import lower
+from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.snn import INPUT, SNNGraph
 
 MB = 1 << 20
@@ -119,8 +119,8 @@ class Network:
 
 
 def bundled_cnn(samples: int) -> Network:
+    from spikeport.api import dataset_for, load_model
     from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
-    from spikeport.toolchain.pipeline import dataset_for, load_model
 
     model = load_model("cnn_mnist")
     data = dataset_for(model)
@@ -130,9 +130,9 @@ def bundled_cnn(samples: int) -> Network:
 
 
 def random_vgg(samples: int, width: int = 32, seed: int = 0) -> Network:
+    from spikeport.api import import_model
     from spikeport.models.data import load_dataset
     from spikeport.models.zoo import vgg_mnist
-    from spikeport.toolchain.pipeline import import_model
 
     data = load_dataset("mnist5k")
     torch.manual_seed(seed)
@@ -158,8 +158,8 @@ def dense_macs(q: SNNGraph) -> int:
 
 def event_synops(q: SNNGraph, trace) -> float:
     """Spikes x fan-out per sample over the window (the chip's synaptic operations)."""
-    from spikeport.toolchain.harness import per_neuron_counts
-    from spikeport.toolchain.qreport import fan_out
+    from spikeport.evaluate import per_neuron_counts
+    from spikeport.reports.quantization import fan_out
 
     total = 0.0
     S = q.steps(trace.T)
@@ -215,10 +215,10 @@ class NetworkFigures:
 
 def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat: int, device: str,
                     methods: tuple[str, ...], log: Callable[[str], None], memory: MemoryProbe) -> NetworkFigures:
+    from spikeport.api import run, verify
     from spikeport.targets.sim import SimTarget
     from spikeport.toolchain.convert import convert
     from spikeport.toolchain.methods import apply_method
-    from spikeport.toolchain.pipeline import run, verify
     from spikeport.toolchain.quantize import quantize
     from spikeport.toolchain.reference import run_reference
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
-import io
 import json
 import platform
 from dataclasses import asdict, dataclass, field
@@ -14,14 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.models.data import SPLIT_SEED, Dataset
+from spikeport.reports.html import STYLE, json_default, png, table
+from spikeport.reports.quantization import html_section
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.snn import SNNGraph
 
 TARGET_ORDER = ["ann", "torch_float", "torch_int", "sim", "lava"]
-STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-         "table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}"
-         "th{background:#f3f3f3}tr.ok td{background:#eefbea}tr.bad td{background:#fde8e8}.ok{color:#176b1c}"
-         "pre{background:#f7f7f7;padding:.6em;font-size:13px}img{max-width:100%}")
 
 
 @dataclass
@@ -39,8 +35,8 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     snn_summary: str = ""
-    methods: dict = field(default_factory=dict)  # spikeport.toolchain.compare.MethodTable as a dict
-    quantization_report: dict = field(default_factory=dict)  # spikeport.toolchain.qreport at one T
+    methods: dict = field(default_factory=dict)  # spikeport.methods_table.MethodTable as a dict
+    quantization_report: dict = field(default_factory=dict)  # spikeport.reports.quantization at one T
     methods_markdown: str = ""
 
     @classmethod
@@ -93,12 +89,6 @@ def accuracy_table(report: Report) -> str:
             cells = " ".join(f"{100 * accs[t]:>7.2f}" if t in accs else f"{'':>7}" for t in Ts)
         lines.append(f"{method:<8} {target:<12} {n:>5} {cells}")
     return "\n".join(lines)
-
-
-def png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _plots(report: Report) -> dict[str, str]:
@@ -184,18 +174,7 @@ def _methods_html(report: Report, plots: dict[str, str]) -> str:
             f"</p>{img}{html_tables}")
 
 
-def table(rows: list[list], header: list[str], cls: list[str] | None = None) -> str:
-    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
-    body = []
-    for i, r in enumerate(rows):
-        c = f' class="{cls[i]}"' if cls and cls[i] else ""
-        body.append(f"<tr{c}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>")
-    return f"<table><thead><tr>{h}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
 def to_html(report: Report) -> str:
-    from spikeport.toolchain.qreport import html_section
-
     plots = _plots(report)
     ver_rows, ver_cls = [], []
     for v in report.verification:
@@ -249,11 +228,3 @@ def write_report(report: Report, out: Path) -> None:
     write_atomic(out / "report.html", to_html(report))
 
 
-def json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)

@@ -10,8 +10,9 @@ Lava's can be compared parameter by parameter. Arrays are in PyTorch layout (pop
 Time: steps are numbered from 1 as in Lava. ``CurrentSource`` models an ``io.source.RingBuffer``
 wired straight into a neuron's ``a_in`` (no delay): for a sample whose window starts at step s it
 sends ``value`` (plus ``schedule[j]`` at window step j, FTBC's time-indexed bias) at steps
-s .. s+L-1 for a window of L steps, ``-quench`` at step s+L (the flush step), and 0 otherwise.
-Dense and Conv deliver one step after the spike (plus ``delay`` for DelaySparse).
+s .. s+L-1 for a window of L steps, ``-quench`` at step s+L (the flush step), and 0 otherwise
+(:meth:`CurrentSource.pattern`). Dense and Conv deliver one step after the spike (plus ``delay``
+for DelaySparse). :class:`Timing` states when each population handles each sample.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-SIGN_MODES = ("mixed", "exc", "inh")
+from spikeport.toolchain.profiles import LOIHI2, TargetProfile
 
 
 @dataclass
@@ -124,58 +125,78 @@ class CurrentSource:
     length: int | None = None  # window length (default: the net's T)
     schedule: np.ndarray | None = None  # (steps, N) int64 added at window step j (FTBC's time bias)
 
-    def window(self, T: int) -> int:
-        return self.length if self.length is not None else T
+    def pattern(self, T: int) -> np.ndarray:
+        """What the source sends into ``dst`` in each step of one sample's window and in its flush
+        step, without the per-sample input: (window + 1, N) int64, the row ``window`` holding the
+        quench. The one definition ``sim`` and the Lava worker both play back."""
+        length = self.length if self.length is not None else T
+        out = np.empty((length + 1, len(self.value)), dtype=np.int64)
+        out[:length] = self.value
+        if self.schedule is not None:
+            k = min(length, len(self.schedule))
+            out[:k] += self.schedule[:k]
+        out[length] = -self.quench
+        return out
 
-    def value_at(self, j: int, T: int):
-        """Constant part at window step j (0-based) without the per-sample input, or None outside."""
-        if 0 <= j < self.window(T):
-            if self.schedule is not None and j < len(self.schedule):
-                return self.value + self.schedule[j]
-            return self.value
-        return None
 
+@dataclass(frozen=True)
+class Timing:
+    """When a lowered network handles a sample: the contract every pipelined target keeps and
+    ``verify`` holds it to. Steps are 1-based; sample i of a stream adds ``i * period``.
 
-@dataclass
-class ProcessNet:
+    Population p takes its input window from step ``input_start[p]`` and emits its output window,
+    ``length[p]`` steps long (S for hidden layers, T for the readout), from ``output_start[p]``: one
+    step per synaptic hop after its sources, plus its own output delay (COS: rho, TPP: T)."""
+
     T: int
     period: int  # steps between consecutive streamed samples
-    lifs: list[NeuronProcess]
-    synapses: list[DenseProcess | ConvProcess]
-    sources: list[CurrentSource]
-    readout: str  # the LIF whose u carries the summed logits
-    act_shift: int = 6
-    meta: dict = field(default_factory=dict)
-
-    def lif(self, name: str) -> LIFProcess:
-        return next(p for p in self.lifs if p.name == name)
+    input_start: dict[str, int]
+    output_start: dict[str, int]
+    length: dict[str, int]
+    readout: str
 
     @property
     def frame(self) -> int:
-        """Steps from a sample's first step to the last output any process makes for it (the
-        readout's last window step, or a COS layer's last replayed step when S > T)."""
-        last = 0
-        for p in self.lifs:
-            if isinstance(p, COSProcess):
-                end = p.start + p.rho + p.S - 1
-            elif isinstance(p, TPPProcess):
-                end = p.start + 2 * p.T - 1
-            else:
-                src = next((s for s in self.sources if s.dst == p.name), None)
-                end = (src.start + src.window(self.T) - 1) if src else self.T
-            last = max(last, end)
-        return last
+        """Steps from a sample's first step to the last output any population makes for it."""
+        return max(max(self.output_start[k] + self.length[k] - 1, self.input_start[k] + self.length[k] - 1)
+                   for k in self.output_start)
 
     @property
     def latency(self) -> int:
         """Steps from a sample's first input to the readout's last window step (its answer)."""
-        return (self.window_start(self.readout) or 1) + self.T - 1
+        return self.output_start[self.readout] + self.T - 1
 
-    def output_delay(self, name: str) -> int:
-        """Steps from a neuron's first input of a window to its first output (COS: rho, TPP: T)."""
-        p = self.lif(name)
-        return p.rho if isinstance(p, COSProcess) else p.T if isinstance(p, TPPProcess) else 0
 
-    def window_start(self, name: str) -> int | None:
-        """First step (1-based) of the LIF's window: where its current source starts; None without one."""
-        return next((s.start for s in self.sources if s.dst == name), None)
+@dataclass
+class ProcessNet:
+    lifs: list[NeuronProcess]
+    synapses: list[DenseProcess | ConvProcess]
+    sources: list[CurrentSource]
+    readout: str  # the LIF whose u carries the summed logits
+    T: int = 1  # window length of the sources
+    period: int = 1  # steps between consecutive streamed samples
+    profile: TargetProfile = LOIHI2  # the bit widths of the processes' registers
+    timing: Timing | None = None  # lowering states it; derived for plain LIF networks
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.timing is None:
+            if any(not isinstance(p, LIFProcess) for p in self.lifs):
+                raise ValueError("a network with COS or TPP processes needs the Timing its lowering states")
+            # plain LIFs answer in the steps their sources drive them (from step 1 without a source)
+            start = {p.name: next((s.start for s in self.sources if s.dst == p.name), 1) for p in self.lifs}
+            self.timing = Timing(self.T, self.period, start, dict(start), {k: self.T for k in start}, self.readout)
+        elif (self.timing.T, self.timing.period) != (self.T, self.period):
+            raise ValueError(f"timing (T={self.timing.T}, period={self.timing.period}) differs from the network's "
+                             f"(T={self.T}, period={self.period})")
+
+    def lif(self, name: str) -> NeuronProcess:
+        return next(p for p in self.lifs if p.name == name)
+
+    @property
+    def frame(self) -> int:
+        return self.timing.frame
+
+    @property
+    def latency(self) -> int:
+        return self.timing.latency

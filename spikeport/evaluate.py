@@ -111,9 +111,9 @@ class Evaluation:
             raise SpikeportError(f"--device {device} applies to the torch and sim targets, not {cfg.target}")
 
     def _prepare(self):
+        from spikeport.api import dataset_for, load_model
         from spikeport.toolchain.convert import convert
         from spikeport.toolchain.methods import apply_method
-        from spikeport.toolchain.pipeline import dataset_for, load_model
         from spikeport.toolchain.quantize import quantize
 
         cfg = self.cfg
@@ -182,9 +182,9 @@ class Evaluation:
     def _run_shard(self, path: Path, rank: int, world: int, summary: bool = True) -> dict | None:
         from tqdm import tqdm
 
-        from spikeport.targets.lowering import lower
-        from spikeport.toolchain.pipeline import run
-        from spikeport.toolchain.qreport import fan_out
+        from spikeport.api import run
+        from spikeport.reports.quantization import fan_out
+        from spikeport.toolchain.lowering import lower
         from spikeport.toolchain.snn import INPUT
         from spikeport.toolchain.verify import compare
 

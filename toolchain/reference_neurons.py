@@ -1,9 +1,9 @@
-"""Neuron models of the PyTorch reference, each run over a whole layer window with zero delay.
+"""Neuron models of the PyTorch reference (the oracle), each run over a whole layer window with zero delay.
 
 ``current(t)`` gives the layer's input at step t as a (batch, neurons) tensor (float, or int64 in
 integer graphs). Every model returns the spike train (S, batch, neurons) as bool. These are the
 reference semantics the pipelined targets are verified against; ``sim`` and the Lava process
-models implement the same methods separately (``targets/lava/kernels.py``), sharing only the PRNG.
+models implement the same methods separately (``targets/method_kernels.py``), sharing only the PRNG.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from spikeport.targets.lava.kernels import prng_u32
+from spikeport.toolchain.prng import prng_u32
 
 Current = Callable[[int], torch.Tensor]
 
@@ -31,6 +31,13 @@ class Excursion:
             self.overflow += int((e > self.headroom).sum())
 
 
+def fire(m: torch.Tensor, theta) -> tuple[torch.Tensor, torch.Tensor]:
+    """The soft-reset IF neuron, the one place the oracle writes it: spikes ``s = m >= theta`` and the
+    potential ``v = m - theta * s`` left after them (reset by subtraction)."""
+    s = m >= theta
+    return s, m - theta * s.to(m.dtype)
+
+
 def _zeros(shape, integer: bool, device) -> torch.Tensor:
     return torch.zeros(shape, dtype=torch.int64 if integer else torch.float32, device=device)
 
@@ -45,9 +52,7 @@ def run_if(current: Current, S: int, shape: tuple[int, int], theta, v_init, inte
     for t in range(S):
         m = v + current(t)
         ex.observe(m)
-        s = m >= theta
-        v = m - theta * s.to(m.dtype)
-        out[t] = s
+        out[t], v = fire(m, theta)
     return out
 
 
@@ -84,12 +89,11 @@ def run_cos(current: Current, S: int, rho: int, shape: tuple[int, int], theta, v
     for t in range(rho):
         m = v + current(t)
         ex.observe(m)
-        s = m >= theta
+        s, v = fire(m, theta)
         md = m.to(torch.float64)
         min_spike = torch.where(s, torch.minimum(min_spike, md), min_spike)
         max_quiet = torch.where(s, max_quiet, torch.maximum(max_quiet, md))
         count += s
-        v = m - theta * s.to(m.dtype)
     has_quiet = torch.isfinite(max_quiet)
     if integer:
         min_spike = torch.where(torch.isfinite(min_spike), min_spike, torch.zeros_like(min_spike)).to(torch.int64)
