@@ -29,7 +29,7 @@ env: $(VENV)/.stamp lava-env
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/python scripts/lint_imports.py
 
 test: env lint
 	$(VENV)/bin/python -m pytest

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spikeport.toolchain.errors import SpikeportError
+
 SPLIT_SEED = 0
 
 
@@ -31,10 +33,6 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
-
-    @property
-    def num_classes(self) -> int:
-        return int(max(self.y_train.max(), self.y_test.max())) + 1
 
 
 def _split(name: str, x: np.ndarray, y: np.ndarray, n_test: int) -> Dataset:
@@ -68,7 +66,6 @@ DATASETS: dict[str, Callable[[bool], Dataset]] = {"digits": _digits, "mnist5k": 
 
 def load_dataset(name: str, flat: bool = False) -> Dataset:
     """Load one of the bundled data sets; ``flat`` gives (N, features) instead of (N, C, H, W)."""
-    from spikeport.toolchain.errors import SpikeportError
 
     if name not in DATASETS:
         raise SpikeportError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")

@@ -32,6 +32,11 @@ from torch import nn
 from spikeport.models.data import SPLIT_SEED, load_dataset
 from spikeport.models.qcfs import QCFS
 from spikeport.models.zoo import ARCHITECTURES, build_model, save_checkpoint
+from spikeport.toolchain.convert import convert
+from spikeport.toolchain.import_torch import import_torch
+from spikeport.toolchain.interpret import run_graph
+from spikeport.toolchain.passes import normalize
+from spikeport.toolchain.reference import run_reference
 
 
 @dataclass
@@ -79,10 +84,6 @@ def _shift(xb: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tens
 @torch.no_grad()
 def snn_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, T: int) -> float:
     """Accuracy of the converted float SNN (the selection metric)."""
-    from spikeport.toolchain.convert import convert
-    from spikeport.toolchain.import_torch import import_torch
-    from spikeport.toolchain.passes import normalize
-    from spikeport.toolchain.reference import run_reference
 
     snn = convert(normalize(import_torch(model.eval(), tuple(x.shape[1:]))))
     return float((run_reference(snn, x, T).predictions == y).mean())
@@ -93,11 +94,6 @@ def nq_sigmas(model: nn.Module, x: np.ndarray, T: int) -> dict[str, float]:
     """NQ (Huang et al.): per QCFS layer, the standard deviation of the gap between the ANN
     activation (no noise) and the converted SNN's rate (spike count * threshold / T) on held-out
     training samples. The next epoch trains with Gaussian noise of that size on the activation."""
-    from spikeport.toolchain.convert import convert
-    from spikeport.toolchain.import_torch import import_torch
-    from spikeport.toolchain.interpret import run_graph
-    from spikeport.toolchain.passes import normalize
-    from spikeport.toolchain.reference import run_reference
 
     was_training = model.training
     graph = normalize(import_torch(model.eval(), tuple(x.shape[1:])))

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from spikeport.models.qcfs import QCFS
+from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.files import atomic_path
 
 CHECKPOINT_FORMAT = "spikeport-checkpoint/1"
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -91,7 +93,6 @@ ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], str, bool]] = {
 
 def build_model(arch: str, **kwargs: Any) -> nn.Module:
     """``arch``: a key of ARCHITECTURES (the NQ checkpoints use the same architectures)."""
-    from spikeport.toolchain.errors import SpikeportError
 
     if arch not in ARCHITECTURES:
         raise SpikeportError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
@@ -100,7 +101,6 @@ def build_model(arch: str, **kwargs: Any) -> nn.Module:
 
 def save_checkpoint(path: Path, arch: str, arch_kwargs: dict, model: nn.Module, meta: dict) -> None:
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    from spikeport.toolchain.files import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save({"format": CHECKPOINT_FORMAT, "arch": arch, "arch_kwargs": arch_kwargs,
@@ -109,7 +109,6 @@ def save_checkpoint(path: Path, arch: str, arch_kwargs: dict, model: nn.Module, 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     """Load a checkpoint safely (``weights_only=True``); returns (model in eval mode, checkpoint dict)."""
-    from spikeport.toolchain.errors import SpikeportError
 
     path = Path(path)
     if not path.is_file():
@@ -136,7 +135,6 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
 
 def bundled_checkpoint(name: str) -> Path:
     """Path of a checkpoint that ships with spikeport (``models/checkpoints/<name>.pt``)."""
-    from spikeport.toolchain.errors import SpikeportError
 
     path = CHECKPOINT_DIR / f"{name}.pt"
     if not path.is_file():

@@ -10,7 +10,9 @@ spike against the PyTorch reference.
     rows, _ = sp.verify(q, data.x_test[:32], T=8, targets=("sim", "lava"))
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("spikeport")
 
 from spikeport.api import (
     accuracy,

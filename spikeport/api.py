@@ -1,4 +1,5 @@
-"""The whole flow as a few functions: load a model, convert, quantize, run on a target, verify."""
+"""The whole flow as a few functions: load a model, convert, apply a method, quantize, run on a
+target, verify. :func:`prepare` and :meth:`Prepared.compile` are the one recipe every command uses."""
 
 from __future__ import annotations
 
@@ -15,10 +16,15 @@ from spikeport.models.data import Dataset, load_dataset
 from spikeport.models.zoo import ARCHITECTURES, bundled_checkpoint, load_checkpoint
 from spikeport.targets.registry import get_target
 from spikeport.toolchain import ir
+from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.import_onnx import import_onnx
 from spikeport.toolchain.import_torch import import_torch
+from spikeport.toolchain.interpret import forward
+from spikeport.toolchain.methods import apply_method
 from spikeport.toolchain.passes import normalize
+from spikeport.toolchain.profiles import TargetProfile
+from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
 from spikeport.toolchain.verify import Verification, aligned, compare
@@ -74,6 +80,41 @@ def load_model(spec: str | Path, allow_maxpool: bool = False) -> LoadedModel:
     return LoadedModel(graph, path.stem, dataset, dict(ckpt.get("meta", {}), arch=ckpt["arch"]))
 
 
+@dataclass
+class Prepared:
+    """A model taken through import and conversion, with the data it is calibrated and tested on."""
+
+    model: LoadedModel
+    data: Dataset
+    calib: np.ndarray  # the training samples that set thresholds and integer ranges
+    snn: SNNGraph  # the converted float SNN (QCFS baseline)
+    device: str = "cpu"
+
+    def method(self, name: str, T: int, rho: int = 4, seed: int = 0) -> SNNGraph:
+        """The float SNN running ``name`` (qcfs, ftbc, cos, tpp); FTBC calibrates on the training split."""
+        return apply_method(self.snn, name, T, graph=self.model.graph, calib_x=self.data.x_train,
+                            calib_y=self.data.y_train, rho=rho, seed=seed, device=self.device)
+
+    def quantize(self, snn: SNNGraph, T: int, profile: str | TargetProfile = "loihi2") -> SNNGraph:
+        return quantize(snn, self.calib, T, profile, device=self.device)
+
+    def compile(self, T: int, method: str = "qcfs", profile: str | TargetProfile = "loihi2", rho: int = 4,
+                seed: int = 0) -> tuple[SNNGraph, SNNGraph]:
+        """(float SNN with the method, integer SNN for ``profile`` at ``T``)."""
+        snn = self.method(method, T, rho, seed)
+        return snn, self.quantize(snn, T, profile)
+
+
+def prepare(spec: str | Path | LoadedModel, data: str | None = None, calib: int = 512, allow_maxpool: bool = False,
+            device: str = "cpu") -> Prepared:
+    """Load ``spec`` (see :func:`load_model`), pick its data set and convert it with the first
+    ``calib`` training samples."""
+    model = spec if isinstance(spec, LoadedModel) else load_model(spec, allow_maxpool=allow_maxpool)
+    ds = dataset_for(model, data)
+    x = ds.x_train[:calib]
+    return Prepared(model, ds, x, convert(model.graph, x, device=device), device)
+
+
 def dataset_for(model: LoadedModel, name: str | None = None) -> Dataset:
     """The data set to evaluate on, shaped like the model's input."""
     name = name or model.dataset
@@ -89,8 +130,6 @@ def dataset_for(model: LoadedModel, name: str | None = None) -> Dataset:
 
 
 def ann_accuracy(graph: ir.Graph, x: np.ndarray, y: np.ndarray, clip: bool = False) -> float:
-    from spikeport.toolchain.interpret import forward
-
     with torch.no_grad():
         return float((forward(graph, x, clip_qcfs=clip).argmax(1) == y).mean())
 

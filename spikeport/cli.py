@@ -64,7 +64,15 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="calibration method on top of the QCFS conversion (NQ: pass an *_nq model)")
     p.add_argument("--rho", type=_positive, default=4, help="COS pre-run length")
     p.add_argument("--seed", type=int, default=0, help="TPP seed")
+    _profile_arg(p)
     _device_arg(p)
+
+
+def _profile_arg(p: argparse.ArgumentParser) -> None:
+    from spikeport.toolchain.profiles import PROFILES
+
+    p.add_argument("--profile", choices=sorted(PROFILES), default="loihi2",
+                   help="target profile: the bit widths the integers are sized for")
 
 
 def _device_arg(p: argparse.ArgumentParser) -> None:
@@ -168,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("eval", "hardware-in-the-loop evaluation on one target, resumable (results.jsonl + config.toml)")
     p.add_argument("model", nargs="?", default=None, help=MODEL_HELP + " (omit with --config)")
     p.add_argument("--config", type=Path, default=None, help="a config.toml written by an earlier eval: rerun it")
-    p.add_argument("--target", choices=["torch", "sim", "lava", "loihi2"], default="sim")
+    p.add_argument("--target", choices=["torch_int", "sim", "lava", "loihi2"], default="sim",
+                   help="torch_int: the integer PyTorch reference (zero delay)")
     p.add_argument("--T", type=_positive, default=8)
     p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp"], default="qcfs")
     p.add_argument("--rho", type=_positive, default=4)
@@ -179,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-every", type=int, default=0, help="check every N-th sample against the reference")
     p.add_argument("--chunk", type=_positive, default=16, help="samples per target call")
     p.add_argument("--out", type=Path, default=Path("out/eval"), help="folder for results.jsonl and config.toml")
+    _profile_arg(p)
     _device_arg(p)
 
     p = add("report", "quantization report: per-layer and per-channel rounding, head-room, firing, energy")
@@ -216,18 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prepare(args):
-    from spikeport.api import dataset_for, load_model
-    from spikeport.toolchain.convert import convert
-    from spikeport.toolchain.methods import apply_method
+    """The one recipe (``api.prepare``): the prepared model and its float SNN running ``--method``."""
+    from spikeport.api import prepare
 
-    device = _check_device(args.device)
-    model = load_model(args.model, allow_maxpool=args.allow_maxpool)
-    data = dataset_for(model, args.data)
-    calib = data.x_train[:args.calib]
-    snn = convert(model.graph, calib, device=device)
-    snn = apply_method(snn, args.method, args.T, graph=model.graph, calib_x=data.x_train, calib_y=data.y_train,
-                       rho=args.rho, seed=args.seed, device=device)
-    return model, data, calib, snn
+    p = prepare(args.model, args.data, args.calib, args.allow_maxpool, _check_device(args.device))
+    return p, p.method(args.method, args.T, args.rho, args.seed)
 
 
 def cmd_demo(args) -> int:
@@ -241,11 +244,10 @@ def cmd_demo(args) -> int:
 
 def cmd_run(args) -> int:
     from spikeport.api import accuracy, run
-    from spikeport.toolchain.quantize import quantize
 
-    _, data, calib, snn = _prepare(args)
-    x, y = data.x_test[:args.samples], data.y_test[:args.samples]
-    net = snn if args.target == "torch_float" else quantize(snn, calib, args.T, device=args.device)
+    p, snn = _prepare(args)
+    x, y = p.data.x_test[:args.samples], p.data.y_test[:args.samples]
+    net = snn if args.target == "torch_float" else p.quantize(snn, args.T, args.profile)
     options = {} if args.target == "lava" else {"device": args.device}
     if args.stream:
         if args.target != "sim":
@@ -265,16 +267,15 @@ def cmd_run(args) -> int:
 
 def cmd_verify(args) -> int:
     from spikeport.api import verify
-    from spikeport.toolchain.quantize import quantize
 
-    _, data, calib, snn = _prepare(args)
+    p, snn = _prepare(args)
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     bad = [t for t in targets if t not in ("sim", "lava")]
     if bad:
         from spikeport.toolchain.errors import SpikeportError
         raise SpikeportError(f"unknown verification target(s) {bad}; choose from sim, lava")
-    q = quantize(snn, calib, args.T, device=args.device)
-    rows, _ = verify(q, data.x_test[:args.samples], args.T, targets=targets,
+    q = p.quantize(snn, args.T, args.profile)
+    rows, _ = verify(q, p.data.x_test[:args.samples], args.T, targets=targets,
                      target_options={"lava": {"timeout": args.timeout}}, device=args.device)
     return _print_checks(rows, args.json)
 
@@ -290,11 +291,10 @@ def _print_checks(checks: list, as_json: bool) -> int:
 
 
 def cmd_info(args) -> int:
-    from spikeport.toolchain.quantize import quantize
-
-    model, _, calib, snn = _prepare(args)
+    p, snn = _prepare(args)
+    model = p.model
     print(f"# float graph ({model.name})\n{model.graph.summary()}\n\n# spiking network\n{snn.summary()}")
-    q = quantize(snn, calib, args.T)
+    q = p.quantize(snn, args.T, args.profile)
     print(f"\n# quantized for T={args.T} ({q.profile.name})")
     for layer in q.meta["quantization"]:
         exps = [p.get("weight_exp", "analog") for p in layer["projections"]]
@@ -348,12 +348,11 @@ def cmd_export(args) -> int:
     from spikeport.interop.netx import netx_obstacles
     from spikeport.interop.nir import export_nir
     from spikeport.toolchain.errors import SpikeportError, UnsupportedOpError
-    from spikeport.toolchain.quantize import quantize
 
     if args.nir is None and args.netx is None:
         raise SpikeportError("nothing to do: pass --nir FILE and/or --netx FILE")
-    _, _, calib, snn = _prepare(args)
-    q = quantize(snn, calib, args.T)
+    p, snn = _prepare(args)
+    q = p.quantize(snn, args.T, args.profile)
     if args.nir is not None:
         export_nir(snn, args.nir, integer=q)
         print(f"wrote {args.nir} and {args.nir}.spikeport.json")
@@ -376,7 +375,7 @@ def cmd_eval(args) -> int:
     else:
         cfg = EvalConfig(model=args.model, target=args.target, T=args.T, method=args.method, rho=args.rho,
                          seed=args.seed, data=args.data or "", samples=args.samples, calib=args.calib,
-                         verify_every=args.verify_every, chunk=args.chunk)
+                         verify_every=args.verify_every, chunk=args.chunk, profile=args.profile)
     s = Evaluation(cfg, args.out, device=_check_device(args.device)).run()
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun, rank 0 speaks for all
         return 0 if s["verified_exact"] in (None, True) else 1
@@ -391,11 +390,10 @@ def cmd_eval(args) -> int:
 
 def cmd_report(args) -> int:
     from spikeport.reports.quantization import quantization_report, write_qreport
-    from spikeport.toolchain.quantize import quantize
 
-    model, data, calib, snn = _prepare(args)
-    q = quantize(snn, calib, args.T)
-    r = quantization_report(snn, q, data.x_train[:args.samples], model.graph)
+    p, snn = _prepare(args)
+    q = p.quantize(snn, args.T, args.profile)
+    r = quantization_report(snn, q, p.data.x_train[:args.samples], p.model.graph)
     write_qreport(r, args.out)
     for line in r["summary"]:
         print(line)

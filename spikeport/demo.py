@@ -15,12 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from spikeport.api import accuracy, ann_accuracy, dataset_for, load_model, run, verify
+from spikeport.api import accuracy, ann_accuracy, prepare, run, verify
 from spikeport.methods_table import compare_methods
 from spikeport.reports.demo_report import Report, accuracy_table, write_report
 from spikeport.reports.quantization import quantization_report
-from spikeport.toolchain.convert import convert
-from spikeport.toolchain.quantize import quantize
 
 
 def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), lava_T: int = 8,
@@ -28,16 +26,13 @@ def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
          lava: bool = True, progress: bool = True, methods_Ts: tuple[int, ...] = (1, 2, 4, 8),
          tpp_seeds: int = 3) -> Report:
     t_start = time.perf_counter()
-    loaded = load_model(model)
-    data = dataset_for(loaded)
+    prep = prepare(model, calib=calib_samples)
+    loaded, data, calib, snn = prep.model, prep.data, prep.calib, prep.snn
     x, y = data.x_test[:test_samples], data.y_test[:test_samples]
-    calib = data.x_train[:calib_samples]
     report = Report.new(loaded, data, profile="loihi2", calib_samples=len(calib))
+    report.timings["load_convert_s"] = time.perf_counter() - t_start
     report.add_accuracy("qcfs", "ann", None, ann_accuracy(loaded.graph, x, y), len(x))
     report.add_accuracy("clip", "ann", None, ann_accuracy(loaded.graph, x, y, clip=True), len(x))
-    t0 = time.perf_counter()
-    snn = convert(loaded.graph, calib)
-    report.timings["convert_s"] = time.perf_counter() - t0
     report.snn_summary = snn.summary()
     n_lava = min(lava_samples, len(x)) if lava else 0
     total = len(Ts) * 3 * len(x) + (2 * n_lava if lava_T in Ts else 0)
@@ -50,7 +45,7 @@ def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
         report.add_accuracy("qcfs", "torch_float", T, accuracy(tf, y), len(x))
         bar.update(len(x))
         t0 = time.perf_counter()
-        q = quantize(snn, calib, T)
+        q = prep.quantize(snn, T)
         report.timings[f"quantize_T{T}_s"] = time.perf_counter() - t0
         report.quantization[str(T)] = q.meta["quantization"]
         bar.set_description(f"T={T} torch_int+sim verify")

@@ -31,11 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
+from spikeport.api import prepare, run
+from spikeport.targets.lava.runner import lava_python
 from spikeport.toolchain.errors import SpikeportError, TargetError
 from spikeport.toolchain.files import write_atomic
+from spikeport.toolchain.lowering import lower
+from spikeport.toolchain.ops import synaptic_ops
 from spikeport.toolchain.trace import Trace
+from spikeport.toolchain.verify import compare
 
-TARGETS = {"torch": "torch_int", "sim": "sim", "lava": "lava", "loihi2": "loihi2"}
+TARGETS = ("torch_int", "sim", "lava", "loihi2")  # loihi2: Lava's Loihi2HwCfg, where Intel's stack exists
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,6 @@ class EvalConfig:
 
 def loihi2_missing() -> str | None:
     """Why ``Loihi2HwCfg`` cannot run here, in one line, or None when Intel's Loihi stack is present."""
-    from spikeport.targets.lava.runner import lava_python
 
     probe = "import lava.magma.core.model.nc.model, nxcore"
     res = subprocess.run([lava_python(), "-c", probe], capture_output=True, text=True)
@@ -94,12 +98,6 @@ def loihi2_missing() -> str | None:
             f"({(res.stderr.strip().splitlines() or ['import failed'])[-1]})")
 
 
-def per_neuron_counts(trace: Trace, name: str, steps: int) -> np.ndarray:
-    """(batch, neurons) spike counts over a layer's output window."""
-    start = trace.window_start.get(name, 0)
-    return trace.spikes[name][start:start + steps].sum(0).astype(np.int64)
-
-
 class Evaluation:
     """Streams the test split through one target and keeps a resumable results file."""
 
@@ -107,22 +105,13 @@ class Evaluation:
         self.cfg, self.out, self.progress, self.device = cfg, Path(out), progress, device
         if cfg.target not in TARGETS:
             raise SpikeportError(f"unknown target {cfg.target!r}; choose one of {sorted(TARGETS)}")
-        if device != "cpu" and TARGETS[cfg.target] not in ("torch_int", "sim"):
+        if device != "cpu" and cfg.target not in ("torch_int", "sim"):
             raise SpikeportError(f"--device {device} applies to the torch and sim targets, not {cfg.target}")
 
     def _prepare(self):
-        from spikeport.api import dataset_for, load_model
-        from spikeport.toolchain.convert import convert
-        from spikeport.toolchain.methods import apply_method
-        from spikeport.toolchain.quantize import quantize
-
         cfg = self.cfg
-        model = load_model(cfg.model)
-        data = dataset_for(model, cfg.data or None)
-        calib = data.x_train[:cfg.calib]
-        snn = apply_method(convert(model.graph, calib, device=self.device), cfg.method, cfg.T, graph=model.graph,
-                           calib_x=data.x_train, calib_y=data.y_train, rho=cfg.rho, seed=cfg.seed, device=self.device)
-        return data, quantize(snn, calib, cfg.T, cfg.profile, device=self.device)
+        p = prepare(cfg.model, cfg.data or None, cfg.calib, device=self.device)
+        return p.data, p.compile(cfg.T, cfg.method, cfg.profile, cfg.rho, cfg.seed)[1]
 
     def _load_done(self, path: Path) -> dict[int, dict]:
         done: dict[int, dict] = {}
@@ -182,11 +171,6 @@ class Evaluation:
     def _run_shard(self, path: Path, rank: int, world: int, summary: bool = True) -> dict | None:
         from tqdm import tqdm
 
-        from spikeport.api import run
-        from spikeport.reports.quantization import fan_out
-        from spikeport.toolchain.lowering import lower
-        from spikeport.toolchain.snn import INPUT
-        from spikeport.toolchain.verify import compare
 
         cfg = self.cfg
         if cfg.target == "loihi2":
@@ -207,11 +191,9 @@ class Evaluation:
         _, kept = read_results(path) if path.is_file() else (None, {})
         write_atomic(path, json.dumps({"config": asdict(cfg)}) + "\n"
                      + "".join(json.dumps(kept[i]) + "\n" for i in kept))
-        target = TARGETS[cfg.target]
+        target = cfg.target
         latency = lower(q, cfg.T).latency if target in ("sim", "lava", "loihi2") else cfg.T
         S = q.steps(cfg.T)
-        fans = {(p.name, k): fan_out(pr.synapse) for p in q.populations for k, pr in enumerate(p.inputs)
-                if pr.source != INPUT}
         total = n if world == 1 else len(share)
         bar = tqdm(total=total, initial=total - len(todo), desc=f"eval {cfg.model} on {cfg.target}"
                    + (f" (rank {rank}/{world})" if world > 1 else ""), unit="sample",
@@ -225,10 +207,8 @@ class Evaluation:
                 tr = run(q, x, cfg.T, "lava" if target == "loihi2" else target, record=True,
                          sample_ids=np.asarray(idx), **options)
                 wall = time.perf_counter() - t0
-                counts = {p.name: per_neuron_counts(tr, p.name, S) for p in q.hidden}
-                synops = np.zeros(len(idx))
-                for (dst, k), fo in fans.items():
-                    synops += counts[q.population(dst).inputs[k].source] @ fo
+                counts = {p.name: tr.window_counts(p.name, S) for p in q.hidden}
+                synops = synaptic_ops(q, counts)
                 checks = {}
                 if cfg.verify_every:
                     pick = [j for j, i in enumerate(idx) if i % cfg.verify_every == 0]

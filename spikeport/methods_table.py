@@ -22,12 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from spikeport.api import LoadedModel, accuracy, ann_accuracy, dataset_for, load_model, run, verify
+from spikeport.api import accuracy, ann_accuracy, prepare, run, verify
 from spikeport.models.zoo import CHECKPOINT_DIR
-from spikeport.toolchain.convert import convert
 from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.reference import run_reference
 from spikeport.toolchain.snn import SNNGraph
 
@@ -112,21 +109,19 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
                     verify_samples: int = 100, test_samples: int | None = None, calib_samples: int = 512,
                     progress: bool = True) -> MethodTable:
     """Run every method on ``model`` and its NQ twin (``<model>_nq``) for every T."""
-    loaded = load_model(model)
-    data = dataset_for(loaded)
+    prep = prepare(model, calib=calib_samples)
+    loaded, data, snn = prep.model, prep.data, prep.snn
     x, y = data.x_test[:test_samples], data.y_test[:test_samples]
-    calib = data.x_train[:calib_samples]
     nq_name = f"{model}_nq"
-    nq: LoadedModel | None = load_model(nq_name) if (CHECKPOINT_DIR / f"{nq_name}.pt").is_file() else None
+    nq = prepare(nq_name, calib=calib_samples) if (CHECKPOINT_DIR / f"{nq_name}.pt").is_file() else None
     table = MethodTable(model, data.name, loaded.meta.get("train_config", {}).get("levels"), len(x))
     table.add("ann", "ann", None, [ann_accuracy(loaded.graph, x, y)], len(x))
     table.add("ann (unquantized)", "ann", None, [ann_accuracy(loaded.graph, x, y, clip=True)], len(x))
     if nq is not None:
-        table.add("ann (NQ-trained)", "ann", None, [ann_accuracy(nq.graph, x, y)], len(x))
+        table.add("ann (NQ-trained)", "ann", None, [ann_accuracy(nq.model.graph, x, y)], len(x))
     else:
         table.notes["nq"] = f"no bundled {nq_name} checkpoint"
-    snn = convert(loaded.graph, calib)
-    snn_nq = convert(nq.graph, calib) if nq is not None else None
+    snn_nq = nq.snn if nq is not None else None
     n_methods = 4 + tpp_seeds + (1 if nq is not None else 0)
     total = len(Ts) * len(x) * (3 * n_methods + 2) + len(lava_Ts) * 3 * min(lava_samples, len(x))
     bar = tqdm(total=total, desc=f"methods {model}", unit="sample", disable=not progress, file=sys.stderr)
@@ -135,25 +130,25 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
         variants: list[tuple[str, SNNGraph, dict]] = []
         t0 = time.perf_counter()
         variants.append(("qcfs", snn, {}))
-        ftbc = apply_method(snn, "ftbc", T, graph=loaded.graph, calib_x=data.x_train, calib_y=data.y_train)
+        ftbc = prep.method("ftbc", T)
         table.timings[f"ftbc_calibration_T{T}_s"] = time.perf_counter() - t0
         variants.append(("ftbc", ftbc, {"alpha": ftbc.meta["ftbc"]["alpha"]}))
-        variants.append((f"cos (rho={rho})", apply_method(snn, "cos", T, rho=rho), {"T_plus_rho": T + rho}))
+        variants.append((f"cos (rho={rho})", prep.method("cos", T, rho=rho), {"T_plus_rho": T + rho}))
         if snn_nq is not None:
             variants.append(("nq", snn_nq, {}))
         for label, s, extra in variants:
             bar.set_description(f"{model} T={T} {label}")
             table.add(label, "torch_float", T, [accuracy(run(s, x, T, "torch_float"), y)], len(x), **extra)
             tick(len(x))
-            _integer_rows(table, label, quantize(s, calib, T), x, y, T, verify_samples, tick)
+            _integer_rows(table, label, prep.quantize(s, T), x, y, T, verify_samples, tick)
         bar.set_description(f"{model} T={T} tpp")
         accs: dict[str, list[float]] = {"torch_float": [], "torch_int": [], "sim": []}
         for seed in range(tpp_seeds):
-            s = apply_method(snn, "tpp", T, seed=seed)
+            s = prep.method("tpp", T, seed=seed)
             accs["torch_float"].append(accuracy(run(s, x, T, "torch_float"), y))
             tick(len(x))
             sub = MethodTable(model, data.name, None, len(x))
-            a_int, a_sim = _integer_rows(sub, f"tpp seed {seed}", quantize(s, calib, T), x, y, T, verify_samples,
+            a_int, a_sim = _integer_rows(sub, f"tpp seed {seed}", prep.quantize(s, T), x, y, T, verify_samples,
                                          tick)
             table.checks += sub.checks
             accs["torch_int"].append(a_int)
@@ -164,16 +159,16 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
         bar.set_description(f"{model} T={T} permute")
         table.add("permute", "torch_float", T, [accuracy(run_reference(snn, x, T, permute_seed=0), y)], len(x))
         tick(len(x))
-        q = quantize(snn, calib, T)
+        q = prep.quantize(snn, T)
         table.add("permute", "torch_int", T, [accuracy(run_reference(q, x, T, permute_seed=0), y)], len(x))
         tick(len(x))
         if T in lava_Ts and lava_samples:
             n = min(lava_samples, len(x))
-            for label, s in [("qcfs", snn), ("ftbc", ftbc), (f"cos (rho={rho})", apply_method(snn, "cos", T, rho=rho)),
-                             ("tpp", apply_method(snn, "tpp", T, seed=0))]:
+            for label, s in [("qcfs", snn), ("ftbc", ftbc), (f"cos (rho={rho})", prep.method("cos", T, rho=rho)),
+                             ("tpp", prep.method("tpp", T, seed=0))]:
                 bar.set_description(f"{model} T={T} lava {label}")
                 t0 = time.perf_counter()
-                qm = quantize(s, calib, T)
+                qm = prep.quantize(s, T)
                 rows, traces = verify(qm, x[:n], T, targets=("sim", "lava"))
                 table.timings[f"lava_{label}_T{T}_s"] = time.perf_counter() - t0
                 table.checks += [{"method": label, "T": T, "check": "spikes", **r.to_dict()} for r in rows]

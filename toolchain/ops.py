@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from spikeport.toolchain.snn import ConvSynapse, Synapse
+from spikeport.toolchain.snn import ConvSynapse, SNNGraph, Synapse
 
 
 def apply_synapse(syn: Synapse, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -76,3 +76,24 @@ def exact_arithmetic(device: str | torch.device) -> Iterator[None]:
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+def fan_out(syn: Synapse) -> np.ndarray:
+    """Synaptic targets of every source neuron (flattened source order)."""
+    if isinstance(syn, ConvSynapse):
+        m = conv_as_matrix(syn, np.ones_like(np.asarray(syn.weight), dtype=np.int64))
+        return np.asarray((m != 0).sum(axis=0)).ravel()
+    return np.count_nonzero(np.asarray(syn.weight), axis=0)
+
+
+def synaptic_ops(snn: SNNGraph, counts: dict[str, np.ndarray]) -> np.ndarray:
+    """Synaptic operations per sample, the chip's unit of work: each spike of a source neuron
+    reaches each of its targets once. ``counts[name]`` is a (batch, neurons) array of spike counts;
+    the analog input projection (computed on the host) is not counted."""
+    total = None
+    for p in snn.populations:
+        for pr in p.inputs:
+            if pr.source in counts:
+                ops = np.asarray(counts[pr.source], dtype=np.float64) @ fan_out(pr.synapse).astype(np.float64)
+                total = ops if total is None else total + ops
+    return total if total is not None else np.zeros(0)

@@ -41,6 +41,11 @@ class Trace:
     def predictions(self) -> np.ndarray:
         return np.argmax(self.final, axis=1)
 
+    def window_counts(self, name: str, steps: int) -> np.ndarray:
+        """(batch, neurons) spike counts of population ``name`` over its ``steps``-long output window."""
+        start = self.window_start.get(name, 0)
+        return self.spikes[name][start:start + steps].sum(0).astype(np.int64)
+
     @staticmethod
     def concat(traces: list[Trace]) -> Trace:
         """Join traces of consecutive batches along the batch axis."""

@@ -18,6 +18,46 @@ READOUT = "readout"
 
 
 @dataclass
+class Check:
+    """Two integer arrays compared value by value: how many matched, and where the first did not."""
+
+    name: str
+    matched: int
+    total: int
+    first: list[int] | None = None  # index of the first mismatch (C order), None when exact
+    expected: int | None = None
+    got: int | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.matched == self.total
+
+    def line(self) -> str:
+        where = "" if self.exact else f" (first at {self.first}: expected {self.expected}, got {self.got})"
+        return f"{self.name:<44} {self.matched:>12,} / {self.total:<12,} {'exact' if self.exact else 'MISMATCH'}{where}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "exact": self.exact}
+
+
+def check_equal(name: str, got: np.ndarray, want: np.ndarray, mask: np.ndarray | None = None) -> Check:
+    """Compare ``got`` with ``want`` (same shape) as integers; ``mask`` selects the values that count.
+    The one comparison every checker uses (verify, the fuzzer, conformance)."""
+    got, want = np.asarray(got).astype(np.int64), np.asarray(want).astype(np.int64)
+    if got.shape != want.shape:
+        raise ValueError(f"{name}: shapes differ, {got.shape} vs {want.shape}")
+    diff = got != want
+    if mask is not None:
+        diff &= np.broadcast_to(mask, diff.shape)
+    total = int(diff.size if mask is None else np.count_nonzero(np.broadcast_to(mask, diff.shape)))
+    bad = np.argwhere(diff)
+    if not len(bad):
+        return Check(name, total, total)
+    idx = tuple(int(v) for v in bad[0])
+    return Check(name, total - len(bad), total, list(idx), int(want[idx]), int(got[idx]))
+
+
+@dataclass
 class Divergence:
     layer: str
     sample: int
@@ -68,11 +108,11 @@ def _best_shift(ref: np.ndarray, raw: np.ndarray, expected: int | None) -> tuple
 
 
 def _first(ref: np.ndarray, got: np.ndarray, layer: str, bad: int) -> Divergence | None:
-    diff = np.argwhere(ref != got)  # (step, sample, neuron) sorted by step first
-    if len(diff) == 0:
+    c = check_equal(layer, got, ref)  # (step, sample, neuron): the first mismatch is the earliest step
+    if c.exact:
         return None
-    t, b, n = (int(v) for v in diff[0])
-    return Divergence(layer, b, t + 1, n, int(ref[t, b, n]), int(got[t, b, n]), bad)
+    t, b, n = c.first
+    return Divergence(layer, b, t + 1, n, c.expected, c.got, bad)
 
 
 def compare(ref: Trace, other: Trace, layers: list[str] | None = None) -> Verification:

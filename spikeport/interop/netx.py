@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.interop.h5guard import probe_hdf5
-from spikeport.toolchain.errors import ModelFileError, UnsupportedOpError
+from spikeport.targets.sim_models import lava_weights
+from spikeport.toolchain.errors import ModelFileError, SpikeportError, UnsupportedOpError
 from spikeport.toolchain.files import atomic_path
 from spikeport.toolchain.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.snn import INPUT, ConvSynapse
 
 MAX_DELAY = 62
 UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat", "dense_comp")
@@ -110,7 +112,6 @@ def optimize_weight_bits(layer: str, w: np.ndarray) -> tuple[np.ndarray, int, in
 def read_netx(path: str | Path, reset_interval: int | None = None, reset_offset: int = 0,
               num_layers: int | None = None) -> NetxNetwork:
     """Build the network ``netx.hdf5.Network(path, reset_interval, reset_offset, num_layers)`` would."""
-    from spikeport.toolchain.errors import SpikeportError
 
     try:
         return _read_netx(path, reset_interval, reset_offset, num_layers)
@@ -259,7 +260,6 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
 def _lava_to_netx_weights(p: DenseProcess) -> np.ndarray:
     """The integer weights a Dense process delivers (Lava's truncation and exponent applied): what a
     netx file stores, since netx re-derives the exponent itself."""
-    from spikeport.targets.sim_models import lava_weights
 
     w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits)
     w = w.toarray() if hasattr(w, "toarray") else np.asarray(w)
@@ -380,7 +380,6 @@ def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
 def netx_obstacles(snn) -> list[str]:
     """What a netx file cannot hold of an integer spikeport SNN, layer by layer, with the nearest
     faithful form where one exists. Empty: the network exports exactly."""
-    from spikeport.toolchain.snn import INPUT, ConvSynapse
 
     out = []
     for p in snn.populations:

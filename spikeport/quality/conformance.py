@@ -19,33 +19,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from spikeport.interop.netx import read_netx
 from spikeport.targets.lava.environment import netx_data_dir
+from spikeport.targets.lava.runner import run_netx_file
 from spikeport.targets.sim import simulate
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.procnet import DenseProcess, LIFProcess, ProcessNet
-
-
-@dataclass
-class Check:
-    name: str
-    matched: int
-    total: int
-
-    @property
-    def exact(self) -> bool:
-        return self.matched == self.total
-
-    def line(self) -> str:
-        return f"{self.name:<44} {self.matched:>12,} / {self.total:<12,} {'exact' if self.exact else 'MISMATCH'}"
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "exact": self.exact}
+from spikeport.toolchain.verify import Check, check_equal
 
 
 def data_dir() -> Path:
@@ -57,13 +41,10 @@ def data_dir() -> Path:
 
 
 def _cmp(name: str, got: np.ndarray, want: np.ndarray, mask: np.ndarray | None = None) -> Check:
-    got, want = np.asarray(got).astype(np.int64), np.asarray(want).astype(np.int64)
-    if got.shape != want.shape:
-        raise SpikeportError(f"{name}: shapes differ, {got.shape} vs {want.shape}")
-    eq = got == want
-    if mask is not None:
-        eq = eq[mask]
-    return Check(name, int(eq.sum()), int(eq.size))
+    try:
+        return check_equal(name, got, want, mask)
+    except ValueError as exc:
+        raise SpikeportError(str(exc)) from None
 
 
 def _whc_to_flat(a: np.ndarray) -> np.ndarray:
@@ -151,7 +132,6 @@ NET_FILES = {
 def lava_vs_sim(name: str, d: Path) -> list[Check]:
     """Run a .net file through lava-dl's own netx loader in real Lava and through sim: every
     layer's spikes, u and v at every step must be equal."""
-    from spikeport.targets.lava.runner import run_netx_file
 
     file, steps, reset, num_layers, (kind, data) = NET_FILES[name]
     nx = read_netx(d / file, reset_interval=reset, num_layers=num_layers)

@@ -26,6 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from spikeport.api import dataset_for, load_model
+from spikeport.evaluate import EvalConfig, summarize
+from spikeport.interop.netx import read_netx
+from spikeport.interop.nir import export_nir, read_nir
+from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
+from spikeport.quality.conformance import data_dir
+from spikeport.toolchain.convert import convert
+from spikeport.toolchain.errors import SpikeportError
+
 KINDS = ("onnx", "checkpoint", "netx", "nir", "config", "results")
 SUFFIX = {"onnx": ".onnx", "checkpoint": ".pt", "netx": ".net", "nir": ".nir", "config": ".toml",
           "results": ".jsonl"}
@@ -37,35 +46,27 @@ def sample_file(kind: str, folder: Path) -> Path:
     """A valid file of ``kind`` in ``folder``."""
     path = folder / f"valid{SUFFIX[kind]}"
     if kind == "checkpoint":
-        from spikeport.models.zoo import CHECKPOINT_DIR
 
         path.write_bytes((CHECKPOINT_DIR / "mlp_digits.pt").read_bytes())
     elif kind == "onnx":
         import torch
 
-        from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
 
         module, _ = load_checkpoint(CHECKPOINT_DIR / "mlp_digits.pt")
         torch.onnx.export(module, (torch.zeros(1, 64),), str(path), dynamo=False)
     elif kind == "netx":
-        from spikeport.quality.conformance import data_dir
 
         path.write_bytes((data_dir() / "tiny.net").read_bytes())
     elif kind == "nir":
-        from spikeport.api import dataset_for, load_model
-        from spikeport.interop.nir import export_nir
-        from spikeport.toolchain.convert import convert
 
         model = load_model("mlp_digits")
         export_nir(convert(model.graph, dataset_for(model).x_train[:64]), path)
     elif kind == "config":
-        from spikeport.evaluate import EvalConfig
 
         path.write_text(EvalConfig(model="mlp_digits", samples=8).to_toml())
     elif kind == "results":
         from dataclasses import asdict
 
-        from spikeport.evaluate import EvalConfig
 
         head = json.dumps({"config": asdict(EvalConfig(model="mlp_digits", samples=2))})
         recs = [{"index": i, "label": i, "prediction": i, "correct": True, "latency_steps": 5, "spikes": 10,
@@ -76,26 +77,20 @@ def sample_file(kind: str, folder: Path) -> Path:
 
 # -- the readers a user's command calls -------------------------------------------------------------
 def _read_results(path: Path) -> None:
-    from spikeport.evaluate import summarize
-
     summarize(path.parent)  # each case is a results.jsonl in a folder of its own
 
 
 def reader(kind: str) -> Callable[[Path], object]:
     if kind in ("onnx", "checkpoint"):
-        from spikeport.api import load_model
 
         return load_model
     if kind == "netx":
-        from spikeport.interop.netx import read_netx
 
         return read_netx
     if kind == "nir":
-        from spikeport.interop.nir import read_nir
 
         return read_nir
     if kind == "config":
-        from spikeport.evaluate import EvalConfig
 
         return EvalConfig.from_toml
     return _read_results
@@ -132,7 +127,6 @@ def _worker(kind: str, folder: str) -> None:
     """Read every file listed in ``folder/todo.json`` and print one JSON line per file."""
     import signal
 
-    from spikeport.toolchain.errors import SpikeportError
 
     read = reader(kind)
 

@@ -27,8 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spikeport.api import run, verify
+from spikeport.targets.sim import simulate
+from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.profiles import get_profile
+from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import INPUT, ConvSynapse, DenseSynapse, Population, Projection, SNNGraph
+from spikeport.toolchain.verify import check_equal
 
 
 @dataclass
@@ -144,7 +149,6 @@ class Outcome:
 
 def check(case: Case, lava: bool) -> Outcome:
     """Run the case on torch_int, sim and (optionally) Lava and test the property."""
-    from spikeport.api import run, verify
 
     rows, traces = verify(case.snn, case.x, case.T, targets=("sim",))
     in_headroom = sum(sum(t.overflow.values()) for t in traces.values()) == 0
@@ -171,10 +175,6 @@ def check(case: Case, lava: bool) -> Outcome:
 
 
 def _general_sim(case: Case):
-    from spikeport.targets.sim import simulate
-    from spikeport.toolchain.lowering import lower
-    from spikeport.toolchain.reference import encode
-
     return simulate(lower(case.snn, case.T), encode(case.snn, case.x), record=True, fast=False)
 
 
@@ -187,9 +187,9 @@ def same_frames(a, b) -> tuple[bool, int, str]:
         n += x.size
         if x.shape != y.shape:
             return False, n, f"{name}: shapes {x.shape} and {y.shape}"
-        diff = np.argwhere(x != y)
-        if len(diff):
-            step, sample, neuron = (int(v) for v in diff[0])
+        c = check_equal(name, y, x)
+        if not c.exact:
+            step, sample, neuron = c.first
             return False, n, f"{name}, step {step + 1}, sample {sample}, neuron {neuron}"
     return True, n, ""
 

@@ -34,10 +34,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from spikeport.api import dataset_for, import_model, load_model, run, verify
+from spikeport.models.data import load_dataset
+from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint, vgg_mnist
+from spikeport.targets.sim import SimTarget
+from spikeport.toolchain.convert import convert
 from spikeport.toolchain.lowering import lower
+from spikeport.toolchain.methods import apply_method
+from spikeport.toolchain.ops import synaptic_ops
+from spikeport.toolchain.quantize import quantize
+from spikeport.toolchain.reference import run_reference
 from spikeport.toolchain.snn import INPUT, SNNGraph
-
-MB = 1 << 20
 
 
 # -- measuring --------------------------------------------------------------------------------------
@@ -119,9 +126,6 @@ class Network:
 
 
 def bundled_cnn(samples: int) -> Network:
-    from spikeport.api import dataset_for, load_model
-    from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
-
     model = load_model("cnn_mnist")
     data = dataset_for(model)
     module, _ = load_checkpoint(CHECKPOINT_DIR / "cnn_mnist.pt")
@@ -130,10 +134,6 @@ def bundled_cnn(samples: int) -> Network:
 
 
 def random_vgg(samples: int, width: int = 32, seed: int = 0) -> Network:
-    from spikeport.api import import_model
-    from spikeport.models.data import load_dataset
-    from spikeport.models.zoo import vgg_mnist
-
     data = load_dataset("mnist5k")
     torch.manual_seed(seed)
     module = vgg_mnist(width=width)
@@ -158,16 +158,8 @@ def dense_macs(q: SNNGraph) -> int:
 
 def event_synops(q: SNNGraph, trace) -> float:
     """Spikes x fan-out per sample over the window (the chip's synaptic operations)."""
-    from spikeport.evaluate import per_neuron_counts
-    from spikeport.reports.quantization import fan_out
-
-    total = 0.0
     S = q.steps(trace.T)
-    for p in q.populations:
-        for pr in p.inputs:
-            if pr.source != INPUT:
-                total += float(per_neuron_counts(trace, pr.source, S).sum(0) @ fan_out(pr.synapse))
-    return total / len(trace.final)
+    return float(synaptic_ops(q, {p.name: trace.window_counts(p.name, S) for p in q.hidden}).mean())
 
 
 @dataclass
@@ -215,13 +207,6 @@ class NetworkFigures:
 
 def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat: int, device: str,
                     methods: tuple[str, ...], log: Callable[[str], None], memory: MemoryProbe) -> NetworkFigures:
-    from spikeport.api import run, verify
-    from spikeport.targets.sim import SimTarget
-    from spikeport.toolchain.convert import convert
-    from spikeport.toolchain.methods import apply_method
-    from spikeport.toolchain.quantize import quantize
-    from spikeport.toolchain.reference import run_reference
-
     x = net.x[:batch]
     log(f"{net.name}: convert, quantize, methods")
     convert_s, snn = best_time(lambda: convert(net.graph, net.x_calib, device=device), 1)
@@ -269,8 +254,6 @@ def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat:
 # -- scaling ----------------------------------------------------------------------------------------
 def sim_cost(q: SNNGraph, x: np.ndarray, T: int, batch: int, repeat: int, device: str, memory: MemoryProbe,
              row: dict) -> dict:
-    from spikeport.targets.sim import SimTarget
-
     sim = SimTarget(batch=batch, device=device)
     sim.run(q, x[:batch], T)
     t, _ = best_time(lambda: sim.run(q, x[:batch], T), repeat)
@@ -281,9 +264,6 @@ def sim_cost(q: SNNGraph, x: np.ndarray, T: int, batch: int, repeat: int, device
 
 def scaling(cnn: Network, Ts: tuple[int, ...], batches: tuple[int, ...], widths: tuple[int, ...], T: int,
             batch: int, repeat: int, device: str, log: Callable[[str], None], memory: MemoryProbe) -> dict:
-    from spikeport.toolchain.convert import convert
-    from spikeport.toolchain.quantize import quantize
-
     snn = convert(cnn.graph, cnn.x_calib, device=device)
     out: dict[str, list[dict]] = {"T": [], "batch": [], "width": []}
     for t in Ts:

@@ -7,6 +7,7 @@ import html
 import json
 import platform
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,6 @@ class Report:
     def new(cls, loaded, data: Dataset, profile: str, calib_samples: int) -> Report:
         import torch
 
-        from spikeport import __version__
 
         meta = loaded.meta
         return cls(
@@ -55,7 +55,7 @@ class Report:
                            "test split", "calibration_samples": calib_samples,
                   "calibration_from": "the first training samples"},
             profile=profile,
-            environment={"spikeport": __version__, "python": platform.python_version(),
+            environment={"spikeport": version("spikeport"), "python": platform.python_version(),
                          "torch": torch.__version__, "numpy": np.__version__, "machine": platform.machine()})
 
     def add_accuracy(self, method: str, target: str, T: int | None, acc: float, n: int) -> None:

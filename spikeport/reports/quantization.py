@@ -21,9 +21,9 @@ import numpy as np
 from spikeport.reports.html import STYLE, json_default, png, table
 from spikeport.toolchain import ir
 from spikeport.toolchain.files import write_atomic
-from spikeport.toolchain.ops import conv_as_matrix
+from spikeport.toolchain.ops import synaptic_ops
 from spikeport.toolchain.reference import run_reference
-from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
+from spikeport.toolchain.snn import INPUT, SNNGraph
 
 ENERGY_SOURCES = {
     "loihi": {
@@ -58,14 +58,6 @@ def _per_channel(w_float: np.ndarray, w_deq: np.ndarray, mant: np.ndarray, limit
     return rows
 
 
-def fan_out(syn) -> np.ndarray:
-    """Synaptic targets of every source neuron (flattened source order)."""
-    if isinstance(syn, ConvSynapse):
-        m = conv_as_matrix(syn, np.ones_like(np.asarray(syn.weight), dtype=np.int64))
-        return np.asarray((m != 0).sum(axis=0)).ravel()
-    return np.count_nonzero(np.asarray(syn.weight), axis=0)
-
-
 def ann_macs(graph: ir.Graph) -> int:
     macs = 0
     for n in graph.nodes:
@@ -85,7 +77,6 @@ def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Gra
     S = snn.steps(T)
     limit = q.profile.u_limit  # Lava folds u beyond 2**23 = 2**17 weight units
     layers = []
-    synops = np.zeros(len(x))
     spikes_total = np.zeros(len(x))
     qinfo = {r["population"]: r for r in q.meta["quantization"]}
     for pf, pq in zip(snn.populations, q.populations):
@@ -111,8 +102,6 @@ def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Gra
                 "per_channel": _per_channel(wf.reshape(wf.shape[0], -1), deq.reshape(deq.shape[0], -1),
                                             mant.reshape(mant.shape[0], -1), limit_m),
             })
-            src_counts = it.spikes[prq.source].sum(0).astype(np.float64)  # (B, N_src) spikes per source neuron
-            synops += src_counts @ fan_out(prq.synapse).astype(np.float64)
         bias_deq = np.asarray(pq.bias, dtype=np.float64) * unit
         entry = {
             "population": pq.name, "kind": pq.kind, "shape": list(pq.shape), "origin": pq.origin, "unit": unit,
@@ -139,6 +128,7 @@ def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Gra
             entry.update({"cumulative_error": float(np.mean(np.abs(rf - ri)) / (np.abs(rf).mean() + 1e-12)),
                           "prediction_agreement": float(np.mean(rf.argmax(1) == ri.argmax(1)))})
         layers.append(entry)
+    synops = synaptic_ops(q, {p.name: it.spikes[p.name].sum(0) for p in q.hidden})
     neuron_updates = sum(p.size for p in q.populations) * S
     e = ENERGY_SOURCES
     snn_energy = float(synops.mean()) * e["loihi"]["synop_pJ"] + neuron_updates * e["loihi"]["neuron_update_pJ"]
