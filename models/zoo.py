@@ -9,6 +9,7 @@ A checkpoint is a plain ``torch.save`` of a dict of tensors and builtins, so it 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,23 +25,31 @@ CHECKPOINT_FORMAT = "spikeport-checkpoint/1"
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 
+def _named(*layers: tuple[str, nn.Module]) -> nn.Sequential:
+    """A Sequential whose layers have names: they become the names of the populations and of every
+    row of spikeport's reports (``act2``, ``fc``), where a plain Sequential would give ``6``, ``13``."""
+    return nn.Sequential(OrderedDict(layers))
+
+
 def mlp_digits(levels: int = 8, hidden: int = 128) -> nn.Module:
     """64 -> 128 -> 128 -> 10 with BatchNorm and QCFS; for scikit-learn digits (flat input)."""
-    return nn.Sequential(
-        nn.Linear(64, hidden), nn.BatchNorm1d(hidden), QCFS(levels),
-        nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), QCFS(levels),
-        nn.Linear(hidden, 10),
+    return _named(
+        ("fc1", nn.Linear(64, hidden)), ("bn1", nn.BatchNorm1d(hidden)), ("act1", QCFS(levels)),
+        ("fc2", nn.Linear(hidden, hidden)), ("bn2", nn.BatchNorm1d(hidden)), ("act2", QCFS(levels)),
+        ("fc3", nn.Linear(hidden, 10)),
     )
 
 
 def cnn_mnist(levels: int = 8, width: int = 16) -> nn.Module:
     """Three conv-BN-QCFS blocks (28x28x16, 14x14x32, 7x7x64) with avg-pool, then a linear readout."""
     w = width
-    return nn.Sequential(
-        nn.Conv2d(1, w, 3, padding=1), nn.BatchNorm2d(w), QCFS(levels), nn.AvgPool2d(2),
-        nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), QCFS(levels), nn.AvgPool2d(2),
-        nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), QCFS(levels),
-        nn.Flatten(), nn.Dropout(0.2), nn.Linear(4 * w * 7 * 7, 10),
+    return _named(
+        ("conv1", nn.Conv2d(1, w, 3, padding=1)), ("bn1", nn.BatchNorm2d(w)), ("act1", QCFS(levels)),
+        ("pool1", nn.AvgPool2d(2)),
+        ("conv2", nn.Conv2d(w, 2 * w, 3, padding=1)), ("bn2", nn.BatchNorm2d(2 * w)), ("act2", QCFS(levels)),
+        ("pool2", nn.AvgPool2d(2)),
+        ("conv3", nn.Conv2d(2 * w, 4 * w, 3, padding=1)), ("bn3", nn.BatchNorm2d(4 * w)), ("act3", QCFS(levels)),
+        ("flatten", nn.Flatten()), ("drop", nn.Dropout(0.2)), ("fc", nn.Linear(4 * w * 7 * 7, 10)),
     )
 
 
@@ -60,9 +69,10 @@ class ResBlock(nn.Module):
 
 def resnet_digits(levels: int = 8, width: int = 8) -> nn.Module:
     """A small residual CNN for 8x8 digits: stem conv, one residual block, avg-pool, linear."""
-    return nn.Sequential(
-        nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), QCFS(levels),
-        ResBlock(width, levels), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(width * 16, 10),
+    return _named(
+        ("conv1", nn.Conv2d(1, width, 3, padding=1)), ("bn1", nn.BatchNorm2d(width)), ("act1", QCFS(levels)),
+        ("block", ResBlock(width, levels)), ("pool", nn.AvgPool2d(2)), ("flatten", nn.Flatten()),
+        ("fc", nn.Linear(width * 16, 10)),
     )
 
 
@@ -70,16 +80,14 @@ def vgg_mnist(levels: int = 8, width: int = 32) -> nn.Module:
     """VGG-style: six 3x3 conv-BN-QCFS layers (w, w, 2w, 2w, 4w, 4w channels at 28, 28, 14, 14, 7, 7
     pixels) with avg-pools, then a linear readout. ``spikeport bench`` runs it with random weights."""
     w = width
-
-    def block(cin: int, cout: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), QCFS(levels)]
-
-    return nn.Sequential(
-        *block(1, w), *block(w, w), nn.AvgPool2d(2),
-        *block(w, 2 * w), *block(2 * w, 2 * w), nn.AvgPool2d(2),
-        *block(2 * w, 4 * w), *block(4 * w, 4 * w),
-        nn.Flatten(), nn.Linear(4 * w * 7 * 7, 10),
-    )
+    chans = [(1, w), (w, w), (w, 2 * w), (2 * w, 2 * w), (2 * w, 4 * w), (4 * w, 4 * w)]
+    layers: list[tuple[str, nn.Module]] = []
+    for i, (cin, cout) in enumerate(chans, start=1):
+        layers += [(f"conv{i}", nn.Conv2d(cin, cout, 3, padding=1)), (f"bn{i}", nn.BatchNorm2d(cout)),
+                   (f"act{i}", QCFS(levels))]
+        if i in (2, 4):
+            layers.append((f"pool{i // 2}", nn.AvgPool2d(2)))
+    return _named(*layers, ("flatten", nn.Flatten()), ("fc", nn.Linear(4 * w * 7 * 7, 10)))
 
 
 ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], str, bool]] = {

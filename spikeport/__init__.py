@@ -2,6 +2,8 @@
 spike against the PyTorch reference.
 
     import spikeport as sp
+    p = sp.prepare("cnn_mnist")                        # load, pick the data set, convert
+    snn, q = p.compile(T=8, method="qcfs")             # float SNN with the method, integer SNN
     model = sp.load_model("cnn_mnist")                 # bundled checkpoint, .pt or .onnx
     data = sp.dataset_for(model)
     snn = sp.convert(model.graph, data.x_train[:512])  # IF neurons, thresholds, readout
@@ -15,11 +17,13 @@ from importlib.metadata import version
 __version__ = version("spikeport")
 
 from spikeport.api import (
+    Prepared,
     accuracy,
     ann_accuracy,
     dataset_for,
     import_model,
     load_model,
+    prepare,
     run,
     verify,
 )
@@ -33,6 +37,7 @@ from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.reference import encode
 
 __all__ = [
+    "Prepared",
     "SpikeportError",
     "__version__",
     "accuracy",
@@ -46,6 +51,7 @@ __all__ = [
     "load_dataset",
     "load_model",
     "lower",
+    "prepare",
     "quantize",
     "run",
     "verify",

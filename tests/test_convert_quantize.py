@@ -119,4 +119,4 @@ def test_weights_that_cannot_fit_the_target_are_an_error(mlp):
 
 def test_depths_follow_the_longest_path(resnet):
     d = depths(resnet.q(4))
-    assert d == {"2": 1, "3.act1": 2, "3.act2": 3, "6": 4}
+    assert d == {"act1": 1, "block.act1": 2, "block.act2": 3, "fc": 4}

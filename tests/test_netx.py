@@ -150,7 +150,7 @@ def test_netx_export_of_a_converted_net_names_what_netx_cannot_hold(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "reset by subtraction on a conv layer" in err and "analog input current" in err
-    assert "layer '10'" in err
+    assert "layer 'act3'" in err
 
 
 def test_nir_round_trip(tmp_path, mlp, resnet, cnn):

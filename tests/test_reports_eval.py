@@ -24,24 +24,24 @@ def test_report_numbers_match_an_independent_computation(cnn, tmp_path):
     T, x = 4, cnn.data.x_train[:64]
     q = cnn.q(T)
     r = quantization_report(cnn.snn, q, x, cnn.model.graph)
-    # weights: recompute SMAPE and zeroed share for layer '6' from the raw arrays
-    pf, pq = cnn.snn.population("6"), q.population("6")
-    unit = next(e for e in q.meta["quantization"] if e["population"] == "6")["unit"]
+    # weights: recompute SMAPE and zeroed share for layer 'act2' from the raw arrays
+    pf, pq = cnn.snn.population("act2"), q.population("act2")
+    unit = next(e for e in q.meta["quantization"] if e["population"] == "act2")["unit"]
     wf = pf.inputs[0].synapse.weight
     wq = pq.inputs[0].synapse.weight * 2.0 ** pq.inputs[0].weight_exp * unit
     den = (np.abs(wf) + np.abs(wq)) / 2
     want = np.mean(np.abs(wf - wq)[den > 0] / den[den > 0])
-    layer = next(e for e in r["layers"] if e["population"] == "6")
+    layer = next(e for e in r["layers"] if e["population"] == "act2")
     assert layer["projections"][0]["smape"] == pytest.approx(want, rel=1e-9)
     assert layer["projections"][0]["zero_share"] == pytest.approx(np.mean(pq.inputs[0].synapse.weight == 0))
     # firing: silent share and mean rate from a fresh integer run
     tr = run_reference(q, x, T, record=True)
-    counts = tr.spikes["6"].sum(0)
+    counts = tr.spikes["act2"].sum(0)
     assert layer["silent_share"] == pytest.approx(np.mean(counts == 0))
     assert layer["rate_mean"] == pytest.approx(counts.mean() / T)
-    # synaptic ops: a spike of layer '2' reaches C_out targets per output position whose receptive field
+    # synaptic ops: a spike of layer 'act1' reaches C_out targets per output position whose receptive field
     # covers it (counted here by sliding the 6x6, stride-2 window by hand)
-    s2 = tr.spikes["2"].sum(0).reshape(len(x), 16, 28, 28).astype(np.int64)
+    s2 = tr.spikes["act1"].sum(0).reshape(len(x), 16, 28, 28).astype(np.int64)
     syn = pq.inputs[0].synapse
     k = syn.weight.shape[-1]
     cover = np.zeros((28 + 2 * syn.padding[0], 28 + 2 * syn.padding[1]))
@@ -50,17 +50,17 @@ def test_report_numbers_match_an_independent_computation(cnn, tmp_path):
             cover[oy * 2:oy * 2 + k, ox * 2:ox * 2 + k] += 1
     cover = cover[syn.padding[0]:-syn.padding[0], syn.padding[1]:-syn.padding[1]] * syn.weight.shape[0]
     synops_2_to_6 = (s2 * cover[None, None]).sum(axis=(1, 2, 3))
-    s6 = tr.spikes["6"].sum(0).astype(np.int64)
-    s10 = tr.spikes["10"].sum(0).astype(np.int64)
-    # layer '10': 3x3 conv, stride 1, padding... after the 2x2 pool: a 6x6 kernel at stride 2 from 14x14 to 7x7
-    syn10 = q.population("10").inputs[0].synapse
+    s6 = tr.spikes["act2"].sum(0).astype(np.int64)
+    s10 = tr.spikes["act3"].sum(0).astype(np.int64)
+    # layer 'act3': 3x3 conv, stride 1, padding... after the 2x2 pool: a 6x6 kernel at stride 2 from 14x14 to 7x7
+    syn10 = q.population("act3").inputs[0].synapse
     k10, st, pd = syn10.weight.shape[-1], syn10.stride[0], syn10.padding[0]
     cover10 = np.zeros((14 + 2 * pd, 14 + 2 * pd))
     for oy in range(7):
         for ox in range(7):
             cover10[oy * st:oy * st + k10, ox * st:ox * st + k10] += 1
     fo10 = np.broadcast_to(cover10[pd:-pd, pd:-pd] * syn10.weight.shape[0], (32, 14, 14)).reshape(-1)
-    fo13 = np.count_nonzero(q.population("13").inputs[0].synapse.weight, axis=0)
+    fo13 = np.count_nonzero(q.population("fc").inputs[0].synapse.weight, axis=0)
     total = synops_2_to_6 + s6 @ fo10 + s10 @ fo13
     assert r["network"]["synops_per_inference"] == pytest.approx(total.mean())
     e = r["network"]["energy_sources"]
@@ -86,7 +86,7 @@ def test_report_command(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "drifts most" in out and "uJ on Loihi" in out
     r = json.loads((tmp_path / "quantization.json").read_text())
-    assert {e["population"] for e in r["layers"]} == {"2", "5", "6"}
+    assert {e["population"] for e in r["layers"]} == {"act1", "act2", "fc3"}
 
 
 def _records(path):

@@ -1,5 +1,5 @@
 """``sim`` against Lava 0.10's documented fixed-point arithmetic (unit vectors from lava-nc's own
-tests and the semantics note), independently of the PyTorch reference."""
+tests and docs/lava-semantics.md), independently of the PyTorch reference."""
 
 import numpy as np
 import pytest

@@ -25,7 +25,7 @@ def test_sim_equals_reference_on_the_mlp_test_split(mlp, T):
 def test_sim_equals_reference_on_the_residual_net(resnet, T):
     (row,), _ = verify(resnet.q(T), resnet.data.x_test[:120], T, targets=("sim",))
     assert row.exact, row.line()
-    assert row.shifts == {"2": 0, "3.act1": 1, "3.act2": 2, READOUT: 3}
+    assert row.shifts == {"act1": 0, "block.act1": 1, "block.act2": 2, READOUT: 3}
 
 
 def test_sim_equals_reference_on_the_cnn(cnn):
@@ -59,7 +59,7 @@ def test_an_unbalanced_residual_graph_is_caught(resnet):
     bad = simulate(net, encode(q, x), record=True)
     bad.target = "sim (unbalanced)"
     v = compare(run(q, x, T, "torch_int", record=True), bad)
-    assert not v.exact and v.first_divergence["layer"] == "3.act2"
+    assert not v.exact and v.first_divergence["layer"] == "block.act2"
 
 
 def test_verification_reports_overflow_instead_of_hiding_it(mlp):

@@ -126,9 +126,13 @@ def import_onnx(path: str | Path) -> ir.Graph:
         return shapes[name]
 
     def emit(onnx_node: onnx.NodeProto, op: ir.Op, ins: list[str]) -> str:
-        name = (onnx_node.name or onnx_node.output[0]).strip("/").replace("/", ".")
-        while any(n.name == name for n in nodes):
-            name += "_"
+        # PyTorch's exporters name nodes "/<module path>/<Op>_<k>": the module path is the model's own
+        # name for the layer (as the torch.fx import gives it); the full name where that is taken
+        full = (onnx_node.name or onnx_node.output[0]).strip("/")
+        scope = full.rpartition("/")[0]
+        taken = {n.name for n in nodes}
+        candidates = [c.replace("/", ".") for c in (scope, full) if c]
+        name = next((c for c in candidates if c not in taken), None) or ir.unique_name(candidates[-1], taken)
         nodes.append(ir.Node(name, op, ins, source=f"{onnx_node.op_type} {onnx_node.name!r}"))
         return name
 

@@ -96,6 +96,17 @@ class Identity:
 
 Op = Input | Conv2d | Linear | BatchNorm | ReLU | QCFS | AvgPool2d | MaxPool2d | Flatten | Add | Identity
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base#2``, ``base#3``, ... : the first not in ``taken`` (a module called twice
+    becomes two nodes, its second call named ``path#2``)."""
+    if base not in taken:
+        return base
+    k = 2
+    while f"{base}#{k}" in taken:
+        k += 1
+    return f"{base}#{k}"
+
+
 ACTIVATIONS = (ReLU, QCFS)
 LINEAR_OPS = (Conv2d, Linear, BatchNorm, AvgPool2d, Flatten, Add, Identity)
 
@@ -117,6 +128,13 @@ class Node:
 class Graph:
     nodes: list[Node]
     name: str = "model"
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for n in self.nodes:
+            if n.name in seen:
+                raise ValueError(f"two nodes are named {n.name!r}: node names must be unique")
+            seen.add(n.name)
 
     @property
     def input(self) -> Node:

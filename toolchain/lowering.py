@@ -1,6 +1,6 @@
 """Lowering: integer SNN graph -> network of stock Lava processes (:class:`ProcessNet`).
 
-How each population becomes stock Lava processes (DESIGN.md section 3, checked against Lava 0.10):
+How each population becomes stock Lava processes (docs/design.md, section 3; checked against Lava 0.10):
 
 * IF layer: ``LIFReset(du=-1, dv=4096, vth=theta - v_init - 1)``. With ``du=-1`` the current u is
   a perfect integrator and with ``dv=4096`` v is a copy of u, so ``v > vth << 6`` is exactly

@@ -63,7 +63,7 @@ LOIHI2 = TargetProfile(
     membrane_bits=24,
     threshold_exp_max=16,
     # u wraps beyond 2**23 = 2**17 weight units; keep |U| below 2**16 so that the 2**16 quench in
-    # the flush step neither lets a neuron fire nor wraps u (DESIGN.md section 3)
+    # the flush step neither lets a neuron fire nor wraps u (docs/design.md, section 3)
     headroom=(1 << 16) - 1,
     quench=1 << 16,
     margin=1.25,

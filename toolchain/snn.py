@@ -140,6 +140,15 @@ class SNNGraph:
     T: int | None = None  # integer graphs: the window the ranges were calibrated for
     meta: dict = field(default_factory=dict)  # informational only (model name, method details, report)
 
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.populations]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"populations {dup} appear more than once: population names must be unique")
+        if self.populations and (self.populations[-1].kind != "readout"
+                                 or any(p.kind == "readout" for p in self.populations[:-1])):
+            raise ValueError("the last population, and only it, must be the readout")
+
     @property
     def integer(self) -> bool:
         return self.profile is not None

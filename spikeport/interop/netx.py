@@ -1,7 +1,7 @@
 """Read lava-dl netx ``.net`` files (HDF5) into a :class:`ProcessNet` that ``sim`` runs.
 
-It follows what ``lava.lib.dl.netx.hdf5.Network`` builds, layer type by layer type (semantics
-note, section 7):
+It follows what ``lava.lib.dl.netx.hdf5.Network`` builds, layer type by layer type
+(docs/lava-semantics.md, "netx"):
 - ``input``: with a neuron it becomes a LIF driven by its bias; without one, the network's input
   is spikes into the next layer's synapse.
 - ``conv``: Conv + LIF. netx's kernel flip and Lava's true convolution add up to a PyTorch

@@ -3,7 +3,7 @@
 The lava-dl wheel ships real traces under ``tests/lava/lib/dl/netx/``; ``spikeport lava-env`` fetches
 the wheel with pip and unpacks that folder into spikeport's cache (or point ``SPIKEPORT_NETX_DATA``
 at it). Each trace is set up as lava-dl's tests (or, for pilotnet_lif,
-the CPU relation of the semantics note, section 8) set it up, and compared value by value:
+the CPU relation in docs/lava-semantics.md, "Ground truth") set it up, and compared value by value:
 
 - ``tinynet``: output spikes of tiny.net for steps 3..17 (lava-dl's ``test_tinynet``);
 - ``dense``: a Dense + LIF block driven by 2,000 steps of recorded input (``test_dense``);

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.models.data import SPLIT_SEED, Dataset
-from spikeport.reports.html import STYLE, json_default, png, table
+from spikeport.reports.html import STYLE, accuracy_plot, json_default, png, table
 from spikeport.reports.quantization import html_section
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.snn import SNNGraph
@@ -112,13 +112,7 @@ def _plots(report: Report) -> dict[str, str]:
     for r in lava:
         ax.scatter([r["T"]], [100 * r["acc"]], marker="*", s=120, color="black", zorder=5,
                    label=f"lava (n={r['n']})")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("time steps T")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    out["accuracy"] = png(fig)
-    plt.close(fig)
+    out["accuracy"] = accuracy_plot(fig, ax, "time steps T", "test accuracy (%)")
     if report.quantization:
         fig, ax = plt.subplots(figsize=(6.4, 3.0))
         Ts = sorted(report.quantization, key=int)
@@ -145,13 +139,8 @@ def _plots(report: Report) -> dict[str, str]:
         ann = [r for r in report.methods["rows"] if r["method"] == "ann"]
         if ann:
             ax.axhline(100 * ann[0]["acc"], ls="--", color="gray", label="ANN")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("time steps T (COS adds rho, TPP doubles it: see the latency table)")
-        ax.set_ylabel("integer SNN on sim (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        out["methods"] = png(fig)
-        plt.close(fig)
+        out["methods"] = accuracy_plot(fig, ax, "time steps T (COS adds rho, TPP doubles it: see the latency table)",
+                                       "integer SNN on sim (%)")
     return out
 
 

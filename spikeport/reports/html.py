@@ -21,6 +21,20 @@ def png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def accuracy_plot(fig, ax, xlabel: str, ylabel: str) -> str:
+    """Finish a plot of accuracy against T (log2 axis, grid, legend) and return it as an inline PNG."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    out = png(fig)
+    plt.close(fig)
+    return out
+
+
 def table(rows: list[list], header: list[str], cls: list[str] | None = None) -> str:
     h = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
     body = []
