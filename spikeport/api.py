@@ -4,6 +4,7 @@ target, verify. :func:`prepare` and :meth:`Prepared.compile` are the one recipe 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +22,14 @@ from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.import_onnx import import_onnx
 from spikeport.toolchain.import_torch import import_torch
 from spikeport.toolchain.interpret import forward
+from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
 from spikeport.toolchain.passes import normalize
 from spikeport.toolchain.profiles import TargetProfile
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
-from spikeport.toolchain.verify import Verification, aligned, compare
+from spikeport.toolchain.verify import Verification, compare, compare_frames
 
 
 @dataclass
@@ -150,12 +152,12 @@ def merge_verifications(rows: list[Verification], offsets: list[int]) -> Verific
     for row, off in zip(rows, offsets):
         if row.first_divergence is not None:
             d = dict(row.first_divergence, sample=row.first_divergence["sample"] + off)
-            if first is None or (d["step"], d["sample"]) < (first["step"], first["sample"]):
+            if first is None or (d["frame_step"], d["sample"]) < (first["frame_step"], first["sample"]):
                 first = d
     r0 = rows[0]
     return Verification(r0.target, r0.against, all(r.exact for r in rows), sum(r.samples for r in rows),
                         r0.steps, r0.layers, sum(r.spikes for r in rows), sum(r.values for r in rows),
-                        first, r0.shifts, r0.expected_shifts)
+                        first, r0.shifts)
 
 
 def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("sim", "lava"),
@@ -167,10 +169,13 @@ def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("si
 
     Returns one row per (target, reference) pair: each target against ``torch_int`` and every later
     target against the first (e.g. ``lava`` against ``sim``), plus the traces (without spikes).
+    Pipelined targets are held to the timing the lowering states, never to their own bookkeeping.
     """
     if not snn.integer:
         raise SpikeportError("verify needs the integer SNN (quantize first)")
     target_options = {"sim": {"device": device}, **(target_options or {})}
+    runners = {name: get_target(name, **target_options.get(name, {})) for name in targets}
+    timing = lower(snn, T).timing
     rows: dict[tuple[str, str], list[Verification]] = {}
     offsets: list[int] = []
     kept: dict[str, list[Trace]] = {}
@@ -180,15 +185,14 @@ def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("si
         offsets.append(i)
         ref = run(snn, xb, T, "torch_int", record=True, sample_ids=ids, device=device)
         kept.setdefault("torch_int", []).append(_strip(ref))
-        first_aligned = None
-        for name in targets:
-            tr = run(snn, xb, T, name, record=True, sample_ids=ids, **target_options.get(name, {}))
-            row = compare(ref, tr)
-            rows.setdefault((name, "torch_int"), []).append(row)
-            if first_aligned is None:
-                first_aligned = aligned(tr, row.shifts, like=ref)
+        first = None
+        for name, runner in runners.items():
+            tr = runner.run(snn, xb, T, record=True, sample_ids=ids)
+            rows.setdefault((name, "torch_int"), []).append(compare(ref, tr, timing if runner.pipelined else None))
+            if first is None:
+                first = tr
             else:
-                rows.setdefault((name, first_aligned.target), []).append(compare(first_aligned, tr))
+                rows.setdefault((name, first.target), []).append(compare_frames(first, tr, timing))
             kept.setdefault(name, []).append(_strip(tr))
         if progress is not None:
             progress(len(xb))
@@ -198,7 +202,6 @@ def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("si
 
 def _strip(trace: Trace) -> Trace:
     """Drop the recorded spikes (large) and keep what accuracy and reports need."""
-    return Trace(trace.target, trace.T, trace.final, trace.readout, {}, trace.spike_counts, trace.overflow,
-                 trace.window_start, trace.readout_start, trace.meta)
+    return dataclasses.replace(trace, spikes={})
 
 

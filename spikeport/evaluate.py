@@ -192,7 +192,8 @@ class Evaluation:
         write_atomic(path, json.dumps({"config": asdict(cfg)}) + "\n"
                      + "".join(json.dumps(kept[i]) + "\n" for i in kept))
         target = cfg.target
-        latency = lower(q, cfg.T).latency if target in ("sim", "lava", "loihi2") else cfg.T
+        timing = lower(q, cfg.T).timing if target in ("sim", "lava", "loihi2") else None
+        latency = timing.latency if timing else cfg.T
         S = q.steps(cfg.T)
         total = n if world == 1 else len(share)
         bar = tqdm(total=total, initial=total - len(todo), desc=f"eval {cfg.model} on {cfg.target}"
@@ -216,7 +217,7 @@ class Evaluation:
                         ref = run(q, x[pick], cfg.T, "torch_int", record=True, sample_ids=np.asarray(idx)[pick],
                                   device=self.device)
                         sub = _subset(tr, pick)
-                        v = compare(ref, sub)
+                        v = compare(ref, sub, timing)
                         for j in pick:
                             checks[idx[j]] = v.exact
                 for j, i in enumerate(idx):
@@ -260,7 +261,7 @@ def _json_line(line: str) -> object | None:
 def _subset(trace: Trace, pick: list[int]) -> Trace:
     return Trace(trace.target, trace.T, trace.final[pick], trace.readout[:, pick],
                  {k: v[:, pick] for k, v in trace.spikes.items()}, {}, {}, trace.window_start, trace.readout_start,
-                 trace.meta)
+                 trace.meta, None if trace.stream_position is None else trace.stream_position[pick])
 
 
 RECORD = {"index": int, "label": int, "prediction": int, "correct": bool, "latency_steps": int, "spikes": int,

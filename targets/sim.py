@@ -390,7 +390,8 @@ class _Run:
                       for n, nr in self.neurons.items()},
             window_start={n: self.out_start[n] - 1 for n in self.hidden},
             readout_start=self.starts[net.readout] - 1,
-            meta={"steps": steps, "period": net.period, **state_meta})
+            meta={"steps": steps, "period": net.period, **state_meta},
+            stream_position=np.arange(self.stream) if self.stream else None)
 
 
 def synapse_models(net: ProcessNet, device: str | torch.device = "cpu") -> list[SynapseModel]:

@@ -41,12 +41,12 @@ def test_a_flipped_spike_is_reported_as_the_first_divergence(mlp):
     layer = q.populations[1].name
     shift = sim.window_start[layer]
     sim.spikes[layer][shift + 2, 7, 33] ^= 1
-    v = compare(ref, sim)
+    v = compare(ref, sim, lower(q, T).timing)
     assert not v.exact
     d = v.first_divergence
     assert (d["layer"], d["step"], d["sample"], d["neuron"]) == (layer, 3, 7, 33)
     assert d["expected"] == int(ref.spikes[layer][2, 7, 33]) and d["got"] == 1 - d["expected"]
-    assert v.shifts[layer] == shift  # found, not taken from the runner
+    assert v.shifts[layer] == shift  # the lowering's promise, which the runner kept
 
 
 def test_an_unbalanced_residual_graph_is_caught(resnet):
@@ -58,7 +58,7 @@ def test_an_unbalanced_residual_graph_is_caught(resnet):
     x = resnet.data.x_test[:40]
     bad = simulate(net, encode(q, x), record=True)
     bad.target = "sim (unbalanced)"
-    v = compare(run(q, x, T, "torch_int", record=True), bad)
+    v = compare(run(q, x, T, "torch_int", record=True), bad, net.timing)
     assert not v.exact and v.first_divergence["layer"] == "block.act2"
 
 
@@ -69,3 +69,53 @@ def test_verification_reports_overflow_instead_of_hiding_it(mlp):
     ref = run(q, mlp.data.x_test[:50], 64, "torch_int")
     assert sum(ref.overflow.values()) > 0
     assert sum(tr.overflow.values()) >= 0  # the sim counts u wraps; the reference counts head-room excursions
+
+
+def _silent_layer_cases(count: int) -> list:
+    """Fuzz cases whose last hidden layer never fires in the reference (verification used to be blind there)."""
+    from spikeport.quality.fuzz import random_case
+
+    found = []
+    for seed in range(400):
+        case = random_case(seed)
+        ref = run(case.snn, case.x, case.T, "torch_int", record=True)
+        last = case.snn.hidden[-1].name
+        if not ref.spikes[last].any() and not sum(ref.overflow.values()):
+            found.append((case, ref))
+        if len(found) == count:
+            break
+    assert len(found) == count
+    return found
+
+
+def test_a_silent_layer_made_to_fire_and_a_readout_offset_are_caught():
+    """Issue 11: a layer silent in the reference accepted anything, because each layer's shift was
+    searched freely. Now every recorded step is compared at the promised offset."""
+    for case, ref in _silent_layer_cases(3):
+        last = case.snn.hidden[-1].name
+        timing = lower(case.snn, case.T).timing
+        sim = run(case.snn, case.x, case.T, "sim", record=True)
+        assert compare(ref, sim, timing).exact
+        fires = dataclasses.replace(sim, spikes={**sim.spikes, last: np.ones_like(sim.spikes[last])})
+        v = compare(ref, fires, timing)
+        assert not v.exact and v.first_divergence["layer"] == last, v.line()
+        shifted = dataclasses.replace(sim, readout=sim.readout + 1000)
+        v = compare(ref, shifted, timing)
+        assert not v.exact and v.first_divergence["layer"] == READOUT and v.first_divergence["got"] == 1000
+
+
+def test_a_layer_recorded_one_step_late_is_a_timing_divergence(mlp):
+    """Issue 11: delaying one hidden layer's spikes by a step (its consumer used spikes that did not
+    exist yet) was reported exact, found at shift 2 against the promised 1."""
+    q, x, T = mlp.q(4), mlp.data.x_test[:40], 4
+    ref = run(q, x, T, "torch_int", record=True)
+    sim = run(q, x, T, "sim", record=True)
+    timing = lower(q, T).timing
+    layer = q.hidden[-1].name
+    late = np.zeros_like(sim.spikes[layer])
+    late[1:] = sim.spikes[layer][:-1]
+    v = compare(ref, dataclasses.replace(sim, spikes={**sim.spikes, layer: late}), timing)
+    assert not v.exact
+    d = v.first_divergence
+    assert d["layer"] == layer and d["matches_at"] == timing.output_start[layer] + 1, v.line()
+    assert "TIMING" in v.line() and f"matches the reference at step {timing.output_start[layer] + 1}" in v.line()

@@ -36,6 +36,9 @@ class Trace:
     window_start: dict[str, int] = field(default_factory=dict)
     readout_start: int = 0
     meta: dict = field(default_factory=dict)
+    # streamed runs: each sample's position in its stream; a frame's first steps then hold the end of the
+    # sample before it. None: every sample ran from a clean state (side by side).
+    stream_position: np.ndarray | None = None
 
     @property
     def predictions(self) -> np.ndarray:
@@ -57,4 +60,6 @@ class Trace:
             spikes={k: np.concatenate([t.spikes[k] for t in traces], axis=1) for k in first.spikes},
             spike_counts={k: np.concatenate([t.spike_counts[k] for t in traces]) for k in first.spike_counts},
             overflow={k: sum(t.overflow.get(k, 0) for t in traces) for k in first.overflow},
-            window_start=dict(first.window_start), readout_start=first.readout_start, meta=dict(first.meta))
+            window_start=dict(first.window_start), readout_start=first.readout_start, meta=dict(first.meta),
+            stream_position=None if first.stream_position is None else
+            np.concatenate([t.stream_position for t in traces]))

@@ -1,9 +1,13 @@
 """Spike-for-spike verification: every layer, every step, every neuron, as integers.
 
-A pipelined runner (``sim``, ``lava``) shows layer k's window k steps later than the zero-delay
-reference. :func:`compare` finds that shift for every layer by itself (it does not trust the
-runner's own bookkeeping), compares the aligned windows exactly, and reports the first divergence
-in causal order: the earliest step, then the earliest layer.
+Timing is part of the contract. The lowering states when each layer answers (``procnet.Timing``);
+:func:`compare` holds a pipelined target (``sim``, ``lava``) to exactly that: at every recorded
+step of a layer's frame, up to where the next streamed sample's window begins, the target must show
+what the zero-delay reference computed, shifted to the promised window, and nothing before the
+window or in the flush steps after it. The runner's own bookkeeping is never consulted. A layer
+that is right at another offset fails with a timing divergence that says at which step it would
+match (a diagnostic, searched only after the failure). Divergences are reported in causal order:
+the earliest frame step, then the earliest layer.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from spikeport.toolchain.procnet import Timing
 from spikeport.toolchain.trace import Trace
 
 READOUT = "readout"
@@ -61,11 +66,14 @@ def check_equal(name: str, got: np.ndarray, want: np.ndarray, mask: np.ndarray |
 class Divergence:
     layer: str
     sample: int
-    step: int  # 1-based step inside the T-step window
+    step: int  # 1-based step relative to the layer's promised window (<= 0: before it; > length: after it)
     neuron: int  # flat index in (C, H, W) order
     expected: int
     got: int
-    mismatches: int  # values that differ in this layer at the chosen shift
+    mismatches: int  # values that differ in this layer
+    frame_step: int = 0  # 1-based step of the sample's pipelined frame
+    where: str = "in the window"  # "before the window", "in the window", "after the window (flush)"
+    matches_at: int | None = None  # timing diagnostic: the frame step where the reference's window does match
 
 
 @dataclass
@@ -77,10 +85,9 @@ class Verification:
     steps: int
     layers: int
     spikes: int  # spikes in the reference windows that were compared
-    values: int  # integers compared (spike bits and readout values)
+    values: int  # integers compared (spike bits and readout values, inside and outside the windows)
     first_divergence: dict | None
-    shifts: dict[str, int] = field(default_factory=dict)
-    expected_shifts: dict[str, int] = field(default_factory=dict)
+    shifts: dict[str, int] = field(default_factory=dict)  # promised window starts (0-based frame steps)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,66 +98,117 @@ class Verification:
             return (head + f"exact ({self.samples} samples x {self.steps} steps x {self.layers} layers, "
                     f"{self.values:,} values, {self.spikes:,} spikes)")
         d = self.first_divergence
-        return (head + f"DIVERGES at layer {d['layer']!r}, step {d['step']}, sample {d['sample']}, neuron "
-                f"{d['neuron']}: expected {d['expected']}, got {d['got']} ({d['mismatches']} values differ "
-                "in that layer)")
+        timing = ""
+        if d.get("matches_at") is not None:
+            timing = (f"; TIMING: the layer's window was promised at frame step {self.shifts[d['layer']] + 1} and "
+                      f"matches the reference at step {d['matches_at']}")
+        return (head + f"DIVERGES at layer {d['layer']!r}, step {d['step']} ({d['where']}, frame step "
+                f"{d['frame_step']}), sample {d['sample']}, neuron {d['neuron']}: expected {d['expected']}, got "
+                f"{d['got']} ({d['mismatches']} values differ in that layer){timing}")
 
 
-def _best_shift(ref: np.ndarray, raw: np.ndarray, expected: int | None) -> tuple[int, int]:
-    """The shift d at which raw[d:d+T] matches ref best (ties: the runner's own, then the
-    earliest); returns (d, number of mismatching values)."""
-    T = ref.shape[0]
-    if raw.shape[0] < T:
-        raise ValueError(f"the runner's trace has {raw.shape[0]} steps, fewer than T={T}")
-    scores = [(int(np.count_nonzero(raw[d:d + T] != ref)), d != expected, d) for d in range(raw.shape[0] - T + 1)]
-    bad, _, d = min(scores)
-    return d, bad
+def _promised(ref: np.ndarray, start: int, stop: int, hold: bool) -> np.ndarray:
+    """What a pipelined target must show over frame steps [0, stop): nothing before ``start``, the
+    reference's window from there, then nothing (spikes) or the last value held (the readout)."""
+    out = np.zeros((stop, *ref.shape[1:]), dtype=np.int64)
+    n = max(0, min(len(ref), stop - start))
+    out[start:start + n] = ref[:n]
+    if hold and start + len(ref) < stop:
+        out[start + len(ref):] = ref[-1]
+    return out
 
 
-def _first(ref: np.ndarray, got: np.ndarray, layer: str, bad: int) -> Divergence | None:
-    c = check_equal(layer, got, ref)  # (step, sample, neuron): the first mismatch is the earliest step
-    if c.exact:
+def _matches_at(ref: np.ndarray, got: np.ndarray) -> int | None:
+    """The frame step (1-based) at which ``ref``'s window sits in ``got`` exactly, if any: a timing
+    diagnostic, searched only after a failure."""
+    for d in range(len(got) - len(ref) + 1):
+        if np.array_equal(got[d:d + len(ref)], ref):
+            return d + 1
+    return None
+
+
+def _window(timing: Timing | None, k: str, ref_len: int, recorded: int) -> tuple[int, int]:
+    """(start, stop) of the frame steps layer ``k`` is held to: its promised window starts at
+    ``start``; ``stop`` is where the next streamed sample's window begins (or the recording ends)."""
+    if timing is None:
+        return 0, ref_len
+    name = timing.readout if k == READOUT else k
+    start = timing.output_start[name] - 1
+    if recorded < start + ref_len:
+        raise ValueError(f"{k}: the target recorded {recorded} steps, fewer than the promised window's end "
+                         f"({start + ref_len})")
+    return start, min(recorded, start + timing.period)
+
+
+def _owned(start: int, steps: int, *traces: Trace) -> np.ndarray | None:
+    """Which (step, sample) values belong to the sample: in a stream, the steps before a sample's
+    window hold the end of the sample before it (only the stream's first sample owns them)."""
+    positions = [t.stream_position for t in traces if t.stream_position is not None]
+    if not positions or start == 0:
         return None
-    t, b, n = c.first
-    return Divergence(layer, b, t + 1, n, c.expected, c.got, bad)
+    mask = np.ones((steps, len(positions[0]), 1), dtype=bool)
+    mask[:start] = np.all([p == 0 for p in positions], axis=0)[None, :, None]
+    return mask
 
 
-def compare(ref: Trace, other: Trace, layers: list[str] | None = None) -> Verification:
-    """Compare ``other`` (raw, possibly pipelined) against the zero-delay ``ref``."""
-    layers = layers or list(ref.spikes)
-    missing = [k for k in layers if k not in ref.spikes or k not in other.spikes]
-    if missing:
-        raise ValueError(f"spikes were not recorded for {missing}")
+def _verification(ref: Trace, other: Trace, rows: list[tuple[str, np.ndarray, np.ndarray, int, np.ndarray | None]],
+                  spikes: int) -> Verification:
+    """One verification from (layer, what must be seen, what was seen, window start, the reference
+    window for the timing diagnostic) per layer, the readout last."""
     firsts: list[tuple[int, int, Divergence]] = []
-    shifts, values, spikes = {}, 0, 0
-    for order, k in enumerate([*layers, READOUT]):
-        r = ref.readout if k == READOUT else ref.spikes[k]
-        o = other.readout if k == READOUT else other.spikes[k]
+    values = 0
+    for order, (k, want, got, start, window) in enumerate(rows):
+        mask = _owned(start, len(want), ref, other)
+        c = check_equal(k, got, want, mask)
+        values += c.total
+        if c.exact:
+            continue
+        t, b, n = c.first
+        length = len(window) if window is not None else 0
+        where = "before the window" if t < start else "in the window" if t < start + length else \
+            "after the window (flush)"
+        moved = _matches_at(window, got) if window is not None else None
+        firsts.append((t, order, Divergence(k, b, t - start + 1, n, c.expected, c.got, c.total - c.matched,
+                                            frame_step=t + 1, where=where,
+                                            matches_at=moved if moved not in (None, start + 1) else None)))
+    first = min(firsts, key=lambda f: (f[0], f[1]))[2] if firsts else None
+    return Verification(target=other.target, against=ref.target, exact=first is None,
+                        samples=int(ref.readout.shape[1]), steps=ref.T, layers=len(rows), spikes=spikes,
+                        values=values, first_divergence=asdict(first) if first else None,
+                        shifts={r[0]: r[3] for r in rows})
+
+
+def _recorded(trace: Trace, k: str) -> np.ndarray:
+    if k == READOUT:
+        return trace.readout
+    if k not in trace.spikes:
+        raise ValueError(f"spikes of {k!r} were not recorded by {trace.target}")
+    return trace.spikes[k]
+
+
+def compare(ref: Trace, other: Trace, timing: Timing | None, layers: list[str] | None = None) -> Verification:
+    """Compare ``other`` against the zero-delay ``ref``. ``timing``: what the lowering promised for a
+    pipelined ``other`` (its frames are compared at exactly those offsets); None: ``other`` is a
+    zero-delay trace too."""
+    rows = []
+    for k in [*(layers or list(ref.spikes)), READOUT]:
+        r, o = _recorded(ref, k), _recorded(other, k)
         if r.shape[1:] != o.shape[1:]:
             raise ValueError(f"{k}: shapes differ: {r.shape} vs {o.shape}")
-        expected = other.readout_start if k == READOUT else other.window_start.get(k)
-        d, bad = _best_shift(r, o, expected)
-        shifts[k] = d
-        values += r.size
-        if k != READOUT:
-            spikes += int(r.sum())
-        div = _first(r, o[d:d + r.shape[0]], k, bad)
-        if div is not None:
-            firsts.append((div.step, order, div))
-    first = min(firsts, key=lambda f: (f[0], f[1]))[2] if firsts else None
-    return Verification(
-        target=other.target, against=ref.target, exact=first is None, samples=int(ref.readout.shape[1]),
-        steps=ref.T, layers=len(layers) + 1, spikes=spikes, values=values,
-        first_divergence=asdict(first) if first else None, shifts=shifts,
-        expected_shifts={**{k: other.window_start.get(k, 0) for k in layers}, READOUT: other.readout_start})
+        start, stop = _window(timing, k, len(r), len(o))
+        rows.append((k, _promised(r, start, stop, hold=k == READOUT), o[:stop], start, r))
+    return _verification(ref, other, rows, spikes=sum(int(ref.spikes[k].sum()) for k in layers or ref.spikes))
 
 
-def aligned(trace: Trace, shifts: dict[str, int], like: Trace) -> Trace:
-    """The windows of a pipelined trace at the given shifts, as long as ``like``'s (the zero-delay
-    trace the shifts were found against), as a zero-delay trace."""
-    T = trace.T
-    return Trace(target=trace.target, T=T, final=trace.final,
-                 readout=trace.readout[shifts[READOUT]:shifts[READOUT] + T],
-                 spikes={k: v[shifts[k]:shifts[k] + len(like.spikes[k])] for k, v in trace.spikes.items()},
-                 spike_counts=trace.spike_counts, overflow=trace.overflow,
-                 window_start={k: 0 for k in trace.window_start}, readout_start=0, meta=trace.meta)
+def compare_frames(ref: Trace, other: Trace, timing: Timing) -> Verification:
+    """Two pipelined traces of the same lowering (``lava`` against ``sim``), compared frame step by
+    frame step over the range :func:`compare` holds each layer to."""
+    rows = []
+    for k in [*ref.spikes, READOUT]:
+        r, o = _recorded(ref, k), _recorded(other, k)
+        if r.shape[1:] != o.shape[1:]:
+            raise ValueError(f"{k}: shapes differ: {r.shape} vs {o.shape}")
+        name = timing.readout if k == READOUT else k
+        start, stop = _window(timing, k, timing.length[name], min(len(r), len(o)))
+        rows.append((k, r[:stop], o[:stop], start, None))
+    return _verification(ref, other, rows, spikes=sum(int(v.sum()) for v in ref.spikes.values()))

@@ -30,9 +30,11 @@ from spikeport.targets.sim_models import lava_weights
 from spikeport.toolchain.errors import ModelFileError, SpikeportError, UnsupportedOpError
 from spikeport.toolchain.files import atomic_path
 from spikeport.toolchain.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.profiles import LOIHI2
 from spikeport.toolchain.snn import INPUT, ConvSynapse
 
 MAX_DELAY = 62
+NETX_BIAS_EXP = 6  # netx writes every neuron's bias with this exponent
 UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat", "dense_comp")
 
 
@@ -76,12 +78,12 @@ def _neuron(layer: str, cfg, size: int, reset_interval: int | None, offset: int,
     i_decay = int(_scalar(layer, n, "iDecay"))
     v_decay = int(_scalar(layer, n, "vDecay"))
     vth = int(_scalar(layer, n, "vThMant"))
-    _check(layer, "neuron/iDecay", i_decay, 0, 4096)
-    _check(layer, "neuron/vDecay", v_decay, 0, 4096)
-    _check(layer, "neuron/vThMant", vth, 0, (1 << 17))
+    _check(layer, "neuron/iDecay", i_decay, 0, LOIHI2.decay_unit)
+    _check(layer, "neuron/vDecay", v_decay, 0, LOIHI2.decay_unit)
+    _check(layer, "neuron/vThMant", vth, 0, LOIHI2.u_limit)
     if "messageBits" in n and int(_scalar(layer, n, "messageBits")) != 0:
         raise UnsupportedOpError(f"netx layer {layer}: graded output spikes (messageBits) are not supported")
-    params = dict(du=i_decay - 1, dv=v_decay, vth=vth, bias_exp=6,
+    params = dict(du=i_decay - 1, dv=v_decay, vth=vth, bias_exp=NETX_BIAS_EXP,
                   bias_mant=0 if bias is None else np.broadcast_to(np.asarray(bias).astype(int), (size,)).copy())
     if reset_interval:
         params.update(reset_interval=reset_interval, reset_offset=offset)
@@ -186,7 +188,7 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
             if kind == "conv":
                 w = np.asarray(cfg["weight"][()])
                 w = w.reshape(w.shape[:4]).astype(np.int64)  # (C_out, C_in/g, kH, kW), older files carry a time dim
-                _check(layer, "weight", w, -(1 << 23), (1 << 23) - 1)
+                _check(layer, "weight", w, -LOIHI2.v_max - 1, LOIHI2.v_max)
                 stride, pad = _pair(_scalar(layer, cfg, "stride", 1)), _pair(_scalar(layer, cfg, "padding", 0))
                 dil, groups = _pair(_scalar(layer, cfg, "dilation", 1)), int(_scalar(layer, cfg, "groups", 1))
                 if len(src_shape) != 3 or w.shape[1] * groups != src_shape[0]:
@@ -241,7 +243,7 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
             if "neuron" in cfg:
                 params = _neuron(layer, cfg, size, reset_interval, offset, bias)
             else:  # a dense layer without neuron: a perfect integrator that never fires
-                params = dict(du=-1, dv=4096, vth=1 << 17, bias_exp=6,
+                params = dict(du=-1, dv=LOIHI2.decay_unit, vth=LOIHI2.u_limit, bias_exp=LOIHI2.act_shift,
                               bias_mant=0 if bias is None else np.broadcast_to(bias, (size,)).copy())
                 if reset_interval:
                     params.update(reset_interval=reset_interval, reset_offset=offset)
@@ -291,10 +293,10 @@ def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
             n.create_dataset("iDecay", data=lif.du + 1)
             n.create_dataset("vDecay", data=lif.dv)
             n.create_dataset("vThMant", data=lif.vth)
-            if lif.bias_exp != 6 and np.any(lif.bias_mant):
+            if lif.bias_exp != NETX_BIAS_EXP and np.any(lif.bias_mant):
                 raise UnsupportedOpError(f"layer {lif.name!r}: netx fixes bias_exp at 6, this layer uses "
                                          f"{lif.bias_exp}")
-            _check(lif.name, "du + 1 (iDecay)", lif.du + 1, 0, 4096)
+            _check(lif.name, "du + 1 (iDecay)", lif.du + 1, 0, LOIHI2.decay_unit)
 
         if nx.input_layer is None:
             grp = g.create_group(str(idx))
@@ -368,7 +370,7 @@ def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
                     grp.create_dataset("delay", data=np.broadcast_to(d, (lif.size,)).astype(np.float32))
                 if np.any(bias):
                     grp.create_dataset("bias", data=bias)
-            if lif.vth != (1 << 17) or lif.du != -1 or lif.dv != 4096:
+            if lif.vth != LOIHI2.u_limit or lif.du != -1 or lif.dv != LOIHI2.decay_unit:
                 neuron(grp, lif)
             elif isinstance(syn, ConvProcess):
                 raise UnsupportedOpError(f"layer {name!r}: netx conv layers need a neuron")

@@ -166,7 +166,7 @@ class LavaRunner:
                      spike_counts=counts, readout_start=start[net.readout] - 1,
                      window_start={k: s - 1 for k, s in start.items() if k != net.readout},
                      meta={"wall_seconds": wall, "lava_run_seconds": run_s, "streamed_steps": spec["steps"],
-                           "period": P})
+                           "period": P}, stream_position=np.arange(n))
 
 
 def run_netx_file(path: Path, steps: int, reset_interval: int | None = None, num_layers: int | None = None,
