@@ -48,9 +48,32 @@ def _steps(text: str) -> tuple[int, ...]:
 
 
 def _positive(text: str) -> int:
-    v = int(text)
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
     return v
 
 
@@ -63,7 +86,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp"], default="qcfs",
                    help="calibration method on top of the QCFS conversion (NQ: pass an *_nq model)")
     p.add_argument("--rho", type=_positive, default=4, help="COS pre-run length")
-    p.add_argument("--seed", type=int, default=0, help="TPP seed")
+    p.add_argument("--seed", type=_nonnegative, default=0, help="TPP seed")
     _profile_arg(p)
     _device_arg(p)
 
@@ -113,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="cnn_mnist", help=MODEL_HELP)
     p.add_argument("--T", type=_steps, default=(1, 2, 4, 8, 16, 32), help="time steps, e.g. 1,2,4,8")
     p.add_argument("--lava-T", type=_positive, default=8, help="T of the Lava run")
-    p.add_argument("--lava-samples", type=int, default=32, help="test samples streamed through Lava (0: none)")
+    p.add_argument("--lava-samples", type=_nonnegative, default=32, help="test samples streamed through Lava (0: none)")
     p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
     p.add_argument("--methods-T", type=_ints, default=(1, 2, 4, 8),
                    help="T values of the seed-methods table (0: leave it out)")
@@ -133,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=8)
     p.add_argument("--samples", type=_positive, default=16, help="first N test samples")
     p.add_argument("--targets", default="sim,lava", help="comma-separated: sim, lava")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds before a Lava worker is stopped")
+    p.add_argument("--timeout", type=_seconds, default=900.0, help="seconds before a Lava worker is stopped")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("methods", "the seed methods side by side: QCFS, FTBC, COS, TPP, NQ, permutation diagnostic")
@@ -142,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rho", type=_positive, default=4, help="COS pre-run length")
     p.add_argument("--tpp-seeds", type=_positive, default=5, help="TPP seeds (mean and spread)")
     p.add_argument("--lava-T", type=_steps, default=(2, 8), help="T values also run in Lava")
-    p.add_argument("--lava-samples", type=int, default=16, help="test samples per Lava run (0: none)")
+    p.add_argument("--lava-samples", type=_nonnegative, default=16, help="test samples per Lava run (0: none)")
     p.add_argument("--verify-samples", type=_positive, default=100, help="samples verified spike for spike")
     p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
     p.add_argument("--out", type=Path, default=Path("out/methods"), help="folder for methods.json and methods.md")
@@ -181,11 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=8)
     p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp"], default="qcfs")
     p.add_argument("--rho", type=_positive, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonnegative, default=0)
     p.add_argument("--data", choices=["digits", "mnist5k"], default=None)
-    p.add_argument("--samples", type=int, default=0, help="first N test samples (0: all)")
+    p.add_argument("--samples", type=_nonnegative, default=0, help="first N test samples (0: all)")
     p.add_argument("--calib", type=_positive, default=512)
-    p.add_argument("--verify-every", type=int, default=0, help="check every N-th sample against the reference")
+    p.add_argument("--verify-every", type=_nonnegative, default=0, help="check every N-th sample against the reference")
     p.add_argument("--chunk", type=_positive, default=16, help="samples per target call")
     p.add_argument("--out", type=Path, default=Path("out/eval"), help="folder for results.jsonl and config.toml")
     _profile_arg(p)
@@ -199,12 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("fuzz", "random integer networks on torch_int, sim and Lava, and damaged input files: exit 1 on any "
             "disagreement or unclear error")
-    p.add_argument("--cases", type=int, default=200, help="random networks (0: none)")
-    p.add_argument("--files", type=int, default=0, help="damaged files per kind (onnx, checkpoint, netx, nir, "
+    p.add_argument("--cases", type=_nonnegative, default=200, help="random networks (0: none)")
+    p.add_argument("--files", type=_nonnegative, default=0, help="damaged files per kind (onnx, checkpoint, netx, nir, "
                    "config, results)")
-    p.add_argument("--seed", type=int, default=0, help="first case seed (case i uses seed + i)")
-    p.add_argument("--lava-every", type=int, default=10, help="run every N-th case in Lava too (0: never)")
+    p.add_argument("--seed", type=_nonnegative, default=0, help="first case seed (case i uses seed + i)")
+    p.add_argument("--lava-every", type=_nonnegative, default=10, help="run every N-th case in Lava too (0: never)")
     p.add_argument("--verbose", action="store_true", help="a line per case, not only per disagreement")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     p = add("lava-env", "create the Lava environment (Python 3.10, lava-nc 0.10, lava-dl 0.6) and fetch lava-dl's "
             "ground-truth traces, in spikeport's cache folder; idempotent")
@@ -438,7 +462,7 @@ def cmd_bench(args) -> int:
 def cmd_fuzz(args) -> int:
     from tqdm import tqdm
 
-    from spikeport.quality.fuzz import fuzz
+    from spikeport.quality.fuzz import fuzz, summary
 
     status = 0
     if args.files > 0:
@@ -454,13 +478,17 @@ def cmd_fuzz(args) -> int:
 
     outcomes = fuzz(args.cases, seed=args.seed, lava_every=max(0, args.lava_every), log=log)
     bar.close()
-    bad = [o for o in outcomes if not o.exact]
-    lava = sum(o.lava for o in outcomes)
-    beyond = sum(not o.in_headroom for o in outcomes)
-    print(f"{len(outcomes)} cases (seeds {args.seed}..{args.seed + args.cases - 1}), {lava} of them also in Lava; "
-          f"{beyond} drove membranes beyond the head-room; {sum(o.values for o in outcomes):,} values compared; "
-          f"{len(bad)} disagreements")
-    return 1 if bad or status else 0
+    s = summary(outcomes)
+    if args.json:
+        print(json.dumps(s, indent=1))
+    else:
+        print(f"{s['cases']} cases (seeds {args.seed}..{args.seed + args.cases - 1}), {s['lava_cases']} of them "
+              f"also in Lava; {s['beyond_headroom_cases']} beyond the head-room; {s['independent_values']:,} values "
+              f"compared against independent code ({s['beyond_headroom_independent_values']:,} of them beyond the "
+              "head-room) "
+              f"and {s['self_check_values']:,} in self-checks; {100 * s['silent_layer_share']:.1f}% of hidden layers "
+              f"silent; {s['disagreements']} disagreements")
+    return 1 if s["disagreements"] or status else 0
 
 
 def _fuzz_files(args) -> int:

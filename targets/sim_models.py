@@ -332,6 +332,8 @@ class WindowedModel:
         if t < p.start:
             return self.none
         w, j = divmod(t - p.start, p.period)
+        if isinstance(p, TPPProcess) and w >= (len(self.ids) if self.per_window else 1):
+            return self.none  # TPP draws its numbers for a sample: none after the last one (as in Lava)
         if j == 0:
             self.kernel.reset()
             if self.per_window and w < len(self.ids):

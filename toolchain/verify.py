@@ -107,14 +107,12 @@ class Verification:
                 f"{d['got']} ({d['mismatches']} values differ in that layer){timing}")
 
 
-def _promised(ref: np.ndarray, start: int, stop: int, hold: bool) -> np.ndarray:
+def _promised(ref: np.ndarray, start: int, stop: int) -> np.ndarray:
     """What a pipelined target must show over frame steps [0, stop): nothing before ``start``, the
-    reference's window from there, then nothing (spikes) or the last value held (the readout)."""
+    reference's window from there, nothing after it (the flush steps)."""
     out = np.zeros((stop, *ref.shape[1:]), dtype=np.int64)
     n = max(0, min(len(ref), stop - start))
     out[start:start + n] = ref[:n]
-    if hold and start + len(ref) < stop:
-        out[start + len(ref):] = ref[-1]
     return out
 
 
@@ -129,7 +127,9 @@ def _matches_at(ref: np.ndarray, got: np.ndarray) -> int | None:
 
 def _window(timing: Timing | None, k: str, ref_len: int, recorded: int) -> tuple[int, int]:
     """(start, stop) of the frame steps layer ``k`` is held to: its promised window starts at
-    ``start``; ``stop`` is where the next streamed sample's window begins (or the recording ends)."""
+    ``start``; ``stop`` is where the next streamed sample's window begins (or the recording ends).
+    The readout is held to its window only: its answer is read at the window's last step, and later
+    steps may still receive a longer upstream window (COS runs max(T, rho) steps)."""
     if timing is None:
         return 0, ref_len
     name = timing.readout if k == READOUT else k
@@ -137,7 +137,7 @@ def _window(timing: Timing | None, k: str, ref_len: int, recorded: int) -> tuple
     if recorded < start + ref_len:
         raise ValueError(f"{k}: the target recorded {recorded} steps, fewer than the promised window's end "
                          f"({start + ref_len})")
-    return start, min(recorded, start + timing.period)
+    return start, start + ref_len if k == READOUT else min(recorded, start + timing.period)
 
 
 def _owned(start: int, steps: int, *traces: Trace) -> np.ndarray | None:
@@ -196,7 +196,7 @@ def compare(ref: Trace, other: Trace, timing: Timing | None, layers: list[str] |
         if r.shape[1:] != o.shape[1:]:
             raise ValueError(f"{k}: shapes differ: {r.shape} vs {o.shape}")
         start, stop = _window(timing, k, len(r), len(o))
-        rows.append((k, _promised(r, start, stop, hold=k == READOUT), o[:stop], start, r))
+        rows.append((k, _promised(r, start, stop), o[:stop], start, r))
     return _verification(ref, other, rows, spikes=sum(int(ref.spikes[k].sum()) for k in layers or ref.spikes))
 
 

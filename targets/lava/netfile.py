@@ -19,7 +19,7 @@ FORMAT = "spikeport-lava-net/1"
 
 
 def write_net(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray], n_samples: int,
-              record: list[str], sample_ids: np.ndarray | None = None) -> dict:
+              record: list[str], sample_ids: np.ndarray | None = None, spikes_in: np.ndarray | None = None) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
 
@@ -62,8 +62,11 @@ def write_net(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray], n_
             w = s.weights if sparse.issparse(s.weights) else np.asarray(s.weights, dtype=np.int64)
             syns.append({"kind": "dense", "name": s.name, "src": s.src, "dst": s.dst,
                          "weights": put(f"syn{i}.w", w), "is_sparse_matrix": bool(sparse.issparse(w)),
-                         "sparse": bool(s.sparse or s.delay > 0), "weight_exp": s.weight_exp,
-                         "num_weight_bits": s.num_weight_bits, "sign_mode": s.sign_mode, "delay": s.delay})
+                         "sparse": bool(s.sparse or np.any(s.delay)), "weight_exp": s.weight_exp,
+                         "num_weight_bits": s.num_weight_bits, "sign_mode": s.sign_mode,
+                         "num_message_bits": s.num_message_bits,
+                         "delay": int(s.delay) if np.ndim(s.delay) == 0 else put(f"syn{i}.delay", np.asarray(s.delay)),
+                         "max_delay": int(np.max(s.delay))})
     srcs = []
     for i, s in enumerate(net.sources):
         srcs.append({"name": s.name, "dst": s.dst, "start": s.start,
@@ -72,9 +75,16 @@ def write_net(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray], n_
                                        .reshape(n_samples, -1)) if s.adds_input else None})
     steps = (n_samples - 1) * net.period + net.frame
     put("sample_ids", np.arange(n_samples) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64))
+    if spikes_in is not None:  # (steps, samples, N) -> one stream, sample i from step i * period
+        spikes_in = np.asarray(spikes_in, dtype=np.int64)
+        stream = np.zeros((steps, spikes_in.shape[2]), dtype=np.int64)
+        for i in range(n_samples):
+            k = min(len(spikes_in), steps - i * net.period)
+            stream[i * net.period:i * net.period + k] += spikes_in[:k, i]
+        put("spikes_in", stream)
     spec = {"format": FORMAT, "T": net.T, "period": net.period, "n_samples": n_samples, "steps": steps,
             "act_shift": net.profile.act_shift, "readout": net.readout, "record": record,
-            "lifs": lifs, "synapses": syns, "sources": srcs}
+            "lifs": lifs, "synapses": syns, "sources": srcs, "spikes_in": spikes_in is not None}
     (folder / "net.json").write_text(json.dumps(spec, indent=1))
     np.savez(folder / "arrays.npz", **arrays)
     return spec

@@ -112,13 +112,16 @@ class LavaRunner:
         self.progress = progress
 
     def run(self, net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False,
-            sample_ids: np.ndarray | None = None) -> Trace:
-        n = len(next(iter(currents.values())))
+            sample_ids: np.ndarray | None = None, spikes_in: np.ndarray | None = None) -> Trace:
+        """``spikes_in`` (steps, samples, N): spikes sent into the synapses whose source is ``"input"``,
+        sample i's from the first step of its frame (networks read from netx, the fuzzer's)."""
+        n = len(next(iter(currents.values()))) if currents else np.asarray(spikes_in).shape[1]
         ids = np.arange(n) if sample_ids is None else np.asarray(sample_ids)
         traces = []
         for i in range(0, n, self.chunk):
             part = {k: v[i:i + self.chunk] for k, v in currents.items()}
-            traces.append(self._run_chunk(net, part, min(self.chunk, n - i), record, ids[i:i + self.chunk]))
+            ins = None if spikes_in is None else np.asarray(spikes_in)[:, i:i + self.chunk]
+            traces.append(self._run_chunk(net, part, min(self.chunk, n - i), record, ids[i:i + self.chunk], ins))
             if self.progress is not None:
                 self.progress(min(self.chunk, n - i))
         out = Trace.concat(traces)
@@ -128,12 +131,13 @@ class LavaRunner:
         return out
 
     def _run_chunk(self, net: ProcessNet, currents: dict[str, np.ndarray], n: int, record: bool,
-                   sample_ids: np.ndarray) -> Trace:
+                   sample_ids: np.ndarray, spikes_in: np.ndarray | None = None) -> Trace:
         python = self.python or lava_python()
         hidden = [p.name for p in net.lifs if p.name != net.readout]
         with tempfile.TemporaryDirectory(prefix="spikeport-lava-") as tmp:
             net_dir, out_dir = Path(tmp) / "net", Path(tmp) / "out"
-            spec = write_net(net_dir, net, currents, n, record=hidden if record else [], sample_ids=sample_ids)
+            spec = write_net(net_dir, net, currents, n, record=hidden if record else [], sample_ids=sample_ids,
+                             spikes_in=spikes_in)
             worker = stage_runtime(Path(tmp) / "runtime")
             t0 = time.perf_counter()
             res = run_process([python, str(worker), str(net_dir), str(out_dir)], self.timeout, "the Lava worker")
@@ -214,6 +218,6 @@ def run_netx_file(path: Path, steps: int, reset_interval: int | None = None, num
 
 
 def run_lava(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False,
-             sample_ids: np.ndarray | None = None, **kwargs) -> Trace:
-    return LavaRunner(**kwargs).run(net, currents, record, sample_ids)
+             sample_ids: np.ndarray | None = None, spikes_in: np.ndarray | None = None, **kwargs) -> Trace:
+    return LavaRunner(**kwargs).run(net, currents, record, sample_ids, spikes_in)
 

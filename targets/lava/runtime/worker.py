@@ -106,6 +106,11 @@ def build_and_run(spec, arrays, out_dir):
         else:
             lifs[p["name"]] = LIF(**kwargs)
 
+    if spec.get("spikes_in"):  # external spikes (steps, N) into the synapses whose source is "input"
+        data = arrays["spikes_in"]
+        shapes["input"], orders["input"] = (data.shape[1],), np.arange(data.shape[1])
+        lifs["input"] = RingBuffer(data=np.ascontiguousarray(data.T.astype(np.int32)))
+
     def out_port(name):
         port = lifs[name].s_out
         return port.flatten() if len(shapes[name]) > 1 else port
@@ -125,11 +130,19 @@ def build_and_run(spec, arrays, out_dir):
         kwargs = dict(weight_exp=s["weight_exp"], num_weight_bits=s["num_weight_bits"], name=s["name"])
         if s["sign_mode"]:
             kwargs["sign_mode"] = sign_modes[s["sign_mode"]]
-        if s["delay"] > 0:
+        if s.get("num_message_bits"):
+            kwargs["num_message_bits"] = s["num_message_bits"]
+        if s["max_delay"] > 0:  # one delay for all, or one per synapse (PyTorch order, like the weights)
             w = sparse.csr_matrix(w)
             delays = w.copy().astype(int)
-            delays.data[:] = s["delay"]
-            syn = DelaySparse(weights=w, delays=delays, max_delay=s["delay"], **kwargs)
+            if isinstance(s["delay"], str):
+                per = arrays[s["delay"]][orders[dst]][:, orders[src]]
+                rows, cols = w.nonzero()
+                delays = sparse.csr_matrix((per[rows, cols], (rows, cols)), shape=w.shape)
+                w = sparse.csr_matrix((np.asarray(w[rows, cols]).ravel(), (rows, cols)), shape=w.shape)
+            else:
+                delays.data[:] = s["delay"]
+            syn = DelaySparse(weights=w, delays=delays, max_delay=s["max_delay"], **kwargs)
         elif s["sparse"]:
             syn = Sparse(weights=sparse.csr_matrix(w), **kwargs)
         else:
