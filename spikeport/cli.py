@@ -27,6 +27,7 @@ EXAMPLES = {
     "eval": "spikeport eval cnn_mnist --target lava --T 8 --samples 64 --verify-every 8 --out out/eval",
     "fuzz": "spikeport fuzz --cases 500 --lava-every 10",
     "lava-env": "spikeport lava-env --python ~/.pyenv/versions/3.10.13/bin/python",
+    "mutants": "spikeport mutants --json",
 }
 
 MODEL_HELP = ("a bundled model (cnn_mnist, mlp_digits, resnet_digits), a spikeport checkpoint (.pt) or an "
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lava-every", type=_nonnegative, default=10, help="run every N-th case in Lava too (0: never)")
     p.add_argument("--verbose", action="store_true", help="a line per case, not only per disagreement")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+    p = add("mutants", "plant faults in sim and show that verify and the fuzzer catch each (exit 1 if one is missed)")
+    p.add_argument("--json", action="store_true", help="print {mutants, caught, missed} as JSON")
 
     p = add("lava-env", "create the Lava environment (Python 3.10, lava-nc 0.10, lava-dl 0.6) and fetch lava-dl's "
             "ground-truth traces, in spikeport's cache folder; idempotent")
@@ -516,6 +520,21 @@ def _fuzz_files(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_mutants(args) -> int:
+    from spikeport.quality.mutants import run_mutants
+
+    results, baseline = run_mutants(log=None if args.json else lambda r: print(r.line(), flush=True))
+    missed = [r.name for r in results if r.caught_by is None]
+    if args.json:
+        print(json.dumps({"mutants": len(results), "caught": len(results) - len(missed), "missed": missed,
+                          "baseline_failure": None if baseline is None else list(baseline)}, indent=1))
+    else:
+        if baseline is not None:
+            print(f"the unmutated code fails {baseline[0]}: {baseline[1]}")
+        print(f"{len(results)} mutants, {len(results) - len(missed)} caught, {len(missed)} missed")
+    return 1 if missed or baseline is not None else 0
+
+
 def cmd_lava_env(args) -> int:
     from spikeport.lava_env import create
 
@@ -527,7 +546,7 @@ def cmd_lava_env(args) -> int:
 COMMANDS = {
     "demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "methods": cmd_methods,
     "report": cmd_report, "conformance": cmd_conformance, "bench": cmd_bench, "export": cmd_export, "info": cmd_info,
-    "train": cmd_train, "fuzz": cmd_fuzz, "lava-env": cmd_lava_env,
+    "train": cmd_train, "fuzz": cmd_fuzz, "lava-env": cmd_lava_env, "mutants": cmd_mutants,
 }
 
 

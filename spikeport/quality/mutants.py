@@ -1,0 +1,213 @@
+"""``spikeport mutants``: planted faults that ``verify`` and the fuzzer must catch.
+
+A check that has never failed proves nothing. Each mutant below plants one fault in a monkeypatch of
+the real code (never a flag in the product), then runs the checks a user relies on, in order, until
+one fails: ``verify`` against the integer reference on the bundled MLP and residual network, then
+the fuzzer's network cases and its Lava-arithmetic cases (against the plain Lava model and the
+reference). A mutant no check catches is MISSED, and the command exits 1.
+
+The faults are those a bit-accurate simulator can realistically get wrong: a threshold off by one,
+timing, silent layers, the readout, Lava's register widths and weight processing, the bias
+exponent, axonal delays, the flush-step quench, and the seed methods' own arithmetic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from unittest import mock
+
+import numpy as np
+import torch
+
+from spikeport.api import prepare, verify
+from spikeport.quality.fuzz import check, check_process, random_case, random_process_case
+from spikeport.targets import method_kernels, sim, sim_models
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    fault: str
+    plant: Callable[[], contextlib.AbstractContextManager]
+
+
+def _wrap(owner, attr: str, after: Callable) -> contextlib.AbstractContextManager:
+    """Patch ``owner.attr`` (a method) to run the real one, then ``after(self, result, *args)``."""
+    real = getattr(owner, attr)
+
+    def patched(self, *args, **kwargs):
+        result = real(self, *args, **kwargs)
+        out = after(self, result, *args, **kwargs)
+        return result if out is None else out
+
+    return mock.patch.object(owner, attr, patched)
+
+
+def _threshold_off_by_one(self, _result, *_args):
+    self.thr = self.thr + (1 << self.lif.act_shift)  # one weight unit too high in the fused IF loop
+
+
+def _second_layer_late(self, result, *_args):
+    if self.p.dst.endswith(("l1", "act2", "block.act1")) and not self.p.src.startswith(self.p.dst):
+        return [(delay + 1, contrib) for delay, contrib in result]  # its input arrives a step late
+    return None
+
+
+def _silent_layers_fire(self, trace, *_args):
+    for s in trace.spikes.values():
+        if not s.any():
+            s[:] = 1
+    return trace
+
+
+def _readout_offset(self, trace, *_args):
+    trace.readout = trace.readout + 1
+    trace.final = trace.final + 1
+    return trace
+
+
+def _fold_at_23_bits(self, _result, *_args):
+    self.bits, self.u_max = self.bits - 1, self.u_max >> 1
+
+
+def _no_saturation(self, _result, *_args):
+    self.v_max = 1 << 40
+
+
+def _wrong_bias_exponent(self, _result, p, *_args):
+    bias = torch.as_tensor(np.broadcast_to(np.asarray(p.bias_mant, dtype=np.int64), (p.size,)).copy())
+    self.bias = sim_models.shift(bias, p.bias_exp + 1).to(self.bias.device)
+
+
+def _no_delays(self, _result, *_args):
+    self.blocks = [(0, m) for _, m in self.blocks]
+
+
+def _no_quench(self, _result, *_args):
+    for s in self.net.sources:
+        self.pattern[s.name][-1] = 0  # the flush step sends nothing
+
+
+def _ftbc_one_step_late(self, _result, *_args):
+    for k, step in self.pattern_step.items():
+        self.pattern_step[k] = torch.roll(step, 1, dims=0)
+
+
+def _cos_shift_off_by_one(self, _result, *_args):
+    self.v = self.v + (self.v != self.v_init)
+
+
+def _u_decay_off_by_one(self, x, decay):
+    return sim_models.LIFModel._real_decay(self, x, max(decay - 1, 0))
+
+
+@contextlib.contextmanager
+def _decay_patch() -> Iterator[None]:
+    sim_models.LIFModel._real_decay = sim_models.LIFModel._decay
+    try:
+        with mock.patch.object(sim_models.LIFModel, "_decay", _u_decay_off_by_one):
+            yield
+    finally:
+        del sim_models.LIFModel._real_decay
+
+
+def _no_lsb_truncation() -> contextlib.AbstractContextManager:
+    real = sim_models.lava_weights
+
+    def keeps_lsb(w, sign_mode, num_weight_bits, weight_bits=8):
+        vals = np.asarray(w.data if hasattr(w, "data") and hasattr(w, "nnz") else w)
+        mixed = sign_mode == "mixed" or (sign_mode is None and vals.size and vals.min() < 0 < vals.max())
+        return real(w, sign_mode, num_weight_bits + bool(mixed), weight_bits)
+
+    return mock.patch.object(sim_models, "lava_weights", keeps_lsb)
+
+
+def _wrong_tpp_stream() -> contextlib.AbstractContextManager:
+    real = sim_models.prng_u32
+    return mock.patch.object(sim_models, "prng_u32", lambda seed, *a: real(seed + 1, *a))
+
+
+MUTANTS: list[Mutant] = [
+    Mutant("threshold+1", "sim's fused IF loop fires one weight unit too late",
+           lambda: _wrap(sim_models.FastIF, "__init__", _threshold_off_by_one)),
+    Mutant("layer-late", "the synapse into the second hidden layer delivers one step late",
+           lambda: _wrap(sim_models.DenseModel, "__call__", _second_layer_late)),
+    Mutant("silent-fires", "a layer silent in the reference fires at every recorded step",
+           lambda: _wrap(sim._Run, "trace", _silent_layers_fire)),
+    Mutant("readout+1", "every readout value is off by one", lambda: _wrap(sim._Run, "trace", _readout_offset)),
+    Mutant("fold-23-bits", "u folds at 23 bits instead of 24", lambda: _wrap(sim_models.LIFModel, "__init__",
+                                                                             _fold_at_23_bits)),
+    Mutant("no-saturation", "v is not saturated at +-(2**23 - 1)",
+           lambda: _wrap(sim_models.LIFModel, "__init__", _no_saturation)),
+    Mutant("no-lsb-truncation", "mixed-sign Dense weights keep their least significant bit", _no_lsb_truncation),
+    Mutant("bias-exp+1", "the LIF bias is shifted by bias_exp + 1",
+           lambda: _wrap(sim_models.LIFModel, "__init__", _wrong_bias_exponent)),
+    Mutant("no-delay", "DelaySparse's axonal delays are dropped",
+           lambda: _wrap(sim_models.DenseModel, "__init__", _no_delays)),
+    Mutant("no-quench", "the flush step sends no quench", lambda: _wrap(sim._Run, "__init__", _no_quench)),
+    Mutant("tpp-stream", "TPP draws from another seed's random stream", _wrong_tpp_stream),
+    Mutant("cos-shift+1", "COS shifts initial potentials one unit too far",
+           lambda: _wrap(method_kernels.COSKernel, "_finish_prerun", _cos_shift_off_by_one)),
+    Mutant("ftbc-late", "FTBC's time bias is applied one step late",
+           lambda: _wrap(sim._Run, "__init__", _ftbc_one_step_late)),
+    Mutant("u-decay-1", "u decays by du instead of du + 1", _decay_patch),
+]
+
+
+@dataclass
+class Result:
+    name: str
+    fault: str
+    caught_by: str | None
+    detail: str = ""
+
+    def line(self) -> str:
+        if self.caught_by is None:
+            return f"MISSED  {self.name:<18} {self.fault}"
+        return f"caught  {self.name:<18} {self.fault}: by {self.caught_by} ({self.detail[:160]})"
+
+
+class Checks:
+    """The checks every mutant faces, prepared once (models converted and quantized without mutants)."""
+
+    def __init__(self, network_cases: int = 40, process_cases: int = 24) -> None:
+        mlp, resnet = prepare("mlp_digits", calib=256), prepare("resnet_digits", calib=256)
+        self.verify_runs = [("verify mlp_digits", mlp.quantize(mlp.snn, 4), mlp.data.x_test[:24], 4),
+                            ("verify resnet_digits", resnet.quantize(resnet.snn, 3), resnet.data.x_test[:24], 3)]
+        self.network_seeds = range(network_cases)
+        self.process_seeds = range(process_cases)
+
+    def run(self) -> tuple[str, str] | None:
+        """The first check that fails, as (check, what it said), or None when all pass."""
+        for name, q, x, T in self.verify_runs:
+            rows, _ = verify(q, x, T, targets=("sim",))
+            bad = [r for r in rows if not r.exact]
+            if bad:
+                return name, bad[0].line()
+        for s in self.network_seeds:
+            o = check(random_case(s), lava=False)
+            if not o.exact:
+                return f"fuzz network case {s}", o.problem
+        for s in self.process_seeds:
+            o = check_process(random_process_case(s), lava=False)
+            if not o.exact:
+                return f"fuzz process case {s}", o.problem
+        return None
+
+
+def run_mutants(log: Callable[[Result], None] | None = None) -> tuple[list[Result], tuple[str, str] | None]:
+    """Every mutant against the checks; the second value is a failure of the unmutated code (then
+    the mutants prove nothing)."""
+    checks = Checks()
+    baseline = checks.run()
+    results = []
+    for m in MUTANTS:
+        with m.plant():
+            caught = checks.run()
+        r = Result(m.name, m.fault, caught[0] if caught else None, caught[1] if caught else "")
+        results.append(r)
+        if log is not None:
+            log(r)
+    return results, baseline
