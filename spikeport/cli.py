@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", type=_positive, default=512)
     p.add_argument("--verify-every", type=_nonnegative, default=0, help="check every N-th sample against the reference")
     p.add_argument("--chunk", type=_positive, default=16, help="samples per target call")
-    p.add_argument("--out", type=Path, default=Path("out/eval"), help="folder for results.jsonl and config.toml")
+    p.add_argument("--out", type=Path, default=None, help="folder for results.jsonl and config.toml (default: "
+                   "the --config file's folder, so that the same command resumes the run; else out/eval)")
     _profile_arg(p)
     _device_arg(p)
 
@@ -396,6 +397,8 @@ def cmd_eval(args) -> int:
     from spikeport.evaluate import EvalConfig, Evaluation
     from spikeport.toolchain.errors import SpikeportError
 
+    if args.out is None:
+        args.out = args.config.parent if args.config is not None else Path("out/eval")
     if args.config is not None:
         cfg = EvalConfig.from_toml(args.config)
     elif args.model is None:

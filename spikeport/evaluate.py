@@ -32,11 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.api import prepare, run
+from spikeport.models.data import DATASETS
 from spikeport.targets.lava.runner import lava_python
 from spikeport.toolchain.errors import SpikeportError, TargetError
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.lowering import lower
+from spikeport.toolchain.methods import METHODS
 from spikeport.toolchain.ops import synaptic_ops
+from spikeport.toolchain.profiles import PROFILES
 from spikeport.toolchain.trace import Trace
 from spikeport.toolchain.verify import compare
 
@@ -83,7 +86,26 @@ class EvalConfig:
                 raise SpikeportError(f"{path}: {key} = {value!r} should be of type {want.__name__}")
         if "model" not in raw:
             raise SpikeportError(f"{path}: the configuration names no model")
-        return cls(**raw)
+        cfg = cls(**raw)
+        try:
+            cfg.validate()
+        except SpikeportError as exc:
+            raise SpikeportError(f"{path}: {exc}") from None
+        return cfg
+
+    def validate(self) -> None:
+        """Every value in its range, or one error naming the key and the value (a run checks this
+        before it starts)."""
+        at_least = {"T": 1, "rho": 1, "seed": 0, "samples": 0, "calib": 1, "verify_every": 0, "chunk": 1}
+        for key, low in at_least.items():
+            if getattr(self, key) < low:
+                raise SpikeportError(f"{key} = {getattr(self, key)} must be {low} or more")
+        choices = {"target": TARGETS, "method": METHODS, "profile": tuple(PROFILES), "data": ("", *DATASETS)}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise SpikeportError(f"{key} = {getattr(self, key)!r} is not one of {list(allowed)}")
+        if not self.model:
+            raise SpikeportError("model is empty")
 
 
 def loihi2_missing() -> str | None:
@@ -103,8 +125,7 @@ class Evaluation:
 
     def __init__(self, cfg: EvalConfig, out: Path, progress: bool = True, device: str = "cpu") -> None:
         self.cfg, self.out, self.progress, self.device = cfg, Path(out), progress, device
-        if cfg.target not in TARGETS:
-            raise SpikeportError(f"unknown target {cfg.target!r}; choose one of {sorted(TARGETS)}")
+        cfg.validate()
         if device != "cpu" and cfg.target not in ("torch_int", "sim"):
             raise SpikeportError(f"--device {device} applies to the torch and sim targets, not {cfg.target}")
 
@@ -170,7 +191,6 @@ class Evaluation:
 
     def _run_shard(self, path: Path, rank: int, world: int, summary: bool = True) -> dict | None:
         from tqdm import tqdm
-
 
         cfg = self.cfg
         if cfg.target == "loihi2":

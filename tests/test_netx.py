@@ -187,3 +187,34 @@ def test_bad_nir_files(tmp_path, mlp):
         read_nir(tmp_path / "junk.nir")
     with pytest.raises(ModelFileError, match="does not exist"):
         read_nir(tmp_path / "missing.nir")
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("nan", r"weight has 1 NaN/Inf value"),
+    ("fraction", r"weight = .* is not an integer"),
+    ("range", r"weight = .* is outside the hardware range \[-256, 255\]"),
+    ("mixed", r"weight \(mixed signs\) = 255 is outside the hardware range \[-256, 254\]"),
+    ("delay", r"delay = 70 is outside the hardware range \[0, 62\]"),
+    ("vth", r"neuron/vThMant = 0.5 is not an integer"),
+])
+def test_netx_values_outside_the_hardware_ranges_are_refused(tmp_path, damage, message):
+    """Issue 11: NaN, fractional and out-of-range dense weights were read silently (NaN cast and
+    clipped to -256, fractions truncated). Now one line names the file, the layer and the field."""
+    import shutil
+
+    path = tmp_path / f"nt_{damage}.net"
+    shutil.copy(data_dir() / "gts/ntidigits/ntidigits.net", path)
+    with h5py.File(path, "r+") as f:
+        layer = f["layer"]["2"]
+        w = layer["weight"][()].astype(np.float64)
+        edits = {"nan": ("weight", np.where(np.arange(w.size).reshape(w.shape) == 3, np.nan, w)),
+                 "fraction": ("weight", w + 0.5), "range": ("weight", w * 100),
+                 "mixed": ("weight", np.where(w == w.max(), 255.0, w)),
+                 "delay": ("delay", np.full_like(layer["delay"][()], 70)),
+                 "vth": ("neuron/vThMant", np.float64(0.5))}
+        key, value = edits[damage]
+        del layer[key]
+        layer[key] = value
+    with pytest.raises(ModelFileError, match=message) as err:
+        read_netx(path, num_layers=5)
+    assert path.name in str(err.value) and "layer 2" in str(err.value) and "\n" not in str(err.value)

@@ -168,3 +168,19 @@ def test_data_parallel_eval_with_torchrun_equals_one_process(tmp_path):
     assert [r["index"] for r in two] == list(range(50))
     assert drop_wall(two) == drop_wall(one)
     assert sum(r.get("verified_exact", False) for r in two) == 10
+
+
+@pytest.mark.parametrize("line, message", [("T = 0", "T = 0 must be 1 or more"),
+                                           ("chunk = 0", "chunk = 0 must be 1 or more"),
+                                           ('target = "gpu"', "target = 'gpu' is not one of"),
+                                           ("samples = -5", "samples = -5 must be 0 or more")])
+def test_impossible_config_values_are_refused_in_one_line(tmp_path, capsys, line, message):
+    """Issue 11: a well-typed but impossible value (T = 0, chunk = 0) ended in an internal error."""
+    key = line.split(" = ")[0]
+    text = "\n".join(line if ln.startswith(f"{key} =") else ln
+                     for ln in EvalConfig(model="mlp_digits", samples=4).to_toml().splitlines())
+    path = tmp_path / "config.toml"
+    path.write_text(text + "\n")
+    assert main(["eval", "--config", str(path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and len(err.strip().splitlines()) == 1, err

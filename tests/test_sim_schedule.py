@@ -133,14 +133,27 @@ def test_streamed_samples_equal_side_by_side_samples_within_the_headroom(request
 
 
 def test_a_general_step_before_any_fused_step_invalidates_the_bound():
-    """Found by ``spikeport fuzz`` (case 6252): the first step was too large for the fused loop and
+    """Found by ``spikeport fuzz`` (old case 6252): the first step was too large for the fused loop and
     went to the general model, but the loop kept its initial bound |u| <= 0 and so let the next
-    step's fold through. Every general step now drops the bound."""
-    from spikeport.quality.fuzz import random_case
+    step's fold through. Every general step now drops the bound. Case 77 of today's fuzzer shows the
+    old bug when it is planted again, and is exact without it."""
+    from unittest import mock
 
-    c = random_case(6252)
+    import torch
+
+    from spikeport.quality.fuzz import random_case
+    from spikeport.targets import sim_models
+
+    def old_sync(self):  # the bug: hand the state back but keep the bound
+        if self.u is not None:
+            self.lif.u = self.u.to(torch.int64)
+            self.u = None
+
+    c = random_case(77)
     net, cur = lower(c.snn, c.T), encode(c.snn, c.x)
     plain = simulate(net, cur, record=True, chunk=1, fast=False)
     assert plain.overflow["l0"] > 0
     for chunk in (1, None):
         assert_same(plain, simulate(net, cur, record=True, chunk=chunk, fast=True))
+    with mock.patch.object(sim_models.FastIF, "sync", old_sync), pytest.raises(AssertionError):
+        assert_same(plain, simulate(net, cur, record=True, chunk=1, fast=True))

@@ -68,6 +68,34 @@ def _check(layer: str, name: str, value, lo, hi) -> None:
         raise ModelFileError(f"netx layer {layer}: {name} = {bad} is outside the hardware range [{lo}, {hi}]")
 
 
+def _integers(layer: str, name: str, value, lo: int, hi: int) -> np.ndarray:
+    """``value`` as int64 if every entry is a finite integer in [lo, hi]; otherwise an error naming
+    the layer and the field (netx would cast NaN, truncate fractions and clip silently)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise ModelFileError(f"netx layer {layer}: {name} holds {a.dtype} values, not numbers")
+    if a.dtype.kind == "f":
+        finite = np.isfinite(a)
+        if not finite.all():
+            raise ModelFileError(f"netx layer {layer}: {name} has {int((~finite).sum())} NaN/Inf value(s)")
+        frac = a != np.round(a)
+        if frac.any():
+            raise ModelFileError(f"netx layer {layer}: {name} = {a[frac].reshape(-1)[0]:g} is not an integer "
+                                 f"({int(frac.sum())} fractional value(s))")
+    a = a.astype(np.int64)
+    _check(layer, name, a, lo, hi)
+    return a
+
+
+def _weights(layer: str, name: str, value) -> np.ndarray:
+    """Dense weights as netx stores them: integers in [-256, 254] for mixed signs (netx clips beyond
+    that with only a warning), [-256, 255] otherwise."""
+    w = _integers(layer, name, value, -256, 255)
+    if w.size and w.min() < 0 < w.max():
+        _check(layer, f"{name} (mixed signs)", w, -256, 254)
+    return w
+
+
 def _neuron(layer: str, cfg, size: int, reset_interval: int | None, offset: int, bias=None) -> dict:
     n = cfg["neuron"]
     kind = n["type"][()]
@@ -75,12 +103,9 @@ def _neuron(layer: str, cfg, size: int, reset_interval: int | None, offset: int,
     kind = kind.decode("ascii") if isinstance(kind, bytes) else str(kind)
     if kind not in ("LOIHI", "CUBA"):
         raise UnsupportedOpError(f"netx layer {layer}: neuron type {kind!r} is not supported (LOIHI/CUBA only)")
-    i_decay = int(_scalar(layer, n, "iDecay"))
-    v_decay = int(_scalar(layer, n, "vDecay"))
-    vth = int(_scalar(layer, n, "vThMant"))
-    _check(layer, "neuron/iDecay", i_decay, 0, LOIHI2.decay_unit)
-    _check(layer, "neuron/vDecay", v_decay, 0, LOIHI2.decay_unit)
-    _check(layer, "neuron/vThMant", vth, 0, LOIHI2.u_limit)
+    i_decay = int(_integers(layer, "neuron/iDecay", _scalar(layer, n, "iDecay"), 0, LOIHI2.decay_unit))
+    v_decay = int(_integers(layer, "neuron/vDecay", _scalar(layer, n, "vDecay"), 0, LOIHI2.decay_unit))
+    vth = int(_integers(layer, "neuron/vThMant", _scalar(layer, n, "vThMant"), 0, LOIHI2.u_limit))
     if "messageBits" in n and int(_scalar(layer, n, "messageBits")) != 0:
         raise UnsupportedOpError(f"netx layer {layer}: graded output spikes (messageBits) are not supported")
     params = dict(du=i_decay - 1, dv=v_decay, vth=vth, bias_exp=NETX_BIAS_EXP,
@@ -117,8 +142,10 @@ def read_netx(path: str | Path, reset_interval: int | None = None, reset_offset:
 
     try:
         return _read_netx(path, reset_interval, reset_offset, num_layers)
-    except SpikeportError:
-        raise
+    except SpikeportError as exc:  # every error names the file
+        if Path(path).name in str(exc):
+            raise
+        raise type(exc)(f"{path}: {exc}") from exc
     except (KeyError, RuntimeError, OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
         # h5py reports a damaged file's inner structure through all of these
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -183,12 +210,12 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
             if src_shape is None:
                 raise ModelFileError(f"netx layer {layer}: its input shape is unknown (no input layer before it)")
             shape = tuple(int(v) for v in np.asarray(cfg["shape"][()]).reshape(-1))
-            bias = np.asarray(cfg["bias"][()]).astype(int) if "bias" in cfg else None
+            bias = _integers(layer, "bias", cfg["bias"][()], -(1 << 15), (1 << 15) - 1) if "bias" in cfg else None
             src = prev if prev is not None else "input"
             if kind == "conv":
                 w = np.asarray(cfg["weight"][()])
-                w = w.reshape(w.shape[:4]).astype(np.int64)  # (C_out, C_in/g, kH, kW), older files carry a time dim
-                _check(layer, "weight", w, -LOIHI2.v_max - 1, LOIHI2.v_max)
+                w = w.reshape(w.shape[:4])  # (C_out, C_in/g, kH, kW), older files carry a time dim
+                w = _integers(layer, "weight", w, -LOIHI2.v_max - 1, LOIHI2.v_max)
                 stride, pad = _pair(_scalar(layer, cfg, "stride", 1)), _pair(_scalar(layer, cfg, "padding", 0))
                 dil, groups = _pair(_scalar(layer, cfg, "dilation", 1)), int(_scalar(layer, cfg, "groups", 1))
                 if len(src_shape) != 3 or w.shape[1] * groups != src_shape[0]:
@@ -208,22 +235,21 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
                 shape = out_shape
             else:
                 size = int(np.prod(shape))
-                w = np.asarray(cfg["weight"][()]).reshape(size, -1)
+                w = _weights(layer, "weight", np.asarray(cfg["weight"][()]).reshape(size, -1))
                 n_in = int(np.prod(src_shape))
                 if w.shape[1] != n_in:
                     raise ModelFileError(f"netx layer {layer}: weight {w.shape} does not chain to an input of "
                                          f"{n_in} neurons")
                 shape = (size,)
                 if kind == "dense_rec":
-                    w_rec = np.asarray(cfg["weight_rec"][()]).reshape(size, -1)
+                    w_rec = _weights(layer, "weight_rec", np.asarray(cfg["weight_rec"][()]).reshape(size, -1))
                     both, bits, exp = optimize_weight_bits(layer, np.hstack([w, w_rec]))
                     w_l, w_rec_l = both[:, :n_in], both[:, n_in:]
                 else:
                     w_l, bits, exp = optimize_weight_bits(layer, w)
                 delays = None
                 if "delay" in cfg:
-                    d = np.floor(np.asarray(cfg["delay"][()])).astype(np.int64)
-                    _check(layer, "delay", d, 0, MAX_DELAY)  # netx clamps with a warning; a chip cannot
+                    d = _integers(layer, "delay", cfg["delay"][()], 0, MAX_DELAY)  # netx clamps with a warning
                     if d.size == 1:
                         delays = np.full(w_l.shape, int(d.reshape(-1)[0]))
                     elif d.size == size:

@@ -21,10 +21,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from spikeport.api import dataset_for, load_model
 from spikeport.evaluate import EvalConfig, summarize
@@ -46,28 +47,18 @@ def sample_file(kind: str, folder: Path) -> Path:
     """A valid file of ``kind`` in ``folder``."""
     path = folder / f"valid{SUFFIX[kind]}"
     if kind == "checkpoint":
-
         path.write_bytes((CHECKPOINT_DIR / "mlp_digits.pt").read_bytes())
     elif kind == "onnx":
-        import torch
-
-
         module, _ = load_checkpoint(CHECKPOINT_DIR / "mlp_digits.pt")
         torch.onnx.export(module, (torch.zeros(1, 64),), str(path), dynamo=False)
     elif kind == "netx":
-
         path.write_bytes((data_dir() / "tiny.net").read_bytes())
     elif kind == "nir":
-
         model = load_model("mlp_digits")
         export_nir(convert(model.graph, dataset_for(model).x_train[:64]), path)
     elif kind == "config":
-
         path.write_text(EvalConfig(model="mlp_digits", samples=8).to_toml())
     elif kind == "results":
-        from dataclasses import asdict
-
-
         head = json.dumps({"config": asdict(EvalConfig(model="mlp_digits", samples=2))})
         recs = [{"index": i, "label": i, "prediction": i, "correct": True, "latency_steps": 5, "spikes": 10,
                  "synops": 100, "wall_s": 0.01} for i in range(2)]
@@ -76,23 +67,25 @@ def sample_file(kind: str, folder: Path) -> Path:
 
 
 # -- the readers a user's command calls -------------------------------------------------------------
+def _read_config(path: Path) -> None:
+    """What ``spikeport eval --config`` does with the file before it runs: parse it and check every
+    value's type and range (``EvalConfig.from_toml`` validates as a run does)."""
+    EvalConfig.from_toml(path)
+
+
 def _read_results(path: Path) -> None:
     summarize(path.parent)  # each case is a results.jsonl in a folder of its own
 
 
 def reader(kind: str) -> Callable[[Path], object]:
     if kind in ("onnx", "checkpoint"):
-
         return load_model
     if kind == "netx":
-
         return read_netx
     if kind == "nir":
-
         return read_nir
     if kind == "config":
-
-        return EvalConfig.from_toml
+        return _read_config
     return _read_results
 
 
@@ -126,7 +119,6 @@ class FileOutcome:
 def _worker(kind: str, folder: str) -> None:
     """Read every file listed in ``folder/todo.json`` and print one JSON line per file."""
     import signal
-
 
     read = reader(kind)
 

@@ -44,7 +44,6 @@ class Report:
     def new(cls, loaded, data: Dataset, profile: str, calib_samples: int) -> Report:
         import torch
 
-
         meta = loaded.meta
         return cls(
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

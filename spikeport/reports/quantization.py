@@ -174,7 +174,6 @@ def _plots(r: dict) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     out = {}
     layers = r["layers"]
     names = [entry["population"] for entry in layers]
@@ -212,7 +211,6 @@ def _plots(r: dict) -> dict[str, str]:
 def html_section(r: dict) -> str:
     """The report as an HTML section (plots, summary, per-layer and per-channel tables)."""
     import html
-
 
     plots = _plots(r)
     net = r["network"]
@@ -268,7 +266,6 @@ def write_qreport(r: dict, out) -> None:
     """``out/quantization.json`` and a standalone ``out/quantization.html``."""
     import json
     from pathlib import Path
-
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
