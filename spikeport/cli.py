@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -407,7 +408,12 @@ def cmd_eval(args) -> int:
         cfg = EvalConfig(model=args.model, target=args.target, T=args.T, method=args.method, rho=args.rho,
                          seed=args.seed, data=args.data or "", samples=args.samples, calib=args.calib,
                          verify_every=args.verify_every, chunk=args.chunk, profile=args.profile)
-    s = Evaluation(cfg, args.out, device=_check_device(args.device)).run()
+    ev = Evaluation(cfg, args.out, device=_check_device(args.device))
+    again = f"spikeport eval --config {shlex.quote(str((args.out / 'config.toml').resolve()))}"
+    if int(os.environ.get("RANK", "0")) == 0:  # said first, so that a run stopped half-way can be resumed
+        print(f"eval: results in {args.out.resolve()}; resume (or reproduce) with: {again}", file=sys.stderr,
+              flush=True)
+    s = ev.run()
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun, rank 0 speaks for all
         return 0 if s["verified_exact"] in (None, True) else 1
     ver = f", {s['verified']} verified, all exact: {s['verified_exact']}" if s["verified"] else ""
@@ -415,7 +421,7 @@ def cmd_eval(args) -> int:
           f"{s['samples']} samples, latency {s['latency_steps']} steps, {s['spikes_per_sample']:,.0f} spikes and "
           f"{s['synops_per_sample']:,.0f} synaptic ops per sample, {1000 * s['wall_s_per_sample']:.1f} ms per sample"
           + ver)
-    print(f"results: {args.out / 'results.jsonl'}; rerun with: spikeport eval --config {args.out / 'config.toml'}")
+    print(f"results: {args.out / 'results.jsonl'}; rerun with: {again}")
     return 0 if s["verified_exact"] in (None, True) else 1
 
 

@@ -184,6 +184,7 @@ class LIFModel:
         self.p = p
         self.act_shift, self.bits, self.decay_bits = profile.act_shift, profile.membrane_bits, profile.decay_bits
         self.u_max, self.v_max = 1 << (self.bits - 1), profile.v_max
+        self.half_word = 1 << (profile.word_bits - 1)
         self.u = torch.zeros((batch, p.size), dtype=torch.int64, device=device)
         self.v = torch.zeros_like(self.u)
         bias = torch.as_tensor(np.broadcast_to(np.asarray(p.bias_mant, dtype=np.int64), (p.size,)).copy())
@@ -202,17 +203,23 @@ class LIFModel:
         y = x * ((1 << self.decay_bits) - decay)
         return torch.sign(y) * (y.abs() >> self.decay_bits)
 
+    def _word(self, x: torch.Tensor) -> torch.Tensor:
+        """x as Lava's int32 registers hold it: wrapped modulo 2**32 (counted as overflow)."""
+        w = (x + self.half_word) % (2 * self.half_word) - self.half_word
+        self.overflow += int((w != x).sum())
+        return w
+
     def step(self, t: int, a: torch.Tensor) -> torch.Tensor:
         p = self.p
         if self.resets_at(t):
             self.u.zero_()
             self.v.zero_()
-        u = self._decay(self.u, p.du + 1) + (a << self.act_shift)
-        wrapped = (u > self.u_max) | (u <= -self.u_max)  # Lava keeps u in (-2**23, 2**23]
+        u = self._word(self._decay(self.u, p.du + 1) + self._word(self._word(a) << self.act_shift))
+        wrapped = (u > self.u_max) | (u <= -self.u_max)  # one fold: Lava keeps u in (-2**23, 2**23] after it
         self.overflow += int(wrapped.sum())
         fold = 1 << self.bits
         u = torch.where(u > self.u_max, u - fold, torch.where(u <= -self.u_max, u + fold, u))
-        v = self._decay(self.v, p.dv) + u + self.bias
+        v = self._word(self._decay(self.v, p.dv) + u + self.bias)
         self.overflow += int(((v > self.v_max) | (v < -self.v_max)).sum())
         v = v.clamp(-self.v_max, self.v_max)
         s = v > self.vth

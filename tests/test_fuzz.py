@@ -167,3 +167,12 @@ def test_beyond_the_headroom_only_streamed_sim_reproduces_lavas_leak_between_sam
     assert same(lava, streamed) and same(streamed, oracle)
     assert not same(lava, side)
     assert np.array_equal(lava.final[:1], side.final[:1])  # the first sample has no predecessor
+
+
+@pytest.mark.lava
+def test_lava_registers_wrap_at_32_bits():
+    """Found by ``spikeport fuzz`` (case 480): far beyond the head-room, Lava's int32 current register
+    wraps (u + (a << 6) in int32) before its one 24-bit fold; sim and the oracle had kept int64 and
+    differed from Lava from the step where u passed 2**31. Both now wrap as Lava does."""
+    o = check(random_case(480), lava=True)
+    assert o.beyond_headroom and o.exact, o.line()

@@ -168,3 +168,47 @@ def test_residual_import_keeps_the_add():
     g = normalize(import_torch(load_checkpoint(CHECKPOINT_DIR / "resnet_digits.pt")[0], (1, 8, 8)))
     adds = [n for n in g.nodes if isinstance(n.op, ir.Add)]
     assert len(adds) == 1 and len(adds[0].inputs) == 2
+
+
+BUNDLED = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_both_onnx_exporters_give_the_same_integers_from_any_folder(name, tmp_path, monkeypatch):
+    """Issue 17: PyTorch's default (dynamo) exporter writes the weights to ``net.onnx.data`` beside
+    the model; the file must import from any working directory, and give the same integer network
+    as the legacy TorchScript exporter's file."""
+    from spikeport.api import prepare
+
+    loaded = load_model(name)
+    module, _ = load_checkpoint(CHECKPOINT_DIR / f"{name}.pt")
+    data = dataset_for(loaded)
+    example = torch.from_numpy(data.x_test[:1])
+    (tmp_path / "models").mkdir()
+    dynamo, legacy = tmp_path / "models" / "net.onnx", tmp_path / "models" / "legacy.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (example,), str(dynamo), dynamo=True, external_data=True, verbose=False)
+    assert (tmp_path / "models" / "net.onnx.data").is_file()
+    export_onnx(module, example, legacy)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    nets = []
+    for path in (dynamo, legacy):
+        p = prepare(path, data=data.name, calib=128)
+        nets.append(p.quantize(p.snn, 4))
+    a, b = nets
+    assert [p.name for p in a.populations] == [p.name for p in loaded_names(loaded)]  # the model's own names
+    assert len(a.populations) == len(b.populations)
+    for pa, pb in zip(a.populations, b.populations):
+        assert pa.threshold == pb.threshold and np.array_equal(pa.bias, pb.bias)
+        for ra, rb in zip(pa.inputs, pb.inputs):
+            assert ra.weight_exp == rb.weight_exp
+            assert np.array_equal(ra.synapse.weight, rb.synapse.weight) if ra.source != "input" else \
+                np.allclose(ra.synapse.weight, rb.synapse.weight, atol=1e-6)
+
+
+def loaded_names(loaded):
+    from spikeport.toolchain.convert import convert
+
+    return convert(loaded.graph, dataset_for(loaded).x_train[:64]).populations

@@ -35,3 +35,23 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     bad.write_bytes(src[: len(src) // 2])
     with pytest.raises(SpikeportError, match=r"cut\.pt"):
         load_checkpoint(bad)
+
+
+def test_the_wheel_builds_without_packaging_warnings_and_holds_the_checkpoints(tmp_path):
+    """Issue 17: installing printed setuptools' "Package would be ignored" for the checkpoints."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "-w", str(tmp_path), "-v"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout + res.stderr
+    assert "would be ignored" not in out and "BuildBackendWarning" not in out
+    (wheel,) = tmp_path.glob("spikeport-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    checkpoints = (root / "models" / "checkpoints").glob("*.pt")
+    assert {f"spikeport/models/checkpoints/{p.name}" for p in checkpoints} <= set(names)
+    assert "spikeport/targets/lava/runtime/worker.py" in names and "spikeport/toolchain/prng.py" in names

@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -98,8 +99,10 @@ def test_eval_resumes_after_being_killed(tmp_path):
     full = tmp_path / "full"
     assert main([*args, "--out", str(full)]) == 0
     part = tmp_path / "part"
-    proc = subprocess.Popen([sys.executable, "-m", "spikeport.cli", *args, "--out", str(part)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    said = tmp_path / "stderr.txt"
+    with said.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "spikeport.cli", *args, "--out", str(part)],
+                                stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.time() + 120
     res = part / "results.jsonl"
     while time.time() < deadline:
@@ -112,7 +115,15 @@ def test_eval_resumes_after_being_killed(tmp_path):
     assert 0 < n_before < 400, n_before
     with res.open("a") as f:  # as if the kill had cut a line in half
         f.write('{"index": 399, "lab')
-    assert main([*args, "--out", str(part)]) == 0
+    # resume with exactly the command the run printed when it started, from another folder
+    command = re.search(r"resume \(or reproduce\) with: (spikeport eval .*)", said.read_text()).group(1)
+    (tmp_path / "elsewhere").mkdir()
+    cwd = os.getcwd()
+    os.chdir(tmp_path / "elsewhere")
+    try:
+        assert main(shlex.split(command)[1:]) == 0
+    finally:
+        os.chdir(cwd)
     a, b = _records(full / "results.jsonl"), _records(res)
     key = lambda r: (r["index"], r["prediction"], r["spikes"], r["synops"])  # noqa: E731
     assert sorted(map(key, a)) == sorted(map(key, b)) and len(b) == 400

@@ -10,6 +10,7 @@ QCFS exports) or a clipped ReLU. Anything else raises an error naming the op and
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,20 @@ def _eval_elementwise(op: str, args: list[np.ndarray], attrs: dict) -> np.ndarra
     raise AssertionError(op)
 
 
+def _module_path(node: onnx.NodeProto) -> str:
+    """The torch module path PyTorch's dynamo exporter stores with a node ("layer1.0.conv1"), or ""."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return ""
+            # ['', 'block', 'block.act1', 'mul']: the scopes nest; the last one above the op is the module
+            if isinstance(scopes, list) and len(scopes) > 2 and all(isinstance(x, str) for x in scopes):
+                return scopes[-2]
+    return ""
+
+
 def _pads(node: onnx.NodeProto, attrs: dict, kernel: tuple[int, int], strides, dilations) -> tuple[int, int]:
     auto = attrs.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
@@ -90,9 +105,17 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         raise ModelFileError(f"{path} is not a valid ONNX file (truncated or corrupted?): "
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     try:
-        onnx.checker.check_model(model)
+        # checked by path, so that external data (``net.onnx.data``, as PyTorch's default exporter
+        # writes it) is found next to the file and must stay inside its folder, whatever the
+        # working directory
+        onnx.checker.check_model(str(path))
     except Exception as exc:
         raise ModelFileError(f"{path} fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
+    if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
+        try:
+            onnx.load_external_data_for_model(model, str(path.resolve().parent))
+        except Exception as exc:
+            raise ModelFileError(f"{path}: its external data cannot be read: {str(exc).splitlines()[0]}") from exc
     if not model.graph.node:
         raise ModelFileError(f"{path} holds no ONNX graph nodes (truncated or empty file?)")
     return model
@@ -126,10 +149,11 @@ def import_onnx(path: str | Path) -> ir.Graph:
         return shapes[name]
 
     def emit(onnx_node: onnx.NodeProto, op: ir.Op, ins: list[str]) -> str:
-        # PyTorch's exporters name nodes "/<module path>/<Op>_<k>": the module path is the model's own
-        # name for the layer (as the torch.fx import gives it); the full name where that is taken
+        # the module path is the model's own name for the layer (as the torch.fx import gives it):
+        # PyTorch's dynamo exporter records it as metadata, the TorchScript one names nodes
+        # "/<module path>/<Op>_<k>"; the full node name where neither says or the path is taken
         full = (onnx_node.name or onnx_node.output[0]).strip("/")
-        scope = full.rpartition("/")[0]
+        scope = _module_path(onnx_node) or full.rpartition("/")[0]
         taken = {n.name for n in nodes}
         candidates = [c.replace("/", ".") for c in (scope, full) if c]
         name = next((c for c in candidates if c not in taken), None) or ir.unique_name(candidates[-1], taken)

@@ -79,16 +79,26 @@ class _LIF:
         self.v = np.zeros(p.size, dtype=np.int64)
         self.overflow = 0
 
+    def _word(self, x: np.ndarray) -> np.ndarray:
+        """x as an int32 register holds it (numpy's int32 wraps), back in int64."""
+        held = np.asarray(x, dtype=np.int64).astype(np.int32).astype(np.int64)
+        self.overflow += int(np.sum(held != x))
+        return held
+
     def step(self, t: int, a: np.ndarray) -> np.ndarray:
         p = self.p
         if p.reset_interval and t % p.reset_interval == p.reset_offset % p.reset_interval:
             self.u[:] = 0
             self.v[:] = 0
-        u = _round_toward_zero_shift(self.u * (self.one - (p.du + 1)), self.decay_bits) + (a << self.shift)
+        # Lava's registers are int32: the input, its shift and both sums wrap there (counted as overflow)
+        a32 = self._word(a)
+        shifted = self._word(a32.astype(np.int64) << self.shift)
+        decayed = _round_toward_zero_shift(self.u * (self.one - (p.du + 1)), self.decay_bits)
+        u = self._word(decayed + shifted)
         high, low = u > self.u_max, u <= -self.u_max
         self.overflow += int(high.sum() + low.sum())
         u = np.where(high, u - self.fold, np.where(low, u + self.fold, u))
-        v = _round_toward_zero_shift(self.v * (self.one - p.dv), self.decay_bits) + u + self.bias
+        v = self._word(_round_toward_zero_shift(self.v * (self.one - p.dv), self.decay_bits) + u + self.bias)
         self.overflow += int(np.sum(np.abs(v) > self.v_max))
         v = np.clip(v, -self.v_max, self.v_max)
         s = v > (p.vth << self.shift)

@@ -20,6 +20,7 @@ class TargetProfile:
     quench: int  # current that silences a layer in its flush step between streamed samples
     margin: float  # the quantizer keeps calibrated ranges this many times inside the head-room
     decay_bits: int = 12  # du and dv are fractions of 2**decay_bits
+    word_bits: int = 32  # Lava's CPU models keep u, v and synaptic input in int32: beyond it sums wrap
 
     @property
     def decay_unit(self) -> int:
