@@ -331,6 +331,11 @@ def cmd_info(args) -> int:
         thr = f"2^{layer['threshold_exp']}" if layer["threshold_exp"] is not None else "-"
         print(f"{layer['population']:<14} threshold {thr:<6} weight exponents {exps!s:<14} "
               f"head-room used {100 * layer['headroom_used']:.1f}%")
+    from spikeport.toolchain.lowering import lower
+    from spikeport.toolchain.resources import estimate
+
+    print(f"\n# resources at T={args.T} (an estimate from published chip limits)")
+    print("\n".join(estimate(lower(q, args.T)).lines()))
     return 0
 
 
@@ -408,12 +413,13 @@ def cmd_eval(args) -> int:
         cfg = EvalConfig(model=args.model, target=args.target, T=args.T, method=args.method, rho=args.rho,
                          seed=args.seed, data=args.data or "", samples=args.samples, calib=args.calib,
                          verify_every=args.verify_every, chunk=args.chunk, profile=args.profile)
-    ev = Evaluation(cfg, args.out, device=_check_device(args.device))
     again = f"spikeport eval --config {shlex.quote(str((args.out / 'config.toml').resolve()))}"
-    if int(os.environ.get("RANK", "0")) == 0:  # said first, so that a run stopped half-way can be resumed
+
+    def announce(_config: Path) -> None:  # said before the work, so that a run stopped half-way can be resumed
         print(f"eval: results in {args.out.resolve()}; resume (or reproduce) with: {again}", file=sys.stderr,
               flush=True)
-    s = ev.run()
+
+    s = Evaluation(cfg, args.out, device=_check_device(args.device), announce=announce).run()
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun, rank 0 speaks for all
         return 0 if s["verified_exact"] in (None, True) else 1
     ver = f", {s['verified']} verified, all exact: {s['verified_exact']}" if s["verified"] else ""

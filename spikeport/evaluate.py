@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -123,8 +124,10 @@ def loihi2_missing() -> str | None:
 class Evaluation:
     """Streams the test split through one target and keeps a resumable results file."""
 
-    def __init__(self, cfg: EvalConfig, out: Path, progress: bool = True, device: str = "cpu") -> None:
-        self.cfg, self.out, self.progress, self.device = cfg, Path(out), progress, device
+    def __init__(self, cfg: EvalConfig, out: Path, progress: bool = True, device: str = "cpu",
+                 announce: Callable[[Path], None] | None = None) -> None:
+        """``announce(config_path)`` is called once the run's configuration is written, before the work."""
+        self.cfg, self.out, self.progress, self.device, self.announce = cfg, Path(out), progress, device, announce
         cfg.validate()
         if device != "cpu" and cfg.target not in ("torch_int", "sim"):
             raise SpikeportError(f"--device {device} applies to the torch and sim targets, not {cfg.target}")
@@ -200,6 +203,8 @@ class Evaluation:
         self.out.mkdir(parents=True, exist_ok=True)
         if rank == 0:
             write_atomic(self.out / "config.toml", cfg.to_toml())
+            if self.announce is not None:
+                self.announce(self.out / "config.toml")
         finished = self._load_done(self.out / "results.jsonl")
         data, q = self._prepare()
         n = len(data.x_test) if not cfg.samples else min(cfg.samples, len(data.x_test))

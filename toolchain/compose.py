@@ -1,24 +1,32 @@
 """Compose a chain of linear ops between two neuron layers into one synapse.
 
 The converter splits each pre-activation into a sum over paths from upstream populations; every
-path is a chain of Conv2d / AvgPool2d / BatchNorm / Flatten / Linear ops whose *linear part*
-becomes one synapse (biases are collected separately). A chain of convolutions and pools becomes
-one strided convolution when that is exact (checked numerically); anything else becomes a dense
-matrix, materialised from the chain's response to basis vectors.
+path is a chain of Conv2d / AvgPool2d / BatchNorm / Flatten / Linear / Select / Embed ops whose
+*linear part* becomes one synapse (biases are collected separately):
+
+- a chain of convolutions, pools, batch norms and channel selections becomes one strided
+  convolution when that is exact (checked numerically): what Lava's Conv runs;
+- Flatten + Linear is a dense matrix;
+- anything else is the product of the ops' sparse matrices: a sparse connection (Lava's Sparse),
+  or a dense matrix where that product is mostly non-zero and small enough. Only a connection too
+  large even as a sparse matrix is refused, with an error that names the layer.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from spikeport.toolchain import ir
 from spikeport.toolchain.errors import UnsupportedOpError
 from spikeport.toolchain.interpret import LinearPart
-from spikeport.toolchain.ops import apply_synapse
-from spikeport.toolchain.snn import ConvSynapse, DenseSynapse, Synapse
+from spikeport.toolchain.ops import apply_synapse, conv_as_matrix
+from spikeport.toolchain.snn import ConvSynapse, DenseSynapse, SparseSynapse, Synapse
 
-DENSE_LIMIT = 1 << 25  # largest materialised matrix (n_in * n_out)
+DENSE_LIMIT = 1 << 25  # largest dense matrix (n_in * n_out)
+SPARSE_LIMIT = 1 << 28  # most non-zero weights of one sparse connection
+DENSE_SHARE = 0.25  # a composed matrix at least this full (and small enough) is kept dense
 
 
 def _as_conv(node: ir.Node, in_shape: tuple[int, ...]) -> ConvSynapse | None:
@@ -31,14 +39,64 @@ def _as_conv(node: ir.Node, in_shape: tuple[int, ...]) -> ConvSynapse | None:
     match op:
         case ir.Conv2d():
             return ConvSynapse(op.weight, in_shape, out, op.stride, op.padding, op.dilation, op.groups)
-        case ir.AvgPool2d():
+        case ir.AvgPool2d() if not op.ceil_mode and (op.count_include_pad or op.padding == (0, 0)):
             kh, kw = op.kernel
             w = np.full((c, 1, kh, kw), 1.0 / (kh * kw))
             return ConvSynapse(w, in_shape, out, op.stride, op.padding, (1, 1), c)
         case ir.BatchNorm():
             w = (op.gamma / np.sqrt(op.var + op.eps)).reshape(c, 1, 1, 1)
             return ConvSynapse(w, in_shape, out, (1, 1), (0, 0), (1, 1), c)
+        case ir.Embed():
+            w = np.zeros((op.channels, c, 1, 1))
+            w[op.offset + np.arange(c), np.arange(c)] = 1.0
+            return ConvSynapse(w, in_shape, out, (1, 1), (0, 0), (1, 1), 1)
+        case ir.Select() if len(out) == 3 and out[1:] == in_shape[1:]:
+            # a channel map (shuffle, split): out[k, y, x] = in[m(k), y, x] is a 1x1 convolution
+            hw = in_shape[1] * in_shape[2]
+            idx = np.asarray(op.index).reshape(out[0], hw)
+            src = idx[:, 0] // hw
+            if np.array_equal(idx, src[:, None] * hw + np.arange(hw)[None, :]):
+                w = np.zeros((out[0], c, 1, 1))
+                w[np.arange(out[0]), src] = 1.0
+                return ConvSynapse(w, in_shape, out, (1, 1), (0, 0), (1, 1), 1)
     return None
+
+
+def _per_channel(node: ir.Node, in_shape: tuple[int, int, int]) -> sparse.csr_matrix:
+    """A per-channel linear op (a pool of any kind) as a matrix, from its response to every pixel
+    of one channel (exact: the op acts on each channel alike)."""
+    c, h, w = in_shape
+    basis = torch.eye(h * w, dtype=torch.float64).reshape(h * w, 1, h, w)
+    probe = ir.Node(node.name, node.op, ["chain.input"], (1, *node.shape[1:]))
+    one = LinearPart(_chain_graph([probe], (1, h, w)), dtype=torch.float64).run(basis, keep=set())[node.name]
+    m = sparse.csr_matrix(one.reshape(h * w, -1).T.numpy())
+    return sparse.kron(sparse.identity(c, format="csr"), m, format="csr")
+
+
+def _as_sparse(node: ir.Node, in_shape: tuple[int, ...]) -> sparse.csr_matrix:
+    """The linear part of one op as a sparse (n_out, n_in) matrix on flattened (C, H, W) vectors."""
+    op, n_in = node.op, int(np.prod(in_shape))
+    match op:
+        case ir.Conv2d():
+            return conv_as_matrix(ConvSynapse(op.weight, in_shape, tuple(node.shape), op.stride, op.padding,
+                                              op.dilation, op.groups), op.weight)
+        case ir.AvgPool2d():
+            return _per_channel(node, in_shape)
+        case ir.BatchNorm():
+            scale = op.gamma / np.sqrt(op.var + op.eps)
+            return sparse.diags(np.repeat(scale, n_in // len(scale)), format="csr")
+        case ir.Flatten() | ir.Identity():
+            return sparse.identity(n_in, format="csr")
+        case ir.Linear():
+            return sparse.csr_matrix(op.weight)
+        case ir.Select():
+            n = len(op.index)
+            return sparse.csr_matrix((np.ones(n), (np.arange(n), np.asarray(op.index))), shape=(n, n_in))
+        case ir.Embed():
+            hw = n_in // in_shape[0]
+            rows = op.offset * hw + np.arange(n_in)
+            return sparse.csr_matrix((np.ones(n_in), (rows, np.arange(n_in))), shape=(op.channels * hw, n_in))
+    raise UnsupportedOpError(f"{node.kind} at {node.name!r} cannot sit between neuron layers")
 
 
 def full_weight(s: ConvSynapse) -> np.ndarray:
@@ -114,17 +172,17 @@ def compose_chain(chain: list[ir.Node], in_shape: tuple[int, ...], where: str) -
     if len(chain) <= 2 and isinstance(chain[-1].op, ir.Linear) and all(
             isinstance(n.op, ir.Flatten) for n in chain[:-1]):
         return DenseSynapse(chain[-1].op.weight.astype(np.float64), in_shape, out_shape)
+    m, shape = None, tuple(in_shape)
+    for node in chain:
+        step = _as_sparse(node, shape)
+        m = step if m is None else sparse.csr_matrix(step @ m)
+        m.eliminate_zeros()
+        if m.nnz > SPARSE_LIMIT:
+            raise UnsupportedOpError(f"{where}: the ops {[n.kind for n in chain]} do not compose into one "
+                                     f"convolution, and even as a sparse connection they hold more than "
+                                     f"{SPARSE_LIMIT:,} weights")
+        shape = tuple(node.shape)
     n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
-    if n_in * n_out > DENSE_LIMIT:
-        raise UnsupportedOpError(
-            f"{where}: the ops {[n.kind for n in chain]} do not compose into one convolution and "
-            f"their {n_out}x{n_in} matrix is too large to materialise")
-    linear = LinearPart(_chain_graph(chain, in_shape), dtype=torch.float64)
-    cols = []
-    with torch.no_grad():
-        for i in range(0, n_in, 2048):
-            basis = torch.zeros((min(2048, n_in - i), n_in), dtype=torch.float64)
-            basis[torch.arange(len(basis)), torch.arange(i, i + len(basis))] = 1.0
-            out = linear.run(basis.reshape(-1, *in_shape), keep=set())[chain[-1].name]
-            cols.append(out.reshape(len(basis), n_out))
-    return DenseSynapse(torch.cat(cols).T.numpy(), in_shape, out_shape)
+    if n_in * n_out <= DENSE_LIMIT and m.nnz >= DENSE_SHARE * n_in * n_out:
+        return DenseSynapse(m.toarray(), in_shape, out_shape)
+    return SparseSynapse(m, in_shape, out_shape)

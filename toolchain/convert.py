@@ -32,6 +32,14 @@ def _paths(graph: ir.Graph, z: str, sources: set[str]) -> list[tuple[str, list[i
             for i in node.inputs:
                 walk(i, suffix)
             return
+        if isinstance(node.op, ir.Concat):  # one synapse per input, into its slice of the channels
+            offset = 0
+            for k, i in enumerate(node.inputs):
+                channels = graph.node(i).shape[0]
+                place = ir.Node(f"{name}.{k}", ir.Embed(offset, node.shape[0]), [i], node.shape, node.source)
+                walk(i, [place, *suffix])
+                offset += channels
+            return
         if not isinstance(node.op, ir.LINEAR_OPS):
             raise SpikeportError(f"{node.kind} at {name!r} cannot sit between neuron layers")
         walk(node.inputs[0], [node, *suffix])

@@ -53,9 +53,9 @@ class Interpreter:
             case ir.QCFS():
                 return qcfs(x, op.lam, 0 if self.clip_qcfs else op.levels)
             case ir.AvgPool2d():
-                return F.avg_pool2d(x, op.kernel, op.stride, op.padding, count_include_pad=True)
+                return F.avg_pool2d(x, op.kernel, op.stride, op.padding, op.ceil_mode, op.count_include_pad)
             case ir.MaxPool2d():
-                return F.max_pool2d(x, op.kernel, op.stride, op.padding)
+                return F.max_pool2d(x, op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode)
             case ir.Flatten():
                 return torch.flatten(x, 1)
             case ir.Add():
@@ -65,6 +65,15 @@ class Interpreter:
                 return out
             case ir.Identity():
                 return x
+            case ir.Concat():
+                return torch.cat(args, 1)
+            case ir.Select():
+                index = torch.as_tensor(op.index, device=x.device)
+                return x.reshape(len(x), -1)[:, index].reshape(len(x), *op.shape)
+            case ir.Embed():
+                out = x.new_zeros((len(x), op.channels, *x.shape[2:]))
+                out[:, op.offset:op.offset + x.shape[1]] = x
+                return out
         raise TypeError(f"cannot evaluate {type(op).__name__}")
 
     def run(self, x: torch.Tensor | np.ndarray, feeds: dict[str, torch.Tensor] | None = None,
@@ -106,7 +115,7 @@ class LinearPart(Interpreter):
                 op = dataclasses.replace(op, bias=None)
             case ir.BatchNorm():
                 op = dataclasses.replace(op, mean=np.zeros_like(op.mean), beta=np.zeros_like(op.beta))
-            case ir.AvgPool2d() | ir.Flatten() | ir.Add() | ir.Identity():
+            case ir.AvgPool2d() | ir.Flatten() | ir.Add() | ir.Identity() | ir.Concat() | ir.Select() | ir.Embed():
                 pass
             case _:
                 raise UnsupportedOpError(f"{node.kind} at {node.name!r} cannot sit between neuron layers")

@@ -68,15 +68,19 @@ class AvgPool2d:
     kernel: Pair
     stride: Pair
     padding: Pair = (0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
 
 
 @dataclass
 class MaxPool2d:
-    """Not convertible to IF neurons; replaced by AvgPool2d only with an explicit opt-in."""
+    """Not convertible to IF neurons as it is: replaced by AvgPool2d (opt-in), or run as spikeport's
+    spiking max-pool (``maxpool="spiking"``)."""
 
     kernel: Pair
     stride: Pair
     padding: Pair = (0, 0)
+    ceil_mode: bool = False
 
 
 @dataclass
@@ -94,7 +98,33 @@ class Identity:
     """Dropout and identity layers; removed by :func:`passes.remove_identities`."""
 
 
-Op = Input | Conv2d | Linear | BatchNorm | ReLU | QCFS | AvgPool2d | MaxPool2d | Flatten | Add | Identity
+@dataclass
+class Concat:
+    """Concatenation of two or more (C, H, W) inputs along the channels (torch.cat(.., 1), ONNX Concat)."""
+
+
+@dataclass
+class Select:
+    """A rearrangement of the features: ``out.flat = in.flat[index]``, shaped ``shape``. Channel
+    shuffles, channel splits (chunk, split) and reshape/transpose chains that return to a (C, H, W)
+    or flat layout all become one Select, found by running them on an index map."""
+
+    index: np.ndarray  # (prod(shape),) int64 positions in the flattened input
+    shape: tuple[int, ...]
+
+
+@dataclass
+class Embed:
+    """Input i of a Concat, placed at channels ``offset`` .. of ``channels`` (zeros elsewhere). The
+    converter makes these when it splits a concatenation into one synapse per input; importers never
+    produce them."""
+
+    offset: int
+    channels: int
+
+
+Op = (Input | Conv2d | Linear | BatchNorm | ReLU | QCFS | AvgPool2d | MaxPool2d | Flatten | Add | Identity | Concat
+      | Select | Embed)
 
 def unique_name(base: str, taken: set[str]) -> str:
     """``base``, or ``base#2``, ``base#3``, ... : the first not in ``taken`` (a module called twice
@@ -108,7 +138,7 @@ def unique_name(base: str, taken: set[str]) -> str:
 
 
 ACTIVATIONS = (ReLU, QCFS)
-LINEAR_OPS = (Conv2d, Linear, BatchNorm, AvgPool2d, Flatten, Add, Identity)
+LINEAR_OPS = (Conv2d, Linear, BatchNorm, AvgPool2d, Flatten, Add, Identity, Concat, Select, Embed)
 
 
 @dataclass

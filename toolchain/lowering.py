@@ -134,7 +134,7 @@ def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> 
                                              sign_mode="mixed", delay=delay, sparse=True))
             else:
                 synapses.append(DenseProcess(name, pr.source, p.name, mant * 2, weight_exp=pr.weight_exp - 1,
-                                             sign_mode="mixed", delay=delay, sparse=delay > 0))
+                                             sign_mode="mixed", delay=delay, sparse=delay > 0 or sp.issparse(mant)))
         schedule = None
         if p.time_bias is not None:
             schedule = np.broadcast_to(p.time_bias, (len(p.time_bias), *p.shape)).reshape(len(p.time_bias), -1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,10 +15,25 @@ from spikeport.toolchain.snn import ConvSynapse, SNNGraph, Synapse
 
 
 def apply_synapse(syn: Synapse, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``x`` is (batch, *syn.in_shape); the result is (batch, *syn.out_shape)."""
+    """``x`` is (batch, *syn.in_shape); the result is (batch, *syn.out_shape). ``weight`` is the
+    synapse's weight as a tensor (a sparse CSR tensor for a :class:`SparseSynapse`)."""
     if isinstance(syn, ConvSynapse):
         return F.conv2d(x, weight, None, syn.stride, syn.padding, syn.dilation, syn.groups)
+    if weight.layout == torch.sparse_csr:
+        return (weight @ x.reshape(len(x), -1).T).T.reshape(len(x), *syn.out_shape)
     return F.linear(x.reshape(len(x), -1), weight).reshape(len(x), *syn.out_shape)
+
+
+def weight_tensor(w, dtype: torch.dtype, device: str | torch.device = "cpu") -> torch.Tensor:
+    """A synapse's weight (numpy array or scipy sparse matrix) as a tensor: CSR stays CSR."""
+    if sparse.issparse(w):
+        w = sparse.csr_matrix(w)
+        with warnings.catch_warnings():  # torch calls CSR support "beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(torch.as_tensor(w.indptr, dtype=torch.int64),
+                                           torch.as_tensor(w.indices, dtype=torch.int64),
+                                           torch.as_tensor(w.data, dtype=dtype), w.shape, device=device)
+    return torch.as_tensor(np.asarray(w), dtype=dtype, device=device)
 
 
 def conv_as_matrix(syn: ConvSynapse, weight: np.ndarray) -> sparse.csr_matrix:
@@ -53,6 +69,9 @@ def exact_dtype(weight: np.ndarray) -> torch.dtype:
     |weight|; below 2**24 float32 holds all of them exactly, whatever the summation order (and
     float32 convolutions are several times faster than float64 ones on CPUs).
     """
+    if sparse.issparse(weight):
+        per_output = float(abs(weight).sum(axis=1).max()) if weight.shape[0] else 0.0
+        return torch.float32 if per_output < (1 << 24) else torch.float64
     w = np.abs(np.asarray(weight, dtype=np.float64))
     per_output = w.reshape(w.shape[0], -1).sum(axis=1).max() if w.size else 0.0
     return torch.float32 if per_output < (1 << 24) else torch.float64
@@ -83,6 +102,8 @@ def fan_out(syn: Synapse) -> np.ndarray:
     if isinstance(syn, ConvSynapse):
         m = conv_as_matrix(syn, np.ones_like(np.asarray(syn.weight), dtype=np.int64))
         return np.asarray((m != 0).sum(axis=0)).ravel()
+    if sparse.issparse(syn.weight):
+        return np.bincount(sparse.csr_matrix(syn.weight).indices, minlength=syn.weight.shape[1])
     return np.count_nonzero(np.asarray(syn.weight), axis=0)
 
 

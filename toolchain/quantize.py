@@ -27,6 +27,7 @@ import dataclasses
 import math
 
 import numpy as np
+from scipy import sparse
 
 from spikeport.toolchain.errors import QuantizationError
 from spikeport.toolchain.profiles import TargetProfile, get_profile
@@ -42,20 +43,32 @@ def _weight_exponent(w_units: np.ndarray, profile: TargetProfile) -> int:
     return math.ceil(math.log2(peak / profile.weight_max) - 1e-12)
 
 
+def _values(w) -> np.ndarray:
+    """The weights that exist: a dense array's entries, a sparse matrix's stored ones."""
+    return w.data if sparse.issparse(w) else np.asarray(w)
+
+
 def _quantize_projection(pr: Projection, unit: float, profile: TargetProfile) -> tuple[Projection, dict]:
-    w_units = pr.synapse.weight / unit
+    w = _values(pr.synapse.weight)
+    w_units = w / unit
     e = _weight_exponent(w_units, profile)
     scaled = w_units / (2.0 ** e)
     mant = np.rint(scaled)
     clipped = int(np.sum((mant > profile.weight_max) | (mant < profile.weight_min)))
     mant = np.clip(mant, profile.weight_min, profile.weight_max).astype(np.int64)
     err = (mant - scaled) * (2.0 ** e) * unit  # back in float weight units
-    syn = dataclasses.replace(pr.synapse, weight=mant)
+    if sparse.issparse(pr.synapse.weight):
+        m = sparse.csr_matrix(pr.synapse.weight, dtype=np.int64, copy=True)
+        m.data = mant
+        m.eliminate_zeros()
+        syn = dataclasses.replace(pr.synapse, weight=m)
+    else:
+        syn = dataclasses.replace(pr.synapse, weight=mant)
     info = {
         "source": pr.source, "weight_exp": e, "clipped": clipped, "weights": int(mant.size),
         "mantissa_peak": int(np.abs(mant).max()) if mant.size else 0,
         "max_abs_error": float(np.abs(err).max()) if err.size else 0.0,
-        "rel_rms_error": float(np.sqrt(np.mean(err ** 2)) / (np.sqrt(np.mean(pr.synapse.weight ** 2)) + 1e-30)),
+        "rel_rms_error": float(np.sqrt(np.mean(err ** 2)) / (np.sqrt(np.mean(w ** 2)) + 1e-30)) if w.size else 0.0,
     }
     return Projection(pr.source, syn, weight_exp=e), info
 
@@ -70,8 +83,10 @@ def _worst_synaptic_input(pop: Population, projections: list[Projection]) -> int
     for pr in projections:
         if pr.source == INPUT:
             continue
-        w = np.abs(pr.effective_weight())
-        if w.ndim == 4:  # conv: worst case per output channel
+        w = abs(pr.effective_weight())
+        if sparse.issparse(w):
+            worst = worst + np.asarray(w.sum(1)).ravel()
+        elif w.ndim == 4:  # conv: worst case per output channel
             per_channel = w.reshape(w.shape[0], -1).sum(1)
             worst = worst + np.repeat(per_channel, pop.size // w.shape[0])
         else:
@@ -95,7 +110,7 @@ def quantize(snn: SNNGraph, calib_x: np.ndarray, T: int, profile: str | TargetPr
     for p in snn.populations:
         peak = float(peaks[p.name])
         incoming = [pr for pr in p.inputs if pr.source != INPUT]
-        wmax = max((float(np.abs(pr.synapse.weight).max()) for pr in incoming), default=0.0)
+        wmax = max((float(np.abs(_values(pr.synapse.weight)).max(initial=0.0)) for pr in incoming), default=0.0)
         limit_exp = profile.weight_exp_max
         if p.kind == "if":
             # threshold 2**k: head-room bound, weight-exponent bound, vth width bound

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeport.toolchain.ops import apply_synapse, exact_arithmetic, exact_dtype
+from spikeport.toolchain.ops import apply_synapse, exact_arithmetic, exact_dtype, weight_tensor
 from spikeport.toolchain.reference_neurons import Excursion, permute_in_time, run_cos, run_if, run_tpp
 from spikeport.toolchain.snn import COS, INPUT, TPP, SNNGraph
 from spikeport.toolchain.trace import Trace
@@ -31,7 +31,7 @@ def encode(snn: SNNGraph, x: np.ndarray) -> dict[str, np.ndarray]:
     for p in snn.populations:
         for pr in p.inputs:
             if pr.source == INPUT:
-                cur = apply_synapse(pr.synapse, xt, torch.as_tensor(pr.synapse.weight, dtype=torch.float64))
+                cur = apply_synapse(pr.synapse, xt, weight_tensor(pr.synapse.weight, torch.float64))
                 if snn.integer:
                     cur = torch.round(cur / pr.unit).to(torch.int64)
                 out[p.name] = cur.reshape(len(xt), -1).numpy()
@@ -45,7 +45,7 @@ class Synapse(nn.Module):
         self.source = projection.source
         w = projection.effective_weight()
         dtype = exact_dtype(w) if integer else torch.float32  # integer sums stay exact
-        self.register_buffer("weight", torch.as_tensor(w, dtype=dtype))
+        self.register_buffer("weight", weight_tensor(w, dtype))
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         return apply_synapse(self.syn, s.reshape(len(s), *self.syn.in_shape), self.weight).reshape(len(s), -1)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from scipy import sparse
 
 from spikeport.toolchain.profiles import TargetProfile
 
@@ -65,7 +66,22 @@ class DenseSynapse:
         return int(self.weight.shape[1])
 
 
-Synapse = ConvSynapse | DenseSynapse
+@dataclass
+class SparseSynapse:
+    """A connection that is neither one convolution nor small enough for a dense matrix: a compressed
+    sparse row matrix (n_out, n_in) on flattened (C, H, W) vectors (for example an average or
+    substituted max-pool with padding followed by a convolution, which do not fuse into one)."""
+
+    weight: sparse.csr_matrix
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    @property
+    def fan_in(self) -> int:
+        return int(np.diff(self.weight.indptr).max()) if self.weight.shape[0] else 0
+
+
+Synapse = ConvSynapse | DenseSynapse | SparseSynapse
 
 
 @dataclass
