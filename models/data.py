@@ -12,8 +12,10 @@ same test samples:
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -64,8 +66,44 @@ def _mnist5k(flat: bool) -> Dataset:
 DATASETS: dict[str, Callable[[bool], Dataset]] = {"digits": _digits, "mnist5k": _mnist5k}
 
 
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_npz(path: str | Path) -> Dataset:
+    """A user's own data set: an ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test``
+    (inputs float, NCHW or (N, features); labels integers). Read without pickles; every missing or
+    mismatched array is one error naming the file and the array."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k in NPZ_ARRAYS}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise SpikeportError(f"{path}: not a readable .npz file ({exc})") from None
+    missing = [k for k in NPZ_ARRAYS if k not in arrays]
+    if missing:
+        raise SpikeportError(f"{path}: missing array(s) {missing}; a data set needs {list(NPZ_ARRAYS)}")
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype.kind not in "fiu" or x.ndim not in (2, 4):
+            raise SpikeportError(f"{path}: x_{split} must be numbers shaped (N, C, H, W) or (N, features), got "
+                                 f"{x.dtype} {x.shape}")
+        if y.dtype.kind not in "iu" or y.ndim != 1 or len(y) != len(x):
+            raise SpikeportError(f"{path}: y_{split} must be {len(x)} integer labels (one per row of x_{split}), "
+                                 f"got {y.dtype} {y.shape}")
+        if not np.all(np.isfinite(x)):
+            raise SpikeportError(f"{path}: x_{split} holds NaN or Inf values")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise SpikeportError(f"{path}: x_train samples are {arrays['x_train'].shape[1:]} but x_test samples "
+                             f"{arrays['x_test'].shape[1:]}")
+    return Dataset(path.stem, arrays["x_train"].astype(np.float32), arrays["y_train"].astype(np.int64),
+                   arrays["x_test"].astype(np.float32), arrays["y_test"].astype(np.int64))
+
+
 def load_dataset(name: str, flat: bool = False) -> Dataset:
-    """Load one of the bundled data sets; ``flat`` gives (N, features) instead of (N, C, H, W)."""
+    """Load one of the bundled data sets, or a user's ``.npz`` file (see :func:`load_npz`); ``flat``
+    gives the bundled ones as (N, features) instead of (N, C, H, W)."""
+    if str(name).endswith(".npz"):
+        return load_npz(name)
 
     if name not in DATASETS:
         raise SpikeportError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")

@@ -24,7 +24,7 @@ from spikeport.toolchain.import_torch import import_torch
 from spikeport.toolchain.interpret import forward
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.passes import normalize
+from spikeport.toolchain.passes import fold_batchnorm, infer_shapes, normalize, prepend_normalization
 from spikeport.toolchain.profiles import TargetProfile
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.snn import SNNGraph
@@ -108,10 +108,15 @@ class Prepared:
 
 
 def prepare(spec: str | Path | LoadedModel, data: str | None = None, calib: int = 512, allow_maxpool: bool = False,
-            device: str = "cpu") -> Prepared:
-    """Load ``spec`` (see :func:`load_model`), pick its data set and convert it with the first
-    ``calib`` training samples."""
+            device: str = "cpu", mean: list[float] | None = None, std: list[float] | None = None) -> Prepared:
+    """Load ``spec`` (see :func:`load_model`), pick its data set (a bundled name or an ``.npz``
+    file) and convert it with the first ``calib`` training samples. ``mean`` and ``std`` (per input
+    channel) are the model's input normalisation, folded into its first layer."""
     model = spec if isinstance(spec, LoadedModel) else load_model(spec, allow_maxpool=allow_maxpool)
+    if mean is not None or std is not None:
+        graph = prepend_normalization(model.graph, mean if mean is not None else [0.0],
+                                      std if std is not None else [1.0])
+        model = dataclasses.replace(model, graph=infer_shapes(fold_batchnorm(graph)))
     ds = dataset_for(model, data)
     x = ds.x_train[:calib]
     return Prepared(model, ds, x, convert(model.graph, x, device=device), device)
@@ -122,7 +127,7 @@ def dataset_for(model: LoadedModel, name: str | None = None) -> Dataset:
     name = name or model.dataset
     if name is None:
         raise SpikeportError(f"model {model.name!r} does not say which data set it was trained on; pass one "
-                             "(CLI: --data digits|mnist5k)")
+                             "(CLI: --data digits|mnist5k|PATH.npz)")
     shape = tuple(model.graph.input.op.shape)
     data = load_dataset(name, flat=len(shape) == 1)
     if data.input_shape != shape:

@@ -59,6 +59,19 @@ def _positive(text: str) -> int:
     return v
 
 
+def _data(text: str) -> str:
+    if text in ("digits", "mnist5k") or text.endswith(".npz"):
+        return text
+    raise argparse.ArgumentTypeError(f"expected digits, mnist5k or a path to an .npz file, got {text!r}")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _nonnegative(text: str) -> int:
     try:
         v = int(text)
@@ -81,8 +94,12 @@ def _seconds(text: str) -> float:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("--data", choices=["digits", "mnist5k"], help="data set (default: the one the checkpoint "
+    p.add_argument("--data", type=_data, help="digits, mnist5k or an .npz file with x_train, y_train, x_test, "
+                   "y_test (default: the data set the checkpoint "
                    "was trained on; required for ONNX files)")
+    p.add_argument("--mean", type=_floats, default=None, help="input normalisation (x - mean) / std per channel, "
+                   "folded into the first layer, e.g. 0.49,0.48,0.45")
+    p.add_argument("--std", type=_floats, default=None, help="see --mean, e.g. 0.25,0.24,0.26")
     p.add_argument("--allow-maxpool", action="store_true", help="replace MaxPool2d by AvgPool2d (with a warning)")
     p.add_argument("--calib", type=_positive, default=512, help="training samples used for calibration")
     p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp"], default="qcfs",
@@ -207,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp"], default="qcfs")
     p.add_argument("--rho", type=_positive, default=4)
     p.add_argument("--seed", type=_nonnegative, default=0)
-    p.add_argument("--data", choices=["digits", "mnist5k"], default=None)
+    p.add_argument("--data", type=_data, default=None, help="digits, mnist5k or an .npz file")
     p.add_argument("--samples", type=_nonnegative, default=0, help="first N test samples (0: all)")
     p.add_argument("--calib", type=_positive, default=512)
     p.add_argument("--verify-every", type=_nonnegative, default=0, help="check every N-th sample against the reference")
@@ -259,7 +276,8 @@ def _prepare(args):
     """The one recipe (``api.prepare``): the prepared model and its float SNN running ``--method``."""
     from spikeport.api import prepare
 
-    p = prepare(args.model, args.data, args.calib, args.allow_maxpool, _check_device(args.device))
+    p = prepare(args.model, args.data, args.calib, args.allow_maxpool, _check_device(args.device), args.mean,
+                args.std)
     return p, p.method(args.method, args.T, args.rho, args.seed)
 
 

@@ -101,7 +101,9 @@ class EvalConfig:
         for key, low in at_least.items():
             if getattr(self, key) < low:
                 raise SpikeportError(f"{key} = {getattr(self, key)} must be {low} or more")
-        choices = {"target": TARGETS, "method": METHODS, "profile": tuple(PROFILES), "data": ("", *DATASETS)}
+        choices = {"target": TARGETS, "method": METHODS, "profile": tuple(PROFILES)}
+        if self.data not in ("", *DATASETS) and not self.data.endswith(".npz"):
+            raise SpikeportError(f"data = {self.data!r} is not one of {['', *DATASETS]} or an .npz file")
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise SpikeportError(f"{key} = {getattr(self, key)!r} is not one of {list(allowed)}")

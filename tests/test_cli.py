@@ -197,3 +197,54 @@ def test_run_stream_flag(capsys):
     assert json.loads(out)["acc"] == streamed["acc"] and streamed["overflow"] == 0
     code, _, err = cli(capsys, "run", "mlp_digits", "--T", "3", "--target", "torch_int", "--stream")
     assert code == 2 and "--stream applies to the sim target" in err
+
+
+def test_a_users_own_npz_data_and_input_normalisation(capsys, tmp_path):
+    """Issue 13: run an ONNX model on the user's own .npz data; a model that expects normalised
+    inputs gets (x - mean) / std folded into its first layer."""
+    import numpy as np
+    import torch
+
+    from spikeport.models.data import load_dataset
+    from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
+
+    d = load_dataset("digits", flat=True)
+    raw = {"x_train": d.x_train * 4 + 1, "y_train": d.y_train, "x_test": d.x_test * 4 + 1, "y_test": d.y_test}
+    np.savez(tmp_path / "mine.npz", **raw)
+    module, _ = load_checkpoint(CHECKPOINT_DIR / "mlp_digits.pt")
+    torch.onnx.export(module, (torch.zeros(1, 64),), str(tmp_path / "mlp.onnx"), dynamo=False)
+    code, out, _ = cli(capsys, "run", str(tmp_path / "mlp.onnx"), "--data", str(tmp_path / "mine.npz"), "--mean", "1",
+                       "--std", "4", "--target", "sim", "--T", "8", "--json")
+    got = json.loads(out)
+    code_ref, out_ref, _ = cli(capsys, "run", "mlp_digits", "--target", "sim", "--T", "8", "--json")
+    assert code == code_ref == 0 and got["n"] == 360
+    assert abs(got["acc"] - json.loads(out_ref)["acc"]) < 0.02  # the same network on the same digits
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing", "missing array(s) ['y_test']"),
+    ("labels", "y_train must be 1437 integer labels"),
+    ("shape", "x_train samples are (64,) but x_test samples (63,)"),
+    ("garbage", "not a readable .npz file"),
+])
+def test_bad_npz_files_get_one_clear_line(capsys, tmp_path, damage, message):
+    import numpy as np
+
+    from spikeport.models.data import load_dataset
+
+    d = load_dataset("digits", flat=True)
+    arrays = {"x_train": d.x_train, "y_train": d.y_train, "x_test": d.x_test, "y_test": d.y_test}
+    path = tmp_path / "bad.npz"
+    if damage == "missing":
+        del arrays["y_test"]
+    elif damage == "labels":
+        arrays["y_train"] = arrays["y_train"][:-3].astype(np.float32)
+    elif damage == "shape":
+        arrays["x_test"] = arrays["x_test"][:, :63]
+    if damage == "garbage":
+        path.write_bytes(b"not a zip file at all")
+    else:
+        np.savez(path, **arrays)
+    code, _, err = cli(capsys, "run", "mlp_digits", "--data", str(path), "--T", "2")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0] and "bad.npz" in lines[0], err

@@ -362,9 +362,10 @@ class _TorchImporter:
                 if not isinstance(out, fx.Node) or not isinstance(self.values.get(out.name), torch.Tensor):
                     raise UnsupportedOpError("the model must return a single tensor")
                 output_name = self.ir_name(out, n)
-            elif n.op == "call_function" and n.target is operator.getitem and n.args[0].name not in self.pending \
-                    and not isinstance(self.values.get(n.name), torch.Tensor):
-                continue  # an element of a size tuple
+            elif not isinstance(self.values.get(n.name), torch.Tensor | tuple | list) or \
+                    (n.target is operator.getitem and n.args[0].name not in self.pending
+                     and not isinstance(self.values.get(n.name), torch.Tensor)):
+                continue  # arithmetic on sizes (view(b, c // g, ...)), an element of a size tuple
             else:
                 getattr(self, n.op)(n)
         if output_name is None or not self.nodes:

@@ -60,7 +60,9 @@ def replace_maxpool(graph: ir.Graph, allow: bool) -> ir.Graph:
                     "AvgPool2d, or pass allow_maxpool=True (CLI --allow-maxpool) to replace it by "
                     "AvgPool2d (the accuracy will change)")
             warnings.warn(f"MaxPool2d at {n.name!r} replaced by AvgPool2d", stacklevel=2)
-            n = dataclasses.replace(n, op=ir.AvgPool2d(n.op.kernel, n.op.stride, n.op.padding))
+            # the average over the elements the max would see: padding and the ceil-mode border excluded
+            n = dataclasses.replace(n, op=ir.AvgPool2d(n.op.kernel, n.op.stride, n.op.padding, n.op.ceil_mode,
+                                                       count_include_pad=False))
         nodes.append(n)
     return ir.Graph(nodes, graph.name)
 
@@ -105,6 +107,23 @@ def infer_shapes(graph: ir.Graph) -> ir.Graph:
         env[n.name] = val
         nodes.append(dataclasses.replace(n, shape=tuple(val.shape[1:])))
     return ir.Graph(nodes, graph.name)
+
+
+def prepend_normalization(graph: ir.Graph, mean: list[float], std: list[float]) -> ir.Graph:
+    """The graph of ``model((x - mean) / std)`` per input channel: the user's preprocessing, which
+    composes into the first layer's weights and bias (the host then feeds raw inputs)."""
+    channels = graph.input.op.shape[0]
+    mean_a, std_a = np.broadcast_to(np.asarray(mean, float), (channels,)), np.broadcast_to(np.asarray(std, float),
+                                                                                          (channels,))
+    if np.any(std_a <= 0) or not np.all(np.isfinite(mean_a)) or not np.all(np.isfinite(std_a)):
+        raise SpikeportError(f"input normalisation needs finite means and positive standard deviations, got "
+                             f"mean {list(mean)} and std {list(std)}")
+    first = graph.input.name
+    norm = ir.Node(ir.unique_name(f"{first}.normalize", {n.name for n in graph.nodes}),
+                   ir.BatchNorm(mean_a.copy(), std_a ** 2, np.ones(channels), np.zeros(channels), 0.0), [first],
+                   graph.input.shape, "input normalisation")
+    rest = _rewired(graph.nodes[1:], first, norm.name)
+    return ir.Graph([graph.input, norm, *rest], graph.name)
 
 
 def normalize(graph: ir.Graph, allow_maxpool: bool = False) -> ir.Graph:
