@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeport.models.data import SPLIT_SEED, load_dataset
+from spikeport.models.data import SPLIT_SEED, Dataset, load_dataset
 from spikeport.models.qcfs import QCFS
-from spikeport.models.zoo import ARCHITECTURES, build_model, save_checkpoint
+from spikeport.models.zoo import ARCHITECTURES, average_pools, build_model, save_checkpoint
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.import_torch import import_torch
 from spikeport.toolchain.interpret import run_graph
@@ -54,6 +54,7 @@ class TrainConfig:
     noise_T: int = 4  # NQ: time steps of the SNN whose gap to the ANN sets sigma
     select_T: int | None = None  # time steps of the selection metric; None: levels
     eval_every: int = 5
+    maxpool: str = "spiking"  # how the selection metric converts MaxPool2d (spikeport's passes.MAXPOOL_MODES)
     arch_kwargs: dict = field(default_factory=dict)
 
 
@@ -82,26 +83,44 @@ def _shift(xb: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tens
 
 
 @torch.no_grad()
-def snn_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, T: int) -> float:
+def snn_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, T: int, maxpool: str = "spiking") -> float:
     """Accuracy of the converted float SNN (the selection metric)."""
 
-    snn = convert(normalize(import_torch(model.eval(), tuple(x.shape[1:]))))
+    snn = convert(normalize(import_torch(model.eval(), tuple(x.shape[1:])), maxpool=maxpool), x[:256])
     return float((run_reference(snn, x, T).predictions == y).mean())
 
 
+def _fit_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, x: torch.Tensor, y: torch.Tensor,
+               batch_size: int, shift: int, gen: torch.Generator) -> float:
+    """One epoch of SGD over (x, y) in a random order with random shifts; the mean loss."""
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    order = torch.randperm(len(x), generator=gen)
+    total = 0.0
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        loss = loss_fn(model(_shift(x[idx], shift, gen)), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.item() * len(idx)
+    return total / len(order)
+
+
 @torch.no_grad()
-def nq_sigmas(model: nn.Module, x: np.ndarray, T: int) -> dict[str, float]:
+def nq_sigmas(model: nn.Module, x: np.ndarray, T: int, maxpool: str = "spiking") -> dict[str, float]:
     """NQ (Huang et al.): per QCFS layer, the standard deviation of the gap between the ANN
     activation (no noise) and the converted SNN's rate (spike count * threshold / T) on held-out
     training samples. The next epoch trains with Gaussian noise of that size on the activation."""
 
     was_training = model.training
-    graph = normalize(import_torch(model.eval(), tuple(x.shape[1:])))
+    graph = normalize(import_torch(model.eval(), tuple(x.shape[1:])), maxpool=maxpool)
     snn = convert(graph)
     trace = run_reference(snn, x, T, record=True)
-    acts = run_graph(graph, x, keep={p.name for p in snn.hidden})
+    acts = run_graph(graph, x, keep={p.name for p in snn.neurons})
     out = {}
-    for p in snn.hidden:
+    for p in snn.neurons:
         rate = trace.spikes[p.name].sum(0).astype(np.float64) * p.threshold / T
         gap = acts[p.name].reshape(len(x), -1).numpy() - rate
         out[p.name] = float(gap.std())
@@ -126,33 +145,21 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[nn.Module, dict]:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps_per_epoch)
     x_train, y_train = torch.from_numpy(data.x_train[:n_fit]), torch.from_numpy(data.y_train[:n_fit])
     shift = cfg.shift_augment if cfg.shift_augment is not None else data.x_train.shape[-1] // 14
-    loss_fn = nn.CrossEntropyLoss()
     t0 = time.perf_counter()
     best: tuple[float, int, dict] | None = None
     history, noise_history = [], []
     bar = tqdm(range(cfg.epochs), desc=f"train {cfg.arch} seed {cfg.seed}", disable=not progress)
     for epoch in bar:
-        model.train()
-        order = torch.randperm(len(x_train), generator=gen)
-        total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            xb = _shift(x_train[idx], shift, gen)
-            loss = loss_fn(model(xb), y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        bar.set_postfix(loss=f"{total / len(order):.4f}")
+        loss = _fit_epoch(model, opt, sched, x_train, y_train, cfg.batch_size, shift, gen)
+        bar.set_postfix(loss=f"{loss:.4f}")
         if cfg.noise:
-            sigmas = nq_sigmas(model, x_val, cfg.noise_T)
+            sigmas = nq_sigmas(model, x_val, cfg.noise_T, cfg.maxpool)
             for name, sigma in sigmas.items():
                 model.get_submodule(name).noise_std = sigma
             noise_history.append({"epoch": epoch + 1, **sigmas})
         last = epoch == cfg.epochs - 1
         if cfg.val_samples and ((epoch + 1) % cfg.eval_every == 0 or last):
-            val = snn_accuracy(model, x_val, y_val, select_T)
+            val = snn_accuracy(model, x_val, y_val, select_T, cfg.maxpool)
             history.append({"epoch": epoch + 1, "val_snn_acc": val})
             if best is None or val >= best[0]:
                 best = (val, epoch + 1, copy.deepcopy(model.state_dict()))
@@ -198,3 +205,31 @@ def train_and_save(cfg: TrainConfig, out: Path, seeds: tuple[int, ...] | None = 
     arch_kwargs = {"levels": cfg.levels, **cfg.arch_kwargs}
     save_checkpoint(out, cfg.arch, arch_kwargs, model, meta)
     return meta
+
+
+def finetune(model: nn.Module, data: Dataset, epochs: int = 3, lr: float = 0.01, batch_size: int = 64,
+             seed: int = 0, progress: bool = True) -> tuple[nn.Module, dict]:
+    """Replace the max-pools of ``model`` by average pools (:func:`~spikeport.models.zoo.average_pools`,
+    what ``--maxpool average`` substitutes) and train it ``epochs`` more epochs on ``data``'s training
+    split (SGD, cosine schedule from ``lr``, the training recipe's augmentation). Returns the model
+    (changed in place) and what was done, with its test accuracy before and after."""
+    from tqdm import tqdm
+
+    average_pools(model)
+    before = accuracy(model, data.x_test, data.y_test)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * -(-len(x) // batch_size)))
+    shift = data.x_train.shape[-1] // 14 if data.x_train.ndim == 4 else 0
+    t0 = time.perf_counter()
+    losses = []
+    for _ in tqdm(range(epochs), desc="finetune", disable=not progress):
+        losses.append(_fit_epoch(model, opt, sched, x, y, batch_size, shift, gen))
+    model.eval()
+    return model, {"finetune": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+                                "losses": losses, "ann_test_acc_substituted": before,
+                                "ann_test_acc": accuracy(model, data.x_test, data.y_test),
+                                "seconds": round(time.perf_counter() - t0, 1),
+                                "recipe": "max-pools replaced by average pools (count_include_pad=False), then SGD"}}

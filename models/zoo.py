@@ -4,7 +4,8 @@ A checkpoint is a plain ``torch.save`` of a dict of tensors and builtins, so it 
 ``torch.load(..., weights_only=True)``::
 
     {"format": "spikeport-checkpoint/1", "arch": str, "arch_kwargs": dict,
-     "state_dict": dict[str, Tensor], "meta": dict}   # meta: how it was trained, its accuracy
+     "state_dict": dict[str, Tensor], "meta": dict,   # meta: how it was trained, its accuracy
+     "pools": "average"}   # optional: the architecture with average_pools() applied (spikeport finetune)
 """
 
 from __future__ import annotations
@@ -53,6 +54,35 @@ def cnn_mnist(levels: int = 8, width: int = 16) -> nn.Module:
     )
 
 
+def maxpool_cnn_mnist(levels: int = 8, width: int = 16) -> nn.Module:
+    """cnn_mnist with 2x2 max-pools instead of average pools: the network users bring most often
+    (LeNet/VGG style) and the test bed of spikeport's max-pool options (README, max-pool table)."""
+    w = width
+    return _named(
+        ("conv1", nn.Conv2d(1, w, 3, padding=1)), ("bn1", nn.BatchNorm2d(w)), ("act1", QCFS(levels)),
+        ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(w, 2 * w, 3, padding=1)), ("bn2", nn.BatchNorm2d(2 * w)), ("act2", QCFS(levels)),
+        ("pool2", nn.MaxPool2d(2)),
+        ("conv3", nn.Conv2d(2 * w, 4 * w, 3, padding=1)), ("bn3", nn.BatchNorm2d(4 * w)), ("act3", QCFS(levels)),
+        ("flatten", nn.Flatten()), ("drop", nn.Dropout(0.2)), ("fc", nn.Linear(4 * w * 7 * 7, 10)),
+    )
+
+
+def average_pools(model: nn.Module) -> nn.Module:
+    """Replace every MaxPool2d of ``model`` (in place) by the AvgPool2d that ``--maxpool average``
+    substitutes: same window, averaging only the elements the max would see. Fine-tuning the result
+    (``spikeport finetune``) recovers most of what the substitution costs."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.MaxPool2d):
+            if child.dilation not in (1, (1, 1)):
+                raise SpikeportError(f"MaxPool2d {name!r}: dilation {child.dilation} has no average-pool equivalent")
+            setattr(model, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding, child.ceil_mode,
+                                              count_include_pad=False))
+        else:
+            average_pools(child)
+    return model
+
+
 class ResBlock(nn.Module):
     def __init__(self, channels: int, levels: int) -> None:
         super().__init__()
@@ -96,6 +126,7 @@ ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], str, bool]] = {
     "cnn_mnist": (cnn_mnist, "mnist5k", False),
     "resnet_digits": (resnet_digits, "digits", False),
     "vgg_mnist": (vgg_mnist, "mnist5k", False),
+    "maxpool_cnn_mnist": (maxpool_cnn_mnist, "mnist5k", False),
 }
 
 
@@ -107,12 +138,14 @@ def build_model(arch: str, **kwargs: Any) -> nn.Module:
     return ARCHITECTURES[arch][0](**kwargs)
 
 
-def save_checkpoint(path: Path, arch: str, arch_kwargs: dict, model: nn.Module, meta: dict) -> None:
+def save_checkpoint(path: Path, arch: str, arch_kwargs: dict, model: nn.Module, meta: dict,
+                    pools: str | None = None) -> None:
+    """``pools="average"``: the model is ``arch`` with :func:`average_pools` applied."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
+    extra = {"pools": pools} if pools else {}
     with atomic_path(path) as tmp:
         torch.save({"format": CHECKPOINT_FORMAT, "arch": arch, "arch_kwargs": arch_kwargs,
-                    "state_dict": state, "meta": meta}, tmp)
+                    "state_dict": state, "meta": meta, **extra}, tmp)
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
@@ -132,8 +165,12 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     if arch not in ARCHITECTURES or not isinstance(kwargs, dict) or not isinstance(state, dict):
         raise SpikeportError(f"checkpoint {path} is damaged: architecture {arch!r}, its arguments or its weights "
                              "are missing or malformed")
+    if ckpt.get("pools", "max") not in ("max", "average"):
+        raise SpikeportError(f"checkpoint {path} is damaged: unknown pools {ckpt['pools']!r}")
     try:
         model = build_model(arch, **kwargs)
+        if ckpt.get("pools") == "average":
+            average_pools(model)
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

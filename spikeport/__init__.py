@@ -28,13 +28,15 @@ from spikeport.api import (
     verify,
 )
 from spikeport.models.data import load_dataset
-from spikeport.models.zoo import load_checkpoint
+from spikeport.models.train import finetune
+from spikeport.models.zoo import average_pools, load_checkpoint
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.reference import encode
+from spikeport.toolchain.resources import estimate
 
 __all__ = [
     "Prepared",
@@ -43,9 +45,12 @@ __all__ = [
     "accuracy",
     "ann_accuracy",
     "apply_method",
+    "average_pools",
     "convert",
     "dataset_for",
     "encode",
+    "estimate",
+    "finetune",
     "import_model",
     "load_checkpoint",
     "load_dataset",

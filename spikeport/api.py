@@ -43,15 +43,17 @@ class LoadedModel:
 
 
 def import_model(model: nn.Module | str | Path, input_shape: tuple[int, ...] | None = None,
-                 allow_maxpool: bool = False) -> ir.Graph:
-    """A torch module (needs ``input_shape``) or an ONNX file -> normalised float graph."""
+                 maxpool: str = "error") -> ir.Graph:
+    """A torch module (needs ``input_shape``) or an ONNX file -> normalised float graph. ``maxpool``:
+    ``"error"`` (refuse MaxPool2d), ``"average"`` (replace it by average pooling) or ``"spiking"``
+    (spikeport's spiking max-pool, exact on sim and Lava)."""
     if isinstance(model, nn.Module):
         if input_shape is None:
             raise SpikeportError("importing a torch module needs input_shape (without the batch axis)")
         graph = import_torch(model, tuple(input_shape))
     else:
         graph = import_onnx(model)
-    return normalize(graph, allow_maxpool=allow_maxpool)
+    return normalize(graph, maxpool=maxpool)
 
 
 @contextlib.contextmanager
@@ -65,19 +67,19 @@ def _naming(path: Path) -> Iterator[None]:
         raise type(exc)(f"{path}: {exc}") from exc
 
 
-def load_model(spec: str | Path, allow_maxpool: bool = False) -> LoadedModel:
+def load_model(spec: str | Path, maxpool: str = "error") -> LoadedModel:
     """``spec``: a bundled model name (``cnn_mnist``), a spikeport checkpoint (.pt) or an ONNX file."""
     path = Path(spec)
     if path.suffix == ".onnx":
         with _naming(path):
-            return LoadedModel(import_model(path, allow_maxpool=allow_maxpool), path.stem)
+            return LoadedModel(import_model(path, maxpool=maxpool), path.stem)
     if path.suffix != ".pt":
         path = bundled_checkpoint(str(spec))
     module, ckpt = load_checkpoint(path)
     _, dataset, flat = ARCHITECTURES[ckpt["arch"]]
     shape = load_dataset(dataset, flat=flat).input_shape
     with _naming(path):
-        graph = import_model(module, shape, allow_maxpool)
+        graph = import_model(module, shape, maxpool)
     graph.name = path.stem
     return LoadedModel(graph, path.stem, dataset, dict(ckpt.get("meta", {}), arch=ckpt["arch"]))
 
@@ -107,12 +109,12 @@ class Prepared:
         return snn, self.quantize(snn, T, profile)
 
 
-def prepare(spec: str | Path | LoadedModel, data: str | None = None, calib: int = 512, allow_maxpool: bool = False,
+def prepare(spec: str | Path | LoadedModel, data: str | None = None, calib: int = 512, maxpool: str = "error",
             device: str = "cpu", mean: list[float] | None = None, std: list[float] | None = None) -> Prepared:
     """Load ``spec`` (see :func:`load_model`), pick its data set (a bundled name or an ``.npz``
     file) and convert it with the first ``calib`` training samples. ``mean`` and ``std`` (per input
     channel) are the model's input normalisation, folded into its first layer."""
-    model = spec if isinstance(spec, LoadedModel) else load_model(spec, allow_maxpool=allow_maxpool)
+    model = spec if isinstance(spec, LoadedModel) else load_model(spec, maxpool=maxpool)
     if mean is not None or std is not None:
         graph = prepend_normalization(model.graph, mean if mean is not None else [0.0],
                                       std if std is not None else [1.0])

@@ -21,6 +21,8 @@ EXAMPLES = {
     "info": "spikeport info model.onnx --data mnist5k",
     "methods": "spikeport methods cnn_mnist --T 1,2,4,8 --out out/methods",
     "train": "spikeport train cnn_mnist --epochs 40 --seeds 0,1,2 --out cnn.pt",
+    "finetune": "spikeport finetune maxpool_cnn_mnist --epochs 3 --out maxpool_ft.pt",
+    "maxpool": "spikeport maxpool --T 4,8,16 --out out/maxpool",
     "conformance": "spikeport conformance --json",
     "bench": "spikeport bench --out out/bench",
     "export": "spikeport export mlp_digits --nir mlp.nir",
@@ -82,14 +84,18 @@ def _nonnegative(text: str) -> int:
     return v
 
 
-def _seconds(text: str) -> float:
+def _positive_float(text: str, unit: str = "") -> float:
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number{' of ' + unit if unit else ''}, got {text!r}") from None
     if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+        raise argparse.ArgumentTypeError(f"must be more than 0{' ' + unit if unit else ''}, got {text}")
     return v
+
+
+def _seconds(text: str) -> float:
+    return _positive_float(text, "seconds")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -100,7 +106,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mean", type=_floats, default=None, help="input normalisation (x - mean) / std per channel, "
                    "folded into the first layer, e.g. 0.49,0.48,0.45")
     p.add_argument("--std", type=_floats, default=None, help="see --mean, e.g. 0.25,0.24,0.26")
-    p.add_argument("--allow-maxpool", action="store_true", help="replace MaxPool2d by AvgPool2d (with a warning)")
+    p.add_argument("--maxpool", choices=["error", "average", "spiking"], default="error",
+                   help="MaxPool2d: refuse it (default), replace it by average pooling, or run spikeport's "
+                   "spiking max-pool (exact on sim and Lava)")
+    p.add_argument("--allow-maxpool", dest="maxpool", action="store_const", const="average",
+                   help=argparse.SUPPRESS)  # the earlier spelling of --maxpool average
     p.add_argument("--calib", type=_positive, default=512, help="training samples used for calibration")
     p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp"], default="qcfs",
                    help="calibration method on top of the QCFS conversion (NQ: pass an *_nq model)")
@@ -189,6 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
     p.add_argument("--out", type=Path, default=Path("out/methods"), help="folder for methods.json and methods.md")
 
+    p = add("maxpool", "the max-pool options side by side: average pooling, average + fine-tune, spiking max-pool")
+    p.add_argument("model", nargs="?", default="maxpool_cnn_mnist", help="a bundled model or spikeport checkpoint "
+                   "with MaxPool2d layers")
+    p.add_argument("--T", type=_steps, default=(4, 8, 16), help="time steps, e.g. 4,8,16")
+    p.add_argument("--epochs", type=_positive, default=3, help="fine-tuning epochs")
+    p.add_argument("--lava-samples", type=_nonnegative, default=16, help="test samples per Lava run (0: none)")
+    p.add_argument("--verify-samples", type=_positive, default=100, help="samples verified spike for spike")
+    p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
+    p.add_argument("--out", type=Path, default=Path("out/maxpool"),
+                   help="folder for maxpool.json, maxpool.md and the fine-tuned checkpoint")
+
     p = add("conformance", "reproduce lava-dl 0.6.0's own ground-truth traces with sim (exit 1 on any mismatch)")
     p.add_argument("--only", default=None, help="comma-separated subset of tinynet, dense, pilotnet_lif, ntidigits")
     p.add_argument("--lava", action="store_true", help="also run every .net file through lava-dl's netx in Lava "
@@ -196,10 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("bench", "speed benchmarks, side by side in one run (figures for BENCHMARKS.md)")
-    p.add_argument("--suite", choices=["perf", "netx"], default="perf",
+    p.add_argument("--suite", choices=["perf", "netx", "families"], default="perf",
                    help="perf: the MNIST-5k CNN and a VGG-style net on sim, torch, Lava and the float ANN, with "
-                   "scaling tables; netx: lava-dl's pilotnet_lif and ntidigits, sim vs Lava")
-    p.add_argument("--T", type=_positive, default=8)
+                   "scaling tables; netx: lava-dl's pilotnet_lif and ntidigits, sim vs Lava; families: the "
+                   "standard CNN families through both importers, verified, with sizes and Loihi 2 estimates")
+    p.add_argument("--T", type=_positive, default=None, help="time steps (perf, netx: 8; families: 4)")
     p.add_argument("--batch", type=_positive, default=64)
     p.add_argument("--lava-samples", type=_ints, default=(8, 2), help="samples streamed through Lava for the "
                    "CNN and the VGG net (0: leave Lava out)")
@@ -262,13 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=8)
 
     p = add("train", "train a model of the zoo with the QCFS recipe")
-    p.add_argument("arch", choices=["cnn_mnist", "mlp_digits", "resnet_digits", "vgg_mnist"])
+    p.add_argument("arch", choices=["cnn_mnist", "mlp_digits", "resnet_digits", "vgg_mnist", "maxpool_cnn_mnist"])
     p.add_argument("--levels", type=_positive, default=8, help="QCFS quantization levels L")
     p.add_argument("--epochs", type=_positive, default=40)
     p.add_argument("--seeds", type=_ints, default=(0,), help="seeds to train; the best on the "
                    "held-out selection metric is kept, e.g. 0,1,2")
     p.add_argument("--nq", action="store_true", help="NQ: train with noise refitted to the SNN-ANN gap")
     p.add_argument("--out", type=Path, required=True)
+
+    p = add("finetune", "replace a model's max-pools by average pools and train it a few epochs more")
+    p.add_argument("model", help="a bundled model or a spikeport checkpoint (.pt) with MaxPool2d layers")
+    p.add_argument("--data", type=_data, help="digits, mnist5k or an .npz file (default: the checkpoint's data set)")
+    p.add_argument("--epochs", type=_positive, default=3)
+    p.add_argument("--lr", type=_positive_float, default=0.01, help="initial learning rate (cosine schedule)")
+    p.add_argument("--seed", type=_nonnegative, default=0)
+    p.add_argument("--out", type=Path, required=True, help="the fine-tuned checkpoint (.pt)")
     return parser
 
 
@@ -276,7 +306,7 @@ def _prepare(args):
     """The one recipe (``api.prepare``): the prepared model and its float SNN running ``--method``."""
     from spikeport.api import prepare
 
-    p = prepare(args.model, args.data, args.calib, args.allow_maxpool, _check_device(args.device), args.mean,
+    p = prepare(args.model, args.data, args.calib, args.maxpool, _check_device(args.device), args.mean,
                 args.std)
     return p, p.method(args.method, args.T, args.rho, args.seed)
 
@@ -367,23 +397,62 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_methods(args) -> int:
+def cmd_finetune(args) -> int:
+    import torch
+
+    from spikeport.models.data import load_dataset
+    from spikeport.models.train import finetune
+    from spikeport.models.zoo import ARCHITECTURES, bundled_checkpoint, load_checkpoint, save_checkpoint
+    from spikeport.toolchain.errors import SpikeportError
+
+    path = Path(args.model) if args.model.endswith(".pt") else bundled_checkpoint(args.model)
+    module, ckpt = load_checkpoint(path)
+    if not any(isinstance(m, torch.nn.MaxPool2d) for m in module.modules()):
+        raise SpikeportError(f"{path} has no MaxPool2d layer to replace")
+    _, dataset, flat = ARCHITECTURES[ckpt["arch"]]
+    data = load_dataset(args.data or dataset, flat=flat)
+    module, done = finetune(module, data, epochs=args.epochs, lr=args.lr, seed=args.seed)
+    meta = {**ckpt.get("meta", {}), **done, "finetuned_from": str(path), "dataset": args.data or dataset}
+    save_checkpoint(args.out, ckpt["arch"], ckpt["arch_kwargs"], module, meta, pools="average")
+    f = done["finetune"]
+    print(f"{args.out}: ANN test accuracy {100 * ckpt.get('meta', {}).get('ann_test_acc', float('nan')):.2f}% with "
+          f"max-pools, {100 * f['ann_test_acc_substituted']:.2f}% with average pools, "
+          f"{100 * f['ann_test_acc']:.2f}% after {args.epochs} epochs of fine-tuning ({f['seconds']:.0f} s)")
+    return 0
+
+
+def _write_table(table, out: Path, stem: str) -> int:
+    """``stem``.json and ``stem``.md of a method table in ``out``; exit 1 unless every check was exact."""
     from dataclasses import asdict
 
-    from spikeport.methods_table import compare_methods
     from spikeport.toolchain.files import write_atomic
 
-    table = compare_methods(args.model, Ts=args.T, rho=args.rho, tpp_seeds=args.tpp_seeds, lava_Ts=args.lava_T,
-                            lava_samples=args.lava_samples, verify_samples=args.verify_samples,
-                            test_samples=args.samples)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / "methods.json", json.dumps(asdict(table), indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / f"{stem}.json", json.dumps(asdict(table), indent=1))
     md = table.markdown()
-    write_atomic(args.out / "methods.md", md + "\n")
+    write_atomic(out / f"{stem}.md", md + "\n")
     print(md)
     exact = table.notes["all_checks_exact"]
     print(f"integer checks: {len(table.checks)}, all exact: {exact}")
     return 0 if exact else 1
+
+
+def cmd_methods(args) -> int:
+    from spikeport.methods_table import compare_methods
+
+    table = compare_methods(args.model, Ts=args.T, rho=args.rho, tpp_seeds=args.tpp_seeds, lava_Ts=args.lava_T,
+                            lava_samples=args.lava_samples, verify_samples=args.verify_samples,
+                            test_samples=args.samples)
+    return _write_table(table, args.out, "methods")
+
+
+def cmd_maxpool(args) -> int:
+    from spikeport.maxpool_table import compare_maxpool
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = compare_maxpool(args.model, Ts=args.T, epochs=args.epochs, lava_samples=args.lava_samples,
+                            verify_samples=args.verify_samples, test_samples=args.samples, out=args.out)
+    return _write_table(table, args.out, "maxpool")
 
 
 def cmd_conformance(args) -> int:
@@ -466,7 +535,26 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _bench_output(args, res: dict, md: str, stem: str) -> None:
+    """Print the bench's tables (or JSON) and write ``stem``.json and ``stem``.md to ``--out``."""
+    from spikeport.toolchain.files import write_atomic
+
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_atomic(args.out / f"{stem}.json", json.dumps(res, indent=1))
+        write_atomic(args.out / f"{stem}.md", md + "\n")
+    print(json.dumps(res, indent=1) if args.json else md)
+
+
 def cmd_bench(args) -> int:
+    if args.suite == "families":
+        from spikeport.quality.coverage import bench_families, coverage_table
+
+        res = bench_families(T=args.T or 4, lava=not args.quick, large=not args.quick,
+                             log=lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))
+        _bench_output(args, res, coverage_table(res), "families")
+        ok = all(r["sim_exact"] and r["lava_exact"] is not False for r in res["rows"])
+        return 0 if ok else 1
     if args.suite == "netx":
         from spikeport.quality.bench_netx import bench_netx, table
 
@@ -477,21 +565,15 @@ def cmd_bench(args) -> int:
 
     from spikeport.quality.perf import PerfConfig, bench_perf, perf_tables
     from spikeport.toolchain.errors import SpikeportError
-    from spikeport.toolchain.files import write_atomic
 
     lava = tuple(args.lava_samples) + (0,) * (2 - len(args.lava_samples))
     if len(lava) != 2 or min(lava) < 0:
         raise SpikeportError(f"--lava-samples takes one or two counts (CNN,VGG), got {args.lava_samples}")
     cfg = PerfConfig.quick() if args.quick else PerfConfig(
-        T=args.T, batch=args.batch, lava_samples=lava, repeat=args.repeat)
+        T=args.T or 8, batch=args.batch, lava_samples=lava, repeat=args.repeat)
     cfg = replace(cfg, device=_check_device(args.device))
     res = bench_perf(cfg, log=lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))
-    md = perf_tables(res)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.out / "bench.json", json.dumps(res, indent=1))
-        write_atomic(args.out / "bench.md", md + "\n")
-    print(json.dumps(res, indent=1) if args.json else md)
+    _bench_output(args, res, perf_tables(res), "bench")
     exact = [n["lava_exact"] for n in res["networks"] if n["lava_exact"] is not None]
     return 0 if all(exact) else 1
 
@@ -579,7 +661,8 @@ def cmd_lava_env(args) -> int:
 COMMANDS = {
     "demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "methods": cmd_methods,
     "report": cmd_report, "conformance": cmd_conformance, "bench": cmd_bench, "export": cmd_export, "info": cmd_info,
-    "train": cmd_train, "fuzz": cmd_fuzz, "lava-env": cmd_lava_env, "mutants": cmd_mutants,
+    "train": cmd_train, "finetune": cmd_finetune, "maxpool": cmd_maxpool,
+    "fuzz": cmd_fuzz, "lava-env": cmd_lava_env, "mutants": cmd_mutants,
 }
 
 

@@ -1,4 +1,5 @@
-"""Integer kernels of spikeport's own neuron models (COS, TPP): one implementation for ``sim`` and Lava.
+"""Integer kernels of spikeport's own neuron models (COS, TPP, the spiking max-pool gate): one
+implementation for ``sim`` and Lava.
 
 This module imports nothing but what it is given: every kernel takes the array module ``xp``
 (numpy or torch) and TPP takes the PRNG (``toolchain/prng.py``), so the very same arithmetic runs in
@@ -114,3 +115,26 @@ class COSKernel:
         s = m >= th
         self.v = m - s * th
         return s
+
+
+class MaxPoolKernel:
+    """The spiking max-pool gate: count each source neuron's spikes; each output spikes when the
+    largest count of its window grows (by one at most: one spike per source per step). ``index``
+    (N_out, K) holds each window's flattened source positions, -1 where it hangs over the border."""
+
+    def __init__(self, xp, batch: int, in_size: int, index, device=None):
+        self.xp, self.device, self.in_size = xp, device, in_size
+        self.index = index * (index >= 0) + (index < 0) * in_size  # border -> a column of zeros
+        self.counts_shape, self.out_shape = (batch, in_size + 1), (batch, len(index))
+
+    def reset(self):
+        self.counts = _zeros(self.xp, self.counts_shape, self.device)
+        self.top = _zeros(self.xp, self.out_shape, self.device)
+
+    def step(self, s):
+        """``s`` (batch, in_size): the source's spikes (0/1) of this window step."""
+        self.counts[:, :self.in_size] += s
+        top = self.xp.amax(self.counts[:, self.index], -1)
+        out = top > self.top
+        self.top = top
+        return out

@@ -29,13 +29,16 @@ from spikeport.targets.sim_models import (
     DenseModel,
     FastIF,
     LIFModel,
+    Link,
+    LinkModel,
+    MaxPoolModel,
     SynapseModel,
     WindowedModel,
     lava_weights,
 )
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.ops import exact_arithmetic
-from spikeport.toolchain.procnet import DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.procnet import DenseProcess, LIFProcess, MaxPoolProcess, ProcessNet
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace, cut_frames
@@ -160,8 +163,9 @@ class _Run:
         """``stream`` > 0: that many samples one after another through a batch of one, as Lava
         streams them (a window every ``net.period`` steps), instead of side by side."""
         self.net, self.batch, self.steps, self.dev, self.stream = net, batch, steps, device, stream
-        self.neurons: dict[str, LIFModel | WindowedModel] = {
+        self.neurons: dict[str, LIFModel | WindowedModel | MaxPoolModel] = {
             p.name: LIFModel(p, batch, net.profile, device) if isinstance(p, LIFProcess)
+            else MaxPoolModel(p, batch, device) if isinstance(p, MaxPoolProcess)
             else WindowedModel(p, batch, device, sample_ids, per_window=bool(stream)) for p in net.lifs}
         self.syns = synapses if synapses is not None else synapse_models(net, device)
         for s in self.syns:
@@ -172,7 +176,8 @@ class _Run:
         for n, nr in self.neurons.items():
             bounds = [s.bound for s in self.syns if s.p.dst == n]
             safe = all(b is not None for b in bounds) and sum(bounds) << net.profile.act_shift < INT32_SAFE
-            self.inbox[n] = Inbox(batch, nr.p.size, torch.int32 if safe else torch.int64, device)
+            size = nr.p.in_size if isinstance(nr.p, MaxPoolProcess) else nr.p.size
+            self.inbox[n] = Inbox(batch, size, torch.int32 if safe else torch.int64, device)
         self.in_bound = {n: sum(s.bound for s in self.syns if s.p.dst == n and s.p.src != n)
                          if self.inbox[n].dtype == torch.int32 else None for n in names}
         rows = stream or batch  # streamed: one row of input current per sample, used in its window
@@ -398,8 +403,10 @@ def synapse_models(net: ProcessNet, device: str | torch.device = "cpu") -> list[
     """The synapse models of ``net`` (stateless apart from their overflow counts, which every run
     resets): build them once to simulate many batches."""
     dev = torch.device(device)
+    links: list[SynapseModel] = [LinkModel(Link(f"{p.name}.in", p.src, p.name)) for p in net.lifs
+                                 if isinstance(p, MaxPoolProcess)]
     return [DenseModel(p, dev, net.profile) if isinstance(p, DenseProcess) else ConvModel(p, dev, net.profile)
-            for p in net.synapses]
+            for p in net.synapses] + links
 
 
 class _Shifted:

@@ -23,16 +23,24 @@ narrow integer types and skip wrap checks that cannot trigger.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from spikeport.targets.method_kernels import COSKernel, TPPKernel
+from spikeport.targets.method_kernels import COSKernel, MaxPoolKernel, TPPKernel
 from spikeport.toolchain.ops import exact_dtype
 from spikeport.toolchain.prng import prng_u32
-from spikeport.toolchain.procnet import ConvProcess, COSProcess, DenseProcess, LIFProcess, TPPProcess
+from spikeport.toolchain.procnet import (
+    ConvProcess,
+    COSProcess,
+    DenseProcess,
+    LIFProcess,
+    MaxPoolProcess,
+    TPPProcess,
+)
 from spikeport.toolchain.profiles import LOIHI2, TargetProfile
 
 
@@ -174,7 +182,29 @@ class ConvModel:
         return [(0, wrapped)]
 
 
-SynapseModel = DenseModel | ConvModel
+@dataclass(frozen=True)
+class Link:
+    """A direct port connection (a neuron's ``s_out`` into a max-pool gate): no weights."""
+
+    name: str
+    src: str
+    dst: str
+
+
+class LinkModel:
+    """The source's spikes as they are, one step later: what a max-pool gate that sends before it
+    receives (as Lava's Dense does) makes of its directly connected input."""
+
+    bound = 1
+
+    def __init__(self, p: Link) -> None:
+        self.p, self.overflow = p, 0
+
+    def __call__(self, s: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        return [(0, s.reshape(len(s), -1))]
+
+
+SynapseModel = DenseModel | ConvModel | LinkModel
 
 
 class LIFModel:
@@ -313,6 +343,26 @@ class FastIF:
                     u.add_(prev * self.self_w)
             torch.gt(u, self.thr, out=spikes[j])
             prev = spikes[j]
+
+
+class MaxPoolModel:
+    """The spiking max-pool gate (``MaxPoolKernel``) driven by the step counter: its counts clear
+    at the first step of every window; inputs after ``length`` steps of a window are ignored."""
+
+    def __init__(self, p: MaxPoolProcess, batch: int, device: torch.device) -> None:
+        self.p, self.overflow = p, 0
+        self.kernel = MaxPoolKernel(torch, batch, p.in_size, torch.as_tensor(p.index, device=device), device=device)
+        self.kernel.reset()
+        self.none = torch.zeros((batch, p.size), dtype=torch.bool, device=device)
+
+    def step(self, t: int, a: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        if t < p.start:
+            return self.none
+        j = (t - p.start) % p.period
+        if j == 0:
+            self.kernel.reset()
+        return self.kernel.step(a) if j < p.length else self.none
 
 
 class WindowedModel:

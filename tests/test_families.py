@@ -52,9 +52,9 @@ def export(module: torch.nn.Module, path, dynamo: bool) -> None:
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_family_converts_and_runs_exactly_through_both_importers(name, tmp_path):
     module = build(name)
-    graph = import_model(module, (3, 32, 32), allow_maxpool=True)
+    graph = import_model(module, (3, 32, 32), maxpool="average")
     export(module, tmp_path / "m.onnx", dynamo=name in ("resnet18", "densenet_block", "shufflenet_v2_units"))
-    onnx_graph = import_model(tmp_path / "m.onnx", allow_maxpool=True)
+    onnx_graph = import_model(tmp_path / "m.onnx", maxpool="average")
     for g in (graph, onnx_graph):
         q = integer_net(g)
         (row,), _ = verify(q, X[8:10], 4, targets=("sim",))
@@ -83,7 +83,7 @@ def test_the_imagenet_stem_becomes_a_sparse_connection_not_a_dense_matrix():
     from spikeport.toolchain.compose import DENSE_SHARE
     from spikeport.toolchain.snn import SparseSynapse
 
-    q = integer_net(import_model(build("resnet18_imagenet_stem"), (3, 32, 32), allow_maxpool=True))
+    q = integer_net(import_model(build("resnet18_imagenet_stem"), (3, 32, 32), maxpool="average"))
     sparse_inputs = [pr for p in q.populations for pr in p.inputs if isinstance(pr.synapse, SparseSynapse)]
     assert [pr.source for pr in sparse_inputs] == ["relu", "relu"]  # the stem into layer1.0 and its shortcut
     assert all(pr.synapse.weight.nnz < DENSE_SHARE * np.prod(pr.synapse.weight.shape) for pr in sparse_inputs)
@@ -101,6 +101,20 @@ def test_concatenation_adds_no_neurons():
 @pytest.mark.lava
 @pytest.mark.parametrize("name", ["resnet18", "densenet_block"])
 def test_family_in_lava(name):
-    q = integer_net(import_model(build(name), (3, 32, 32), allow_maxpool=True), T=3)
+    q = integer_net(import_model(build(name), (3, 32, 32), maxpool="average"), T=3)
     rows, _ = verify(q, X[8:9], 3, targets=("sim", "lava"))
     assert all(r.exact for r in rows), [r.line() for r in rows]
+
+
+@pytest.mark.parametrize("name", ["resnet18_imagenet_stem", "vgg11_bn", "squeezenet1_1", "inception"])
+def test_family_with_the_spiking_maxpool_through_both_importers(name, tmp_path):
+    """Every max-pool kept as spikeport's spiking max-pool (SqueezeNet's ceil-mode pools of Fire
+    concatenations, the inception block's 3x3/1 pool branch, the ImageNet stem's padded pool)."""
+    module = build(name)
+    export(module, tmp_path / "m.onnx", dynamo=False)
+    for g in (import_model(module, (3, 32, 32), maxpool="spiking"),
+              import_model(tmp_path / "m.onnx", maxpool="spiking")):
+        q = integer_net(g)
+        assert any(p.kind == "maxpool" for p in q.populations)
+        (row,), _ = verify(q, X[8:10], 4, targets=("sim",))
+        assert row.exact and row.spikes > 0, row.line()

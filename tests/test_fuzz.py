@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from spikeport.cli import main
 from spikeport.quality.fuzz import check, check_process, random_case, random_process_case
-from spikeport.toolchain.snn import COS, IF, TPP, ConvSynapse
+from spikeport.toolchain.snn import COS, IF, TPP, ConvSynapse, PoolSynapse
 
 SEEDS = st.integers(min_value=0, max_value=2**31 - 1)
 
@@ -57,7 +57,11 @@ def test_cases_cover_what_they_claim():
     assert {s.stride[0] for s in convs} == {1, 2} and {s.dilation[0] for s in convs} == {1, 2}
     assert any(s.groups == s.in_shape[0] > 1 for s in convs) and any(1 < s.groups < s.in_shape[0] for s in convs)
     assert any(s.padding[0] > 0 for s in convs)
-    mant = np.concatenate([pr.synapse.weight.ravel() for pr in syns if pr.source != "input"])
+    pools = [pr.synapse for pr in syns if isinstance(pr.synapse, PoolSynapse)]
+    assert {s.kernel[0] for s in pools} == {1, 2, 3} and {s.ceil_mode for s in pools} == {False, True}
+    assert any(s.padding[0] > 0 for s in pools) and any(s.stride[0] > 1 for s in pools)
+    mant = np.concatenate([pr.synapse.weight.ravel() for pr in syns
+                           if pr.source != "input" and not isinstance(pr.synapse, PoolSynapse)])
     assert mant.min() == -128 and mant.max() == 127
     skips = [p.inputs[1].synapse for c in cases for p in c.snn.populations if len(p.inputs) > 1]
     assert any(isinstance(s, ConvSynapse) for s in skips) and any(not isinstance(s, ConvSynapse) for s in skips)
@@ -65,7 +69,7 @@ def test_cases_cover_what_they_claim():
     assert any(c.snn.hidden[0].time_bias is not None for c in cases)  # FTBC
     assert max(c.T for c in cases) == 32 and min(c.T for c in cases) == 1
     assert any(np.any(c.snn.readout.bias) for c in cases)
-    thetas = {p.threshold for c in cases for p in c.snn.hidden}
+    thetas = {p.threshold for c in cases for p in c.snn.neurons}
     assert min(thetas) == 2 and max(thetas) == 1 << 16
     outcomes = [check(c, lava=False) for c in cases[:100]]
     beyond = sum(o.beyond_headroom for o in outcomes)

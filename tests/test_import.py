@@ -122,10 +122,10 @@ def test_unsupported_onnx_op_is_named(tmp_path):
 
 def test_maxpool_needs_opt_in():
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(18, 2))
-    with pytest.raises(UnsupportedOpError, match=r"MaxPool2d at '2'.*allow_maxpool"):
+    with pytest.raises(UnsupportedOpError, match=r"MaxPool2d at '2'.*maxpool='spiking'"):
         import_model(net, (1, 8, 8))
     with pytest.warns(UserWarning, match="replaced by AvgPool2d"):
-        g = import_model(net, (1, 8, 8), allow_maxpool=True)
+        g = import_model(net, (1, 8, 8), maxpool="average")
     assert any(isinstance(n.op, ir.AvgPool2d) for n in g.nodes)
 
 

@@ -1,6 +1,9 @@
 """ANN -> SNN conversion: every ReLU/QCFS activation becomes a population of IF neurons with reset
 by subtraction, threshold theta and initial potential theta/2; the network output becomes a
-non-spiking readout summed over time; the first layer gets the analog input directly.
+non-spiking readout summed over time; the first layer gets the analog input directly. A max-pool
+kept for the spiking max-pool (``normalize(..., maxpool="spiking")``) becomes a population of its
+own that pools its source's spike counts (:class:`~spikeport.toolchain.snn.PoolSynapse`); its
+spikes stand for as much as its source's.
 
 theta is the QCFS lambda (clipped ReLU: its clip value); for a plain ReLU it is a percentile of
 the layer's positive activations over calibration samples (99.9 by default, "robust
@@ -16,7 +19,7 @@ from spikeport.toolchain import ir
 from spikeport.toolchain.compose import compose_chain
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.interpret import run_graph
-from spikeport.toolchain.snn import INPUT, Population, Projection, SNNGraph
+from spikeport.toolchain.snn import INPUT, PoolSynapse, Population, Projection, SNNGraph
 
 
 def _paths(graph: ir.Graph, z: str, sources: set[str]) -> list[tuple[str, list[ir.Node]]]:
@@ -85,17 +88,37 @@ def convert(graph: ir.Graph, calib_x: np.ndarray | None = None, percentile: floa
                              "be linear (it becomes the non-spiking readout)")
     if isinstance(out_node.op, ir.Input):
         raise SpikeportError("the model has no layers")
+    pools = [n for n in graph.nodes if isinstance(n.op, ir.MaxPool2d)]
+    spiking = {a.name for a in acts}
+    for m in pools:  # graph order: a pool of a pool reads spikes too
+        src = graph.node(m.inputs[0])
+        if src.name not in spiking:
+            raise SpikeportError(
+                f"MaxPool2d at {m.name!r} ({m.source}) reads {src.kind} {src.name!r}; the spiking max-pool pools "
+                "spikes, so it must follow a ReLU/QCFS activation (directly or through the layer it activates)")
+        spiking.add(m.name)
     thresholds = _relu_thresholds(graph, acts, calib_x, percentile, device)
     for a in acts:
         if isinstance(a.op, ir.QCFS):
             thresholds[a.name] = float(a.op.lam)
-    sources = {a.name for a in acts} | {graph.input.name}
+    for m in pools:  # its spikes weigh what its source's do
+        thresholds[m.name] = thresholds[m.inputs[0]]
+    sources = {a.name for a in acts} | {m.name for m in pools} | {graph.input.name}
     # constant part of every pre-activation: evaluate with all sources at zero
     zero_feeds = {n: torch.zeros((1, *graph.node(n).shape), dtype=torch.float64) for n in sources}
     consts = run_graph(graph, np.zeros((1, *graph.input.shape)), feeds=zero_feeds, dtype=torch.float64)
 
     pops: list[Population] = []
-    for node, kind in [(a, "if") for a in acts] + [(out_node, "readout")]:
+    order = [n for n in graph.nodes if n.name in sources and n.name != graph.input.name]
+    for node, kind in [(n, "maxpool" if isinstance(n.op, ir.MaxPool2d) else "if") for n in order] + \
+            [(out_node, "readout")]:
+        if kind == "maxpool":
+            op = node.op
+            syn = PoolSynapse(tuple(graph.node(node.inputs[0]).shape), tuple(node.shape), op.kernel, op.stride,
+                              op.padding, op.ceil_mode)
+            pops.append(Population(node.name, tuple(node.shape), "maxpool", thresholds[node.name], 0.0,
+                                   np.zeros(node.shape), [Projection(node.inputs[0], syn)], node.source or node.name))
+            continue
         z = node.inputs[0] if kind == "if" else node.name
         projections = []
         for src, chain in _paths(graph, z, sources):

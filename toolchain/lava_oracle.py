@@ -24,6 +24,7 @@ from spikeport.toolchain.procnet import (
     COSProcess,
     DenseProcess,
     LIFProcess,
+    MaxPoolProcess,
     ProcessNet,
     TPPProcess,
 )
@@ -186,6 +187,33 @@ class _TPP:
         return fired
 
 
+class _MaxPool:
+    """spikeport's spiking max-pool gate: count each source neuron's spikes in the window (from
+    ``start``, every ``period`` steps, for ``length`` steps); an output fires when the largest count
+    over its window of sources grows. Its input is the source's spikes of the step before."""
+
+    def __init__(self, p: MaxPoolProcess) -> None:
+        self.p = p
+        self.overflow = 0
+        self.counts = np.zeros(p.in_size, dtype=np.int64)
+        self.largest = np.zeros(p.size, dtype=np.int64)
+
+    def step(self, t: int, a: np.ndarray) -> np.ndarray:
+        p = self.p
+        j = (t - p.start) % p.period if t >= p.start else p.length
+        if j == 0:
+            self.counts[:] = 0
+            self.largest[:] = 0
+        if j >= p.length:
+            return np.zeros(p.size, dtype=bool)
+        self.counts += a != 0
+        largest = np.array([max([int(self.counts[i]) for i in row if i >= 0], default=0) for row in p.index],
+                           dtype=np.int64)
+        fired = largest > self.largest
+        self.largest = largest
+        return fired
+
+
 class _Synapse:
     """Dense / Sparse / DelaySparse / Conv: what the spikes of step t deliver, and when."""
 
@@ -217,14 +245,16 @@ def _stream(net: ProcessNet, currents: dict[str, np.ndarray], sample_ids: np.nda
     """One Lava run: the samples one after another, a window every ``net.period`` steps."""
     n = len(sample_ids)
     neurons = {p.name: _LIF(p, net) if isinstance(p, LIFProcess) else _COS(p) if isinstance(p, COSProcess)
-               else _TPP(p, sample_ids) for p in net.lifs}
+               else _MaxPool(p) if isinstance(p, MaxPoolProcess) else _TPP(p, sample_ids) for p in net.lifs}
     size = {p.name: p.size for p in net.lifs}
+    in_size = {p.name: p.in_size if isinstance(p, MaxPoolProcess) else p.size for p in net.lifs}
+    gates = [p for p in net.lifs if isinstance(p, MaxPoolProcess)]
     synapses = [_Synapse(p, net) for p in net.synapses]
     pending: dict[tuple[str, int], np.ndarray] = {}  # (destination, step) -> input waiting for it
     spikes = {name: np.zeros((steps, size[name]), dtype=np.uint8) for name in size}
     readout = np.zeros((steps, size[net.readout]), dtype=np.int64)
     for t in range(1, steps + 1):
-        a = {name: pending.pop((name, t), np.zeros(size[name], dtype=np.int64)) for name in size}
+        a = {name: pending.pop((name, t), np.zeros(in_size[name], dtype=np.int64)) for name in size}
         for src in net.sources:  # a RingBuffer wired straight into a_in: no delay
             length = src.length if src.length is not None else net.T
             if t < src.start:
@@ -254,6 +284,8 @@ def _stream(net: ProcessNet, currents: dict[str, np.ndarray], sample_ids: np.nda
             for delay, contrib in syn.deliver(out[syn.p.src]):
                 key = (syn.p.dst, t + 1 + delay)
                 pending[key] = pending.get(key, 0) + contrib.reshape(-1)
+        for gate in gates:  # wired straight to the source's s_out; it sends before it receives
+            pending[(gate.name, t + 1)] = out[gate.src].astype(np.int64)
     overflow = {name: neurons[name].overflow + sum(s.overflow for s in synapses if s.p.dst == name)
                 for name in size}
     return spikes, readout, overflow

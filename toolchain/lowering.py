@@ -14,6 +14,8 @@ How each population becomes stock Lava processes (docs/design.md, section 3; che
 * Synapses: Conv for convolutions (Lava ignores its weight exponent, so the kernel is the mantissa
   pre-shifted); Dense/Sparse with weights ``2 * mantissa`` and exponent ``e - 1`` (mixed-sign
   Dense weights lose their least significant bit, the doubled ones survive it exactly).
+* Spiking max-pool: spikeport's own ``MaxPoolGate`` process, connected straight to its source's
+  ``s_out`` (no synapse); it answers one step later, as a synaptic hop would.
 * Pipelining: every hop costs one step, so a population at depth d (the first layer has depth 1)
   sees a sample from step d on. Projections that skip layers get a DelaySparse axonal delay so
   that every input of a population arrives in the same step (residual connections).
@@ -46,6 +48,7 @@ from spikeport.toolchain.procnet import (
     CurrentSource,
     DenseProcess,
     LIFProcess,
+    MaxPoolProcess,
     ProcessNet,
     Timing,
     TPPProcess,
@@ -59,13 +62,19 @@ def output_delay(snn: SNNGraph, T: int) -> int:
     return snn.neuron.rho if isinstance(snn.neuron, COS) else T if isinstance(snn.neuron, TPP) else 0
 
 
+def own_delays(snn: SNNGraph, T: int) -> dict[str, int]:
+    """Each population's own output delay: the neuron model's, none for a spiking max-pool."""
+    delay = output_delay(snn, T)
+    return {p.name: 0 if p.kind == "maxpool" else delay for p in snn.populations}
+
+
 def depths(snn: SNNGraph, T: int = 1) -> dict[str, int]:
     """First step (1-based) at which each population sees a sample: 1 for input-fed layers, then
     one step per synaptic hop plus the upstream neuron's own output delay (COS: rho, TPP: T)."""
     depth: dict[str, int] = {}
-    delay = output_delay(snn, T)
+    delay = own_delays(snn, T)
     for p in snn.populations:
-        srcs = [depth[pr.source] + delay for pr in p.inputs if pr.source != INPUT]
+        srcs = [depth[pr.source] + delay[pr.source] for pr in p.inputs if pr.source != INPUT]
         depth[p.name] = max(srcs) + 1 if srcs else 1
     return depth
 
@@ -93,13 +102,18 @@ def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> 
     profile = get_profile(profile or snn.profile)
     P = period(snn, T)
     depth = depths(snn, T)
-    delay_out = output_delay(snn, T)
+    delay_out = own_delays(snn, T)
     S = snn.steps(T)
     one = profile.decay_unit
     lifs, synapses, sources = [], [], []
     for i, p in enumerate(snn.populations):
         d = depth[p.name]
         length, quench = T, 0
+        if p.kind == "maxpool":  # no synapse, no bias: the gate reads its source's spikes itself
+            pr = p.inputs[0]
+            lifs.append(MaxPoolProcess(p.name, p.shape, pr.source, pr.synapse.in_shape, pr.synapse.window_index(),
+                                       start=d, period=P, length=S))
+            continue
         if p.kind == "readout":  # never fires: v saturates below vth << act_shift
             lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=one, vth=profile.u_limit,
                                    reset_interval=P, reset_offset=d % P))
@@ -120,7 +134,7 @@ def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> 
             if pr.source == INPUT:
                 adds_input = True
                 continue
-            delay = d - depth[pr.source] - delay_out - 1
+            delay = d - depth[pr.source] - delay_out[pr.source] - 1
             name = f"{p.name}.in{k}"
             mant = pr.synapse.weight.astype(np.int64)
             if isinstance(pr.synapse, ConvSynapse) and delay == 0:
@@ -142,7 +156,7 @@ def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> 
         sources.append(CurrentSource(f"{p.name}.bias", p.name, start=d,
                                      value=np.asarray(p.bias, dtype=np.int64).reshape(-1),
                                      quench=quench, adds_input=adds_input, length=length, schedule=schedule))
-    hidden_out = {p.name: depth[p.name] + delay_out for p in snn.hidden}
+    hidden_out = {p.name: depth[p.name] + delay_out[p.name] for p in snn.hidden}
     timing = Timing(T=T, period=P, input_start=dict(depth),
                     output_start={**hidden_out, snn.readout.name: depth[snn.readout.name]},
                     length={**{p.name: S for p in snn.hidden}, snn.readout.name: T}, readout=snn.readout.name)

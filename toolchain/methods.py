@@ -24,7 +24,7 @@ from spikeport.toolchain import ir
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.interpret import run_graph
 from spikeport.toolchain.reference import SNNReference, encode, run_reference
-from spikeport.toolchain.reference_neurons import Excursion, fire, run_if
+from spikeport.toolchain.reference_neurons import Excursion, fire, run_if, run_maxpool
 from spikeport.toolchain.snn import COS, IF, TPP, SNNGraph
 
 METHODS = ("qcfs", "ftbc", "cos", "tpp")
@@ -94,7 +94,7 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
     if not isinstance(snn.neuron, IF):
         raise SpikeportError("FTBC calibrates IF neurons")
     out = copy.deepcopy(snn)
-    hidden = out.hidden
+    hidden = out.neurons
     missing = [p.name for p in hidden if p.name not in {n.name for n in graph.nodes}]
     if missing:
         raise SpikeportError(f"FTBC needs the ANN graph the SNN was converted from; layers {missing} are not in it")
@@ -109,7 +109,12 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
         model = SNNReference(out, device)
         const = {k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in encode(out, xb).items()}
         spikes: dict[str, torch.Tensor] = {}
-        for i, p in enumerate(hidden):
+        for i, p in enumerate(out.hidden):
+            if p.kind == "maxpool":  # no bias to fit: pool the corrected spikes of its source
+                syn = p.inputs[0].synapse
+                spikes[p.name] = run_maxpool(spikes[p.inputs[0].source], syn.in_shape, syn.kernel, syn.stride,
+                                             syn.padding, syn.ceil_mode)
+                continue
             a = acts[p.name].reshape(len(xb), -1).to(torch.float32)
             # the trajectory below adds the layer's own bias itself (iterative) or leaves it out (upstream)
             model.time_biases[i] = None
@@ -148,9 +153,9 @@ def ftbc_step_error(snn: SNNGraph, graph: ir.Graph, x: np.ndarray, T: int) -> di
     """Mean signed error (spike output minus ANN activation) per layer, step and channel: the
     (T, C) quantity FTBC's bias is fitted to. Used by tests and reports."""
     tr = run_reference(snn, x, T, record=True)
-    acts = run_graph(graph, x, keep={p.name for p in snn.hidden})
+    acts = run_graph(graph, x, keep={p.name for p in snn.neurons})
     out = {}
-    for p in snn.hidden:
+    for p in snn.neurons:
         a = torch.as_tensor(acts[p.name].reshape(len(x), -1).numpy(), dtype=torch.float64)
         s = torch.as_tensor(tr.spikes[p.name][:T], dtype=torch.float64) * p.threshold
         out[p.name] = np.stack([_channel_mean(s[t] - a, p.shape).numpy() for t in range(T)])
@@ -182,7 +187,7 @@ def apply_method(snn: SNNGraph, method: str, T: int, graph: ir.Graph | None = No
             raise SpikeportError(f"tpp_v_init must be 'zero' or 'half', got {tpp_v_init!r}")
         out = copy.deepcopy(snn)
         out.neuron = TPP(int(seed), tpp_v_init)
-        for p in out.hidden:
+        for p in out.neurons:
             p.v_init = 0.0 if tpp_v_init == "zero" else p.threshold / 2
         out.meta = {**out.meta, "method": "tpp"}
         return out

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from spikeport.toolchain.snn import ConvSynapse, SNNGraph, Synapse
+from spikeport.toolchain.snn import ConvSynapse, PoolSynapse, SNNGraph, Synapse
 
 
 def apply_synapse(syn: Synapse, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -99,6 +99,9 @@ def exact_arithmetic(device: str | torch.device) -> Iterator[None]:
 
 def fan_out(syn: Synapse) -> np.ndarray:
     """Synaptic targets of every source neuron (flattened source order)."""
+    if isinstance(syn, PoolSynapse):  # the windows each source neuron is in
+        index = syn.window_index()
+        return np.bincount(index[index >= 0], minlength=int(np.prod(syn.in_shape)))
     if isinstance(syn, ConvSynapse):
         m = conv_as_matrix(syn, np.ones_like(np.asarray(syn.weight), dtype=np.int64))
         return np.asarray((m != 0).sum(axis=0)).ravel()

@@ -1,5 +1,6 @@
 """Graph-to-graph passes on the float IR, run in this order by :func:`normalize`: validate values,
-remove identities, replace max-pool (opt-in), fold batch norm, infer shapes.
+remove identities, replace max-pool (or keep it for the spiking max-pool), fold batch norm, put
+max-pools after their activations (spiking max-pool), infer shapes.
 
 Every pass is a pure function: it returns a new :class:`~spikeport.toolchain.ir.Graph` of new
 nodes and leaves its input as it was.
@@ -50,20 +51,70 @@ def remove_identities(graph: ir.Graph) -> ir.Graph:
     return ir.Graph(nodes, graph.name)
 
 
-def replace_maxpool(graph: ir.Graph, allow: bool) -> ir.Graph:
+MAXPOOL_MODES = ("error", "average", "spiking")
+
+
+def replace_maxpool(graph: ir.Graph, mode: str = "error") -> ir.Graph:
+    """Max-pool as the user chose: ``"error"`` refuses it, ``"average"`` replaces it by average
+    pooling over the elements the max would see, ``"spiking"`` keeps it for spikeport's spiking
+    max-pool (:func:`order_maxpool` then puts it after its activation)."""
+    if mode not in MAXPOOL_MODES:
+        raise SpikeportError(f"unknown max-pool mode {mode!r}; choose one of {MAXPOOL_MODES}")
     nodes = []
     for n in graph.nodes:
-        if isinstance(n.op, ir.MaxPool2d):
-            if not allow:
+        if isinstance(n.op, ir.MaxPool2d) and mode != "spiking":
+            if mode == "error":
                 raise UnsupportedOpError(
-                    f"MaxPool2d at {n.name!r} ({n.source}) has no IF-neuron equivalent; retrain with "
-                    "AvgPool2d, or pass allow_maxpool=True (CLI --allow-maxpool) to replace it by "
-                    "AvgPool2d (the accuracy will change)")
+                    f"MaxPool2d at {n.name!r} ({n.source}) has no IF-neuron equivalent; choose maxpool='spiking' "
+                    "(CLI --maxpool spiking: a spiking max-pool that runs on sim and Lava) or maxpool='average' "
+                    "(--maxpool average: average pooling, the accuracy will change; `spikeport finetune` "
+                    "recovers most of it), or retrain with AvgPool2d")
             warnings.warn(f"MaxPool2d at {n.name!r} replaced by AvgPool2d", stacklevel=2)
             # the average over the elements the max would see: padding and the ceil-mode border excluded
             n = dataclasses.replace(n, op=ir.AvgPool2d(n.op.kernel, n.op.stride, n.op.padding, n.op.ceil_mode,
                                                        count_include_pad=False))
         nodes.append(n)
+    return ir.Graph(nodes, graph.name)
+
+
+def _pool_rewrite(nodes: list[ir.Node], m: ir.Node) -> list[ir.Node] | None:
+    """One step of :func:`order_maxpool` for max-pool ``m``, or None when it already reads spikes
+    (or no rule applies)."""
+    users = [n for n in nodes if m.name in n.inputs]
+    src = next(n for n in nodes if n.name == m.inputs[0])
+    at = [n.name for n in nodes].index(m.name)
+    if isinstance(src.op, ir.Concat):  # per-channel op: maxpool(cat(a, b)) == cat(maxpool(a), maxpool(b))
+        taken = {n.name for n in nodes}
+        pools = []
+        for k, i in enumerate(src.inputs):
+            pools.append(ir.Node(ir.unique_name(f"{m.name}.{k}", taken), m.op, [i], m.shape, m.source))
+            taken.add(pools[-1].name)
+        cat = ir.Node(m.name, src.op, [q.name for q in pools], m.shape, m.source)
+        keep_src = sum(src.name in n.inputs for n in nodes) > 1
+        return [n for n in nodes[:at] if keep_src or n is not src] + pools + [cat] + nodes[at + 1:]
+    if isinstance(src.op, ir.LINEAR_OPS) and len(users) == 1 and isinstance(users[0].op, ir.ACTIVATIONS):
+        act = users[0]  # act(maxpool(z)) == maxpool(act(z)): ReLU and QCFS never decrease
+        moved_act = dataclasses.replace(act, inputs=list(m.inputs))
+        moved_pool = dataclasses.replace(m, inputs=[act.name])
+        after = _rewired([n for n in nodes[at + 1:] if n.name != act.name], act.name, m.name)
+        return [*nodes[:at], moved_act, moved_pool, *after]
+    return None
+
+
+def order_maxpool(graph: ir.Graph) -> ir.Graph:
+    """Make every max-pool read spikes, for the spiking max-pool (docs/design.md): a max-pool
+    followed by an activation moves after it, and a max-pool of a channel concatenation becomes the
+    concatenation of max-pools of its inputs. Both leave the network's function unchanged."""
+    nodes = list(graph.nodes)
+    changed = True
+    while changed:
+        changed = False
+        for m in nodes:
+            if isinstance(m.op, ir.MaxPool2d):
+                new = _pool_rewrite(nodes, m)
+                if new is not None:
+                    nodes, changed = new, True
+                    break
     return ir.Graph(nodes, graph.name)
 
 
@@ -126,9 +177,12 @@ def prepend_normalization(graph: ir.Graph, mean: list[float], std: list[float]) 
     return ir.Graph([graph.input, norm, *rest], graph.name)
 
 
-def normalize(graph: ir.Graph, allow_maxpool: bool = False) -> ir.Graph:
+def normalize(graph: ir.Graph, maxpool: str = "error") -> ir.Graph:
+    """The passes every import goes through; ``maxpool`` is one of :data:`MAXPOOL_MODES`."""
     graph = check_finite(graph)
     graph = remove_identities(graph)
-    graph = replace_maxpool(graph, allow_maxpool)
+    graph = replace_maxpool(graph, maxpool)
     graph = fold_batchnorm(graph)
+    if maxpool == "spiking":
+        graph = order_maxpool(graph)
     return infer_shapes(graph)

@@ -82,7 +82,34 @@ class TPPProcess:
         return int(np.prod(self.shape))
 
 
-NeuronProcess = LIFProcess | COSProcess | TPPProcess
+@dataclass
+class MaxPoolProcess:
+    """spikeport's own spiking max-pool gate (CPU-only in Lava), wired straight to its source's
+    ``s_out`` with no synapse: it counts each source neuron's spikes and emits a spike when the
+    largest count of a window grows (``method_kernels.MaxPoolKernel``). Like a synaptic hop it
+    answers one step later: source spikes of step t make its output of step t + 1. Window j = 0
+    (the counts cleared) starts at ``start`` and repeats every ``period``; inputs after ``length``
+    steps of a window are ignored."""
+
+    name: str
+    shape: tuple[int, ...]
+    src: str
+    in_shape: tuple[int, int, int]
+    index: np.ndarray  # (N_out, kH*kW) flattened source positions of each window, -1 outside the source
+    start: int
+    period: int
+    length: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def in_size(self) -> int:
+        return int(np.prod(self.in_shape))
+
+
+NeuronProcess = LIFProcess | COSProcess | TPPProcess | MaxPoolProcess
 
 
 @dataclass

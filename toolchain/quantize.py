@@ -108,6 +108,10 @@ def quantize(snn: SNNGraph, calib_x: np.ndarray, T: int, profile: str | TargetPr
     pops: list[Population] = []
     report: list[dict] = []
     for p in snn.populations:
+        if p.kind == "maxpool":  # no weights, no membrane: its spikes weigh what its source's do
+            pops.append(Population(p.name, p.shape, p.kind, 0, 0, np.zeros(p.shape, dtype=np.int64), list(p.inputs),
+                                   p.origin))
+            continue
         peak = float(peaks[p.name])
         incoming = [pr for pr in p.inputs if pr.source != INPUT]
         wmax = max((float(np.abs(_values(pr.synapse.weight)).max(initial=0.0)) for pr in incoming), default=0.0)

@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from spikeport.toolchain.ops import apply_synapse, exact_arithmetic, exact_dtype, weight_tensor
-from spikeport.toolchain.reference_neurons import Excursion, permute_in_time, run_cos, run_if, run_tpp
+from spikeport.toolchain.reference_neurons import (
+    Excursion,
+    permute_in_time,
+    run_cos,
+    run_if,
+    run_maxpool,
+    run_tpp,
+)
 from spikeport.toolchain.snn import COS, INPUT, TPP, SNNGraph
 from spikeport.toolchain.trace import Trace
 
@@ -68,7 +75,8 @@ class SNNReference(nn.Module):
         self.dtype = torch.int64 if snn.integer else torch.float32
         # indexed like snn.populations (torch module names cannot hold the dots of layer names)
         self.synapses = nn.ModuleList(
-            nn.ModuleList([Synapse(pr, snn.integer) for pr in p.inputs if pr.source != INPUT]) for p in snn.populations)
+            nn.ModuleList([Synapse(pr, snn.integer) for pr in p.inputs if pr.source != INPUT and p.kind != "maxpool"])
+            for p in snn.populations)
         self.biases = [torch.as_tensor(np.asarray(p.bias).reshape(-1), dtype=self.dtype) for p in snn.populations]
         self.time_biases = [None if p.time_bias is None else torch.as_tensor(
             np.broadcast_to(p.time_bias, (len(p.time_bias), *p.shape)).reshape(len(p.time_bias), -1).copy(),
@@ -145,7 +153,11 @@ class SNNReference(nn.Module):
                 peak[p.name] = float(readout.abs().max())
                 continue
             ex = Excursion(p.v_init, self.headroom)
-            if isinstance(snn.neuron, COS):
+            if p.kind == "maxpool":
+                syn = p.inputs[0].synapse
+                s = run_maxpool(spikes[p.inputs[0].source], syn.in_shape, syn.kernel, syn.stride, syn.padding,
+                                syn.ceil_mode)
+            elif isinstance(snn.neuron, COS):
                 s = run_cos(current, S, snn.neuron.rho, shape, p.threshold, p.v_init, self.integer, ex, self.device)
             elif isinstance(snn.neuron, TPP):
                 s = run_tpp(current, T, shape, p.threshold, p.v_init, self.integer, ex, self.device,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from spikeport.toolchain.prng import prng_u32
 
@@ -54,6 +55,17 @@ def run_if(current: Current, S: int, shape: tuple[int, int], theta, v_init, inte
         ex.observe(m)
         out[t], v = fire(m, theta)
     return out
+
+
+def run_maxpool(s: torch.Tensor, in_shape: tuple[int, int, int], kernel, stride, padding,
+                ceil_mode: bool) -> torch.Tensor:
+    """The spiking max-pool over a whole window: spike when the largest running spike count of the
+    window grows. Written with PyTorch's own max-pool of the counts (``sim`` and Lava gather the
+    windows themselves, ``method_kernels.MaxPoolKernel``)."""
+    S, batch = s.shape[:2]
+    counts = torch.cumsum(s.to(torch.float32), 0).reshape(S * batch, *in_shape)  # exact: counts <= S
+    m = F.max_pool2d(counts, kernel, stride, padding, ceil_mode=ceil_mode).reshape(S, batch, -1)
+    return m > torch.cat([torch.zeros_like(m[:1]), m[:-1]])
 
 
 def cos_initial_potential(v: torch.Tensor, count: torch.Tensor, min_spike: torch.Tensor, max_quiet: torch.Tensor,

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import sparse
 
 from spikeport.toolchain.ops import conv_as_matrix
-from spikeport.toolchain.procnet import ConvProcess, DenseProcess, ProcessNet
+from spikeport.toolchain.procnet import ConvProcess, COSProcess, DenseProcess, MaxPoolProcess, ProcessNet, TPPProcess
 from spikeport.toolchain.snn import ConvSynapse
 
 
@@ -73,6 +73,7 @@ class Resources:
     weight_bits: int
     layers: list[LayerResources] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # what does not fit, and why
+    notes: list[str] = field(default_factory=list)  # what the estimate assumes beyond stock Loihi 2 neurons
 
     @property
     def neurons(self) -> int:
@@ -99,7 +100,8 @@ class Resources:
     def to_dict(self) -> dict:
         return {"chip": asdict(self.limits), "weight_bits": self.weight_bits, "neurons": self.neurons,
                 "synapses": self.synapses, "synaptic_memory_bytes": self.memory_bits // 8, "cores": self.cores,
-                "chips": self.chips, "layers": [asdict(r) for r in self.layers], "problems": self.problems}
+                "chips": self.chips, "layers": [asdict(r) for r in self.layers], "problems": self.problems,
+                "notes": self.notes}
 
     def lines(self) -> list[str]:
         out = [f"{self.limits.name}: {self.neurons:,} neurons, {self.synapses:,} synapses, "
@@ -109,6 +111,7 @@ class Resources:
             out.append(f"  {r.name:<24} {r.neurons:>9,} neurons {r.synapses:>12,} synapses  fan-in {r.fan_in:>6,} "
                        f"fan-out {r.fan_out:>6,}  {r.cores:>4} cores ({r.limited_by})")
         out += [f"  does not fit: {p}" for p in self.problems]
+        out += [f"  note: {n}" for n in self.notes]
         out.append(f"  limits: {self.limits.source}")
         return out
 
@@ -142,6 +145,17 @@ def estimate(net: ProcessNet, limits: ChipLimits = LOIHI2_LIMITS) -> Resources:
         incoming[p.dst].append((p, n, mem, into))
         if p.src in fan_out:
             fan_out[p.src] = fan_out[p.src] + out_of[:sizes[p.src]]
+    for gate in net.lifs:  # a max-pool gate reads its windows: connections without weights
+        if isinstance(gate, MaxPoolProcess):
+            inside = gate.index >= 0
+            incoming[gate.name].append((gate, int(inside.sum()), 0, inside.sum(1)))
+            fan_out[gate.src] = fan_out[gate.src] + np.bincount(gate.index[inside], minlength=sizes[gate.src])
+    custom = {COSProcess: "COS", TPPProcess: "TPP", MaxPoolProcess: "spiking max-pool"}
+    for kind, what in custom.items():
+        names = [p.name for p in net.lifs if isinstance(p, kind)]
+        if names:
+            res.notes.append(f"{what} layers ({', '.join(names)}) are spikeport's own processes: Loihi 2 needs a "
+                             "custom neuron program for them; counted here as one neuron per unit")
     for lif in net.lifs:
         conns = incoming[lif.name]
         n = lif.size

@@ -15,6 +15,16 @@ The same dataclasses describe the float SNN that :func:`convert` makes and the i
   Spike amplitudes are folded into the weights, so ``s`` is 0/1 everywhere.
 * The readout (``kind == "readout"``, always the last population) does not spike; its output is
   the sum over steps of ``sum_p W_p s_p(t) + bias``.
+* Spiking max-pool (``kind == "maxpool"``): one :class:`PoolSynapse` input from a spiking
+  population and no state but counts::
+
+      c(t) = c(t-1) + s_src(t)                      c(0) = 0, per source neuron
+      M(t) = max over the window of c(t)            M(0) = 0
+      s(t) = M(t) > M(t-1)
+
+  M grows by at most one per step, so the population's spike count is the largest spike count in
+  its window: the max-pool of the rates. Each spike stands for as much as a source spike
+  (``threshold`` is the source's, informational; weights out of it carry the amplitude).
 * A projection from :data:`INPUT` is the analog (direct) input: ``W x`` is the same current at
   every step. In an integer graph it stays float and is rounded to the population's membrane
   unit once per sample (``Projection.unit``), which is what the host sends to the chip.
@@ -81,7 +91,39 @@ class SparseSynapse:
         return int(np.diff(self.weight.indptr).max()) if self.weight.shape[0] else 0
 
 
-Synapse = ConvSynapse | DenseSynapse | SparseSynapse
+@dataclass
+class PoolSynapse:
+    """What a spiking max-pool population reads: the spikes of its source over (C, H, W) windows.
+
+    No weights: the population emits a spike at step t exactly when the largest spike count of a
+    window so far, ``max_i count_i(t)``, grows (it grows by at most one per step). Its spike count
+    over the window is therefore the largest of its inputs' counts: the max-pool of the rates.
+    """
+
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    kernel: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    ceil_mode: bool = False
+
+    @property
+    def fan_in(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+    def window_index(self) -> np.ndarray:
+        """(N_out, kH*kW) positions in the flattened source read by each output, -1 outside it."""
+        c, h, w = self.in_shape
+        _, oh, ow = self.out_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        oc, oy, ox = (a.reshape(-1, 1) for a in np.meshgrid(np.arange(c), np.arange(oh), np.arange(ow), indexing="ij"))
+        dy, dx = (a.reshape(1, -1) for a in np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij"))
+        iy, ix = oy * sh - ph + dy, ox * sw - pw + dx
+        inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        return np.where(inside, (oc * h + iy) * w + ix, -1).astype(np.int64)
+
+
+Synapse = ConvSynapse | DenseSynapse | SparseSynapse | PoolSynapse
 
 
 @dataclass
@@ -100,7 +142,7 @@ class Projection:
 class Population:
     name: str
     shape: tuple[int, ...]
-    kind: Literal["if", "readout"]
+    kind: Literal["if", "readout", "maxpool"]
     threshold: float  # integer graphs: an int; 0 for the readout
     v_init: float  # integer graphs: an int
     bias: np.ndarray  # per neuron, shaped like ``shape``
@@ -181,6 +223,11 @@ class SNNGraph:
     def hidden(self) -> list[Population]:
         return self.populations[:-1]
 
+    @property
+    def neurons(self) -> list[Population]:
+        """The hidden populations of neurons (every hidden one but the spiking max-pools)."""
+        return [p for p in self.populations[:-1] if p.kind == "if"]
+
     def population(self, name: str) -> Population:
         for p in self.populations:
             if p.name == name:
@@ -191,6 +238,6 @@ class SNNGraph:
         rows = []
         for p in self.populations:
             srcs = ", ".join(f"{pr.source}:{type(pr.synapse).__name__[:-7].lower()}" for pr in p.inputs)
-            thr = f"theta={p.threshold:g}" if p.kind == "if" else "readout"
+            thr = f"theta={p.threshold:g}" if p.kind == "if" else p.kind
             rows.append(f"{p.name:<12} {p.kind:<8} {p.shape!s:<16} {thr:<18} <- {srcs}")
         return "\n".join(rows)

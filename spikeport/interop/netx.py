@@ -412,6 +412,10 @@ def netx_obstacles(snn) -> list[str]:
     out = []
     for p in snn.populations:
         where = f"layer {p.name!r}"
+        if p.kind == "maxpool":
+            out.append(f"{where}: spikeport's spiking max-pool; netx has no max-pool block (nearest form: "
+                       "--maxpool average, which netx holds as a pool block only for non-overlapping windows)")
+            continue
         if any(pr.source == INPUT for pr in p.inputs):
             out.append(f"{where}: takes the analog input current W·x; netx's input layer adds its bias to v, where "
                        "it is not integrated, and has no per-sample current (nearest form: none; encode the input "

@@ -55,6 +55,10 @@ def to_nir(snn: SNNGraph):
     if not isinstance(snn.neuron, IF) or any(p.time_bias is not None for p in snn.populations):
         raise SpikeportError(f"NIR has no node for spikeport's {type(snn.neuron).__name__}/FTBC neurons; export the "
                              "QCFS SNN")
+    pools = [p.name for p in snn.populations if p.kind == "maxpool"]
+    if pools:
+        raise SpikeportError(f"NIR has no node for spikeport's spiking max-pool (layers {pools}); export the network "
+                             "converted with maxpool='average'")
     nodes: dict = {"input": nir.Input(input_type={"input": np.array(snn.input_shape)})}
     edges: list[tuple[str, str]] = []
     shapes = {INPUT: snn.input_shape}

@@ -6,7 +6,8 @@ Two families of cases:
 * **Networks** (:func:`random_case`): small integer SNNs through the real lowering. Every neuron
   model (IF, IF with FTBC's time bias, COS, TPP), T from 1 to 32, 1 to 4 hidden layers of conv
   (kernel 1-4, stride, padding, dilation, grouped and depthwise) or dense synapses, residual
-  projections (dense or 1x1 conv) that the lowering must delay, readout biases, 8-bit mantissas that
+  projections (dense or 1x1 conv) that the lowering must delay, spiking max-pools (any kernel,
+  stride, padding and ceil mode) after conv layers, readout biases, 8-bit mantissas that
   often sit at -128 and 127, and inputs from gentle to far past the head-room. Thresholds are sized
   to each layer's input, so that most layers fire.
 * **Lava arithmetic** (:func:`random_process_case`): process networks built directly, without the
@@ -44,7 +45,18 @@ from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
 from spikeport.toolchain.profiles import LOIHI2
 from spikeport.toolchain.reference import encode
-from spikeport.toolchain.snn import COS, IF, INPUT, TPP, ConvSynapse, DenseSynapse, Population, Projection, SNNGraph
+from spikeport.toolchain.snn import (
+    COS,
+    IF,
+    INPUT,
+    TPP,
+    ConvSynapse,
+    DenseSynapse,
+    PoolSynapse,
+    Population,
+    Projection,
+    SNNGraph,
+)
 from spikeport.toolchain.trace import Trace
 from spikeport.toolchain.verify import READOUT, check_equal, compare
 
@@ -61,7 +73,8 @@ class Case:
     def describe(self) -> str:
         layers = []
         for p in self.snn.populations:
-            kinds = "+".join(("conv" if isinstance(pr.synapse, ConvSynapse) else "dense")
+            kinds = "+".join(("conv" if isinstance(pr.synapse, ConvSynapse) else
+                              "pool" if isinstance(pr.synapse, PoolSynapse) else "dense")
                              + ("(in)" if pr.source == INPUT else "") for pr in p.inputs)
             layers.append(f"{p.name}{list(p.shape)}<-{kinds}")
         neuron = type(self.snn.neuron).__name__ + ("+FTBC" if self.snn.hidden[0].time_bias is not None else "")
@@ -119,6 +132,22 @@ def _random_conv(rng: np.random.Generator, in_shape: tuple[int, int, int]) -> Co
     return ConvSynapse(weight, in_shape, (cout, oh, ow), (stride, stride), (pad, pad), (dil, dil), groups)
 
 
+def _random_pool(rng: np.random.Generator, in_shape: tuple[int, int, int]) -> PoolSynapse | None:
+    """A max-pool window torch accepts (padding at most half the kernel), ceil mode included."""
+    c, h, w = in_shape
+    k = int(rng.integers(1, min(3, h, w) + 1))
+    stride, pad, ceil = int(rng.integers(1, 3)), int(rng.integers(0, k // 2 + 1)), bool(rng.random() < 0.5)
+    sizes = []
+    for n in (h, w):  # torch's rule: the last window must start inside the input or its left padding
+        out = -(-(n + 2 * pad - k) // stride) + 1 if ceil else (n + 2 * pad - k) // stride + 1
+        if ceil and (out - 1) * stride >= n + pad:
+            out -= 1
+        sizes.append(out)
+    if min(sizes) < 1:
+        return None
+    return PoolSynapse(in_shape, (c, sizes[0], sizes[1]), (k, k), (stride, stride), (pad, pad), ceil)
+
+
 def _threshold(rng: np.random.Generator, projections: list[Projection], drive: float) -> int:
     """A power of two near the typical input of a layer whose sources fire about a third of the
     time, so that most layers are active; scaled by a random factor, the input layer's by ``drive``."""
@@ -134,7 +163,7 @@ def _threshold(rng: np.random.Generator, projections: list[Projection], drive: f
 
 def random_case(seed: int) -> Case:
     """One random integer network and its inputs, fully determined by ``seed``."""
-    rng = np.random.default_rng(seed)
+    rng, pool_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     T = int(rng.choice(STEPS))
     kind = rng.random()
     ftbc = 0.55 <= kind < 0.7  # IF with a time bias per step and channel
@@ -188,6 +217,11 @@ def random_case(seed: int) -> Case:
         pops.append(Population(f"l{i}", tuple(out_shape), "if", theta, v_init, bias.astype(np.int64), inputs,
                                time_bias=time_bias))
         shape, source = tuple(out_shape), f"l{i}"
+        pool = _random_pool(pool_rng, out_shape) if len(out_shape) == 3 and pool_rng.random() < 0.3 else None
+        if pool is not None:  # a spiking max-pool of the layer (drawn apart: the other draws stay put)
+            pops.append(Population(f"p{i}", pool.out_shape, "maxpool", 0, 0, np.zeros(pool.out_shape, np.int64),
+                                   [Projection(source, pool)]))
+            shape, source = pool.out_shape, f"p{i}"
     n_out = int(rng.integers(2, 11))
     readout = DenseSynapse(_mantissas(rng, (n_out, int(np.prod(shape)))), shape, (n_out,))
     out_bias = rng.integers(-(1 << 10), 1 << 10, size=n_out) if rng.random() < 0.5 else np.zeros(n_out)

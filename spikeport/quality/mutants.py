@@ -8,7 +8,8 @@ reference). A mutant no check catches is MISSED, and the command exits 1.
 
 The faults are those a bit-accurate simulator can realistically get wrong: a threshold off by one,
 timing, silent layers, the readout, Lava's register widths and weight processing, the bias
-exponent, axonal delays, the flush-step quench, and the seed methods' own arithmetic.
+exponent, axonal delays, the flush-step quench, the seed methods' own arithmetic and the spiking
+max-pool's.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def _cos_shift_off_by_one(self, _result, *_args):
     self.v = self.v + (self.v != self.v_init)
 
 
+def _maxpool_keeps_firing(self, out, *_args):
+    return out | (self.top > 0)  # the gate fires on every step once its window has seen a spike
+
+
 def _u_decay_off_by_one(self, x, decay):
     return sim_models.LIFModel._real_decay(self, x, max(decay - 1, 0))
 
@@ -153,6 +158,8 @@ MUTANTS: list[Mutant] = [
     Mutant("ftbc-late", "FTBC's time bias is applied one step late",
            lambda: _wrap(sim._Run, "__init__", _ftbc_one_step_late)),
     Mutant("u-decay-1", "u decays by du instead of du + 1", _decay_patch),
+    Mutant("maxpool-keeps-firing", "the spiking max-pool fires whenever its window has fired before",
+           lambda: _wrap(method_kernels.MaxPoolKernel, "step", _maxpool_keeps_firing)),
 ]
 
 

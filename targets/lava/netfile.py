@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from spikeport.toolchain.procnet import ConvProcess, COSProcess, ProcessNet, TPPProcess
+from spikeport.toolchain.procnet import ConvProcess, COSProcess, MaxPoolProcess, ProcessNet, TPPProcess
 
 FORMAT = "spikeport-lava-net/1"
 
@@ -44,6 +44,11 @@ def write_net(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray], n_
             lifs.append({"kind": "tpp", "name": p.name, "shape": list(p.shape), "theta": p.theta,
                          "v_init": p.v_init, "T": p.T, "start": p.start, "period": p.period, "seed": p.seed,
                          "layer": p.layer})
+            continue
+        if isinstance(p, MaxPoolProcess):
+            lifs.append({"kind": "maxpool", "name": p.name, "shape": list(p.shape), "src": p.src,
+                         "in_shape": list(p.in_shape), "index": put(f"lif{i}.index", p.index.astype(np.int64)),
+                         "start": p.start, "period": p.period, "length": p.length})
             continue
         bias = np.asarray(p.bias_mant)
         lifs.append({"kind": "lif", "name": p.name, "shape": list(p.shape), "du": p.du, "dv": p.dv, "vth": p.vth,

@@ -1,4 +1,4 @@
-"""spikeport's own neuron processes for COS and TPP (CPU-only: Python process models).
+"""spikeport's own processes for COS, TPP and the spiking max-pool (CPU-only: Python process models).
 
 Their arithmetic is ``method_kernels.py``, the same code ``sim`` runs; Lava contributes the runtime:
 message passing, the stock synapses around them, the schedule of the streamed samples. The PyTorch
@@ -14,7 +14,7 @@ from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-from method_kernels import COSKernel, TPPKernel
+from method_kernels import COSKernel, MaxPoolKernel, TPPKernel
 from prng import prng_u32
 
 
@@ -99,3 +99,51 @@ class PyTPPNeuronModel(_WindowedModel):
         if self._sp_window >= len(self._sp_samples):  # the tail of the run, after the last sample
             return np.zeros(a.shape, dtype=bool)
         return self._sp_kernel.step(j, a, self._sp_samples[self._sp_window])
+
+
+class MaxPoolGate(AbstractProcess):
+    """The spiking max-pool; see ``method_kernels.MaxPoolKernel``. ``s_in`` connects straight to the
+    source's ``s_out``. ``index`` (N_out, K) lists each window's sources in PyTorch flat order;
+    ``in_order`` / ``out_order`` give the PyTorch flat index of each Lava-order input / output."""
+
+    def __init__(self, *, in_shape, shape, index, in_order, out_order, start, period, length, name=None):
+        super().__init__(in_shape=in_shape, shape=shape, index=index, in_order=in_order, out_order=out_order,
+                         start=start, period=period, length=length, name=name)
+        self.s_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=shape)
+
+
+@implements(proc=MaxPoolGate, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyMaxPoolGateModel(PyLoihiProcessModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params
+        self._sp_shape, self._sp_t0 = tuple(p["shape"]), p["start"]
+        self._sp_period, self._sp_length = p["period"], p["length"]
+        self._sp_in_order = np.asarray(p["in_order"], dtype=np.int64)
+        self._sp_out_order = np.asarray(p["out_order"], dtype=np.int64)
+        index = np.asarray(p["index"], dtype=np.int64)
+        self._sp_kernel = MaxPoolKernel(np, 1, len(self._sp_in_order), index)
+        self._sp_kernel.reset()
+        self._sp_next = np.zeros(self._sp_shape, dtype=np.int32)
+
+    def run_spk(self):
+        # send first, as Lava's Dense does: the spikes received now answer in the next step
+        self.s_out.send(self._sp_next)
+        raw = self.s_in.recv().reshape(-1)
+        t = self.time_step + 1  # the step these inputs are answered in
+        out = np.zeros(len(self._sp_out_order), dtype=bool)
+        if t >= self._sp_t0:
+            j = (t - self._sp_t0) % self._sp_period
+            if j == 0:
+                self._sp_kernel.reset()
+            if j < self._sp_length:
+                x = np.zeros(len(self._sp_in_order), dtype=np.int64)
+                x[self._sp_in_order] = raw != 0  # Lava order -> PyTorch order
+                out = self._sp_kernel.step(x.reshape(1, -1))[0]
+        self._sp_next = out[self._sp_out_order].reshape(self._sp_shape).astype(np.int32)

@@ -77,7 +77,7 @@ def build_and_run(spec, arrays, out_dir):
     from lava.proc.lif.process import LIF, LIFReset
     from lava.proc.sparse.process import DelaySparse, Sparse
     from lava.utils.weightutils import SignMode
-    from neuron_procs import COSNeuron, TPPNeuron  # spikeport's own, CPU-only
+    from neuron_procs import COSNeuron, MaxPoolGate, TPPNeuron  # spikeport's own, CPU-only
     from recorders import SpikeRecorder, StateProbe
 
     sign_modes = {"mixed": SignMode.MIXED, "exc": SignMode.EXCITATORY, "inh": SignMode.INHIBITORY}
@@ -95,6 +95,14 @@ def build_and_run(spec, arrays, out_dir):
                                         start=p["start"], period=p["period"], seed=p["seed"], layer=p["layer"],
                                         neuron_ids=orders[p["name"]], sample_ids=arrays["sample_ids"],
                                         name=p["name"])
+            continue
+        if p["kind"] == "maxpool":  # wired straight to its source's s_out
+            src = p["src"]
+            lifs[p["name"]] = MaxPoolGate(in_shape=lava_shape(shapes[src]), shape=lava_shape(shape),
+                                          index=arrays[p["index"]], in_order=orders[src],
+                                          out_order=orders[p["name"]], start=p["start"], period=p["period"],
+                                          length=p["length"], name=p["name"])
+            lifs[src].s_out.connect(lifs[p["name"]].s_in)
             continue
         kwargs = dict(shape=lava_shape(shape), du=p["du"], dv=p["dv"], vth=p["vth"], bias_exp=p["bias_exp"],
                       name=p["name"])
