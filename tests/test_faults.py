@@ -75,6 +75,17 @@ def test_an_interrupted_write_keeps_the_previous_file(tmp_path):
         write_atomic(tmp_path / "model.nir" / "inside-a-file", "x")
 
 
+def test_written_files_get_the_permissions_of_an_ordinary_write(tmp_path):
+    """The temporary file is private (0600); the artifact must not stay so (a shared report or
+    checkpoint unreadable by the rest of the team)."""
+    umask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "report.json", "{}")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_archive_members_outside_their_folder_are_refused(tmp_path):
     """``make lava-env`` unpacks lava-dl's traces from its wheel; a member that climbs out of the
     folder (or is absolute) stops the unpacking before anything is written."""

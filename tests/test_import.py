@@ -212,3 +212,59 @@ def loaded_names(loaded):
     from spikeport.toolchain.convert import convert
 
     return convert(loaded.graph, dataset_for(loaded).x_train[:64]).populations
+
+
+class PerChannelQCFS(nn.Module):
+    """A QCFS with one trained threshold per channel (as some QCFS codebases train it)."""
+
+    def __init__(self, channels: int, levels: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.lam = nn.Parameter(torch.rand(channels, 1, 1, generator=gen) + 0.5)
+        self.levels = levels
+
+    def forward(self, x):
+        return torch.clamp(torch.floor(x / self.lam * self.levels + 0.5) / self.levels, 0, 1) * self.lam
+
+
+def _per_channel_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), PerChannelQCFS(4), nn.Conv2d(4, 6, 3, padding=1),
+                         PerChannelQCFS(6, levels=8, seed=1), nn.Flatten(), nn.Linear(6 * 6 * 6, 3)).eval()
+
+
+@pytest.mark.parametrize("via", ["torch", "onnx"])
+def test_per_channel_thresholds_become_one_threshold_with_the_factors_in_the_weights(via, tmp_path):
+    from spikeport.api import verify
+    from spikeport.toolchain.convert import convert
+    from spikeport.toolchain.interpret import run_graph
+    from spikeport.toolchain.quantize import quantize
+
+    net = _per_channel_net()
+    x = np.random.default_rng(0).random((10, 1, 8, 8)).astype(np.float32)
+    if via == "onnx":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.from_numpy(x[:1]),), str(tmp_path / "pc.onnx"), dynamo=False)
+        graph = import_model(tmp_path / "pc.onnx")
+    else:
+        graph = import_model(net, (1, 8, 8))
+    qcfs = [n.op for n in graph.nodes if isinstance(n.op, ir.QCFS)]
+    assert [q.levels for q in qcfs] == [4, 8] and all(np.ndim(q.lam) == 0 for q in qcfs)
+    assert qcfs[0].lam == pytest.approx(float(net[2].lam.detach().max()))
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(run_graph(graph, x)[graph.output.name].numpy(), want, atol=1e-5)
+    q = quantize(convert(graph, x[:8]), x[:8], 4)
+    (row,), _ = verify(q, x[8:], 4, targets=("sim",))
+    assert row.exact and row.spikes > 0, row.line()
+
+
+def test_channels_of_different_kinds_are_refused():
+    class Mixed(nn.Module):
+        def forward(self, x):  # channel 0 a ReLU, channel 1 clipped at 1
+            return torch.cat([torch.relu(x[:, :1]), torch.clamp(x[:, 1:], 0, 1)], 1)
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), Mixed(), nn.Flatten(), nn.Linear(2 * 6 * 6, 2))
+    with pytest.raises(UnsupportedOpError, match="one threshold or one per channel"):
+        import_model(net, (1, 8, 8))

@@ -1,6 +1,7 @@
 """Recognises an element-wise activation by probing it: ReLU, a QCFS staircase, a clipped ReLU or
-the identity. Both importers use it, so a user's own QCFS module (torch) or the Mul/Add/Floor/Clip
-chain it exports to (ONNX) is found by what it computes, not by how it is written."""
+the identity, with one threshold or one per channel. Both importers use it, so a user's own QCFS
+module (torch) or the Mul/Add/Floor/Clip chain it exports to (ONNX) is found by what it computes,
+not by how it is written."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from spikeport.toolchain import ir
 
 ScalarFn = Callable[[np.ndarray], np.ndarray]
+ArrayFn = Callable[[np.ndarray], np.ndarray]  # float64 (rows, *shape) -> the same shape
 
 
 def staircase(y, levels: int):
@@ -27,6 +29,16 @@ def qcfs(z, lam: float, levels: int):
     the interpreter, the activation probe and the zoo's trainable ``QCFS`` module all use it."""
     y = (z / lam).clip(0.0, 1.0)
     return (staircase(y, levels) if levels > 0 else y) * lam
+
+
+def _off_edges(grid: np.ndarray, lam: float, levels: int) -> np.ndarray:
+    """The grid points away from the staircase's steps at (k - 1/2) lam / L (float rounding there)."""
+    if levels <= 0:
+        return np.ones(grid.shape, dtype=bool)
+    edges = (np.arange(1, levels + 1) - 0.5) * lam / levels
+    idx = np.searchsorted(edges, grid)
+    lo, hi = edges[np.clip(idx - 1, 0, levels - 1)], edges[np.clip(idx, 0, levels - 1)]
+    return np.minimum(np.abs(grid - lo), np.abs(grid - hi)) >= 1e-6 * lam
 
 
 def classify(fn: ScalarFn) -> ir.ReLU | ir.QCFS | ir.Identity | None:
@@ -51,14 +63,58 @@ def classify(fn: ScalarFn) -> ir.ReLU | ir.QCFS | ir.Identity | None:
         levels = 0
     else:
         levels = len(levels_seen) - 1
-    # the staircase thresholds sit at (k - 1/2) lam / L; probe away from them (float rounding)
-    if levels > 0:
-        edges = (np.arange(1, levels + 1) - 0.5) * lam / levels
-        idx = np.searchsorted(edges, grid)
-        lo, hi = edges[np.clip(idx - 1, 0, levels - 1)], edges[np.clip(idx, 0, levels - 1)]
-        dist = np.minimum(np.abs(grid - lo), np.abs(grid - hi))
-        near = dist < 1e-6 * lam
-        grid, y = grid[~near], y[~near]
+    keep = _off_edges(grid, lam, levels)
+    grid, y = grid[keep], y[keep]
     if np.allclose(y, qcfs(grid, lam, levels), atol=1e-5 * lam):
         return ir.QCFS(lam=lam, levels=levels)
     return None
+
+
+def classify_channels(fn: ScalarFn, channels: int) -> ir.QCFS | None:
+    """A QCFS staircase or clipped ReLU with one threshold per channel: ``fn`` maps (channels, n)
+    inputs to channel c's activation of row c. Every channel must have the same level count."""
+    top = fn(np.tile(np.array([[1e6, 3e6]]), (channels, 1)))
+    lam = top[:, 0].astype(np.float64)
+    if not (np.all(np.isfinite(lam)) and np.all(lam > 0) and np.allclose(top[:, 0], top[:, 1])):
+        return None
+    n = int(np.clip(8_000_000 // channels, 2001, 40_001))  # grid points per channel
+    grid = np.linspace(-1.5, 2.5, n)  # in units of each channel's lam
+    y = fn(lam[:, None] * grid[None, :]) / lam[:, None]
+    inside = (grid > 0) & (grid < 1)
+    seen = {len(np.unique(np.round(row[inside], 6))) for row in y}
+    if len(seen) != 1:
+        return None
+    (count,) = seen
+    levels = 0 if count > inside.sum() // 4 else count - 1
+    keep = _off_edges(grid, 1.0, levels)
+    if np.allclose(y[:, keep], qcfs(grid[keep], 1.0, levels)[None, :], atol=1e-5):
+        return ir.QCFS(lam=lam, levels=levels)
+    return None
+
+
+def probe(fn: ArrayFn, shape: tuple[int, ...]) -> ir.ReLU | ir.QCFS | ir.Identity | None:
+    """Classify an element-wise function of activations shaped ``shape`` (without the batch axis)
+    by evaluating it on values laid out in that shape: one function for all elements, else one
+    threshold per channel (the first axis)."""
+    per = int(np.prod(shape))
+
+    def scalar_fn(z: np.ndarray) -> np.ndarray:
+        n = len(z)
+        buf = np.zeros(-(-n // per) * per)
+        buf[:n] = z
+        return fn(buf.reshape(-1, *shape)).reshape(-1)[:n]
+
+    op = classify(scalar_fn)
+    if op is not None or not shape or shape[0] < 2:
+        return op
+    channels, inner = shape[0], int(np.prod(shape[1:]))
+
+    def channel_fn(z: np.ndarray) -> np.ndarray:
+        n = z.shape[1]
+        rows = -(-n // inner)
+        buf = np.zeros((channels, rows * inner))
+        buf[:, :n] = z
+        out = fn(buf.reshape(channels, rows, inner).transpose(1, 0, 2).reshape(rows, *shape))
+        return out.reshape(rows, channels, inner).transpose(1, 0, 2).reshape(channels, -1)[:, :n]
+
+    return classify_channels(channel_fn, channels)

@@ -3,7 +3,7 @@
 Supported ops: Conv, Gemm, MatMul (+ bias Add), BatchNormalization, Relu, AveragePool and MaxPool
 (ceil_mode and count_include_pad included; MaxPool is kept for the passes to replace or make
 spiking), GlobalAveragePool, ReduceMean over H and W, Concat along the channels, Add of two
-activations (residual), Dropout, Identity. Chains of element-wise ops with scalar constants (Mul,
+activations (residual), Dropout, Identity. Chains of element-wise ops with scalar or per-channel constants (Mul,
 Div, Add, Sub, Floor, Ceil, Round, Clip, Relu, Max, Min, Neg) are evaluated as one function and
 recognised by what they compute: ReLU, a QCFS staircase (how QCFS exports) or a clipped ReLU
 (ReLU6). Chains of rearrangements (Reshape, Transpose, Flatten, Split, Slice, Squeeze, Unsqueeze:
@@ -37,6 +37,16 @@ FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice"
 
 def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _per_channel(c: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether constant ``c`` broadcasts to ``shape`` (batch first) with one value per channel."""
+    try:
+        b = np.broadcast_to(c, shape)
+    except ValueError:
+        return False
+    first = b[(slice(None), slice(None)) + (slice(0, 1),) * (len(shape) - 2)]
+    return bool(np.array_equal(b, np.broadcast_to(first, shape)))
 
 
 def _eval_elementwise(op: str, args: list[np.ndarray], attrs: dict) -> np.ndarray:
@@ -249,19 +259,20 @@ class _Importer:
             raise SpikeportError(f"tensor {tensor!r} is used before it is computed")
         root, ops = self.region[tensor]
 
-        def fn(z: np.ndarray) -> np.ndarray:
+        def fn(z: np.ndarray) -> np.ndarray:  # (rows, *shape): constants broadcast as in the model
             env = {t: z for t, a in self.alias.items() if a == root}
             for op_node in ops:
                 args = [env[i] if i in env else self.consts.get(i) if i else None for i in op_node.input]
                 env[op_node.output[0]] = _eval_elementwise(op_node.op_type, args, _attrs(op_node))
-            return env[tensor]
+            return np.broadcast_to(env[tensor], z.shape)
 
-        op = activations.classify(fn)
+        op = activations.probe(fn, tuple(self.shape(root)))
         last = ops[-1]
         if op is None:
             raise UnsupportedOpError(
                 f"unsupported activation: element-wise ops {[o.op_type for o in ops]} ending at node "
-                f"{last.name!r} compute neither ReLU, a QCFS staircase, a clipped ReLU nor the identity")
+                f"{last.name!r} compute neither ReLU, a QCFS staircase, a clipped ReLU nor the identity, "
+                "with one threshold or one per channel")
         self.alias[tensor] = root if isinstance(op, ir.Identity) else self.emit(last, op, [root])
         return self.alias[tensor]
 
@@ -373,16 +384,21 @@ class _Importer:
             if i in self.arranged:
                 self.close(i)
         roots = {self.root_of(i) for i in dyn}
-        scalar_consts = all(np.size(consts[i]) == 1 for i in node.input if i and i in consts)
+        const_in = [consts[i] for i in node.input if i and i in consts]
+        scalar_consts = all(np.size(c) == 1 for c in const_in)
         if op == "Add" and len(dyn) == 1 and not scalar_consts:  # bias after MatMul
             src = self.close(dyn[0])
             prev = next(n for n in self.nodes if n.name == src)
-            const = consts[next(i for i in node.input if i in consts)].reshape(-1)
+            const = const_in[0].reshape(-1)
             if isinstance(prev.op, ir.Linear) and prev.op.bias is None and len(const) == prev.op.weight.shape[0]:
                 prev.op.bias = const.astype(np.float64)
                 self.alias[node.output[0]] = src
                 return
             raise UnsupportedOpError(f"unsupported op {where}: adds a constant tensor to an activation")
+        if len(roots) == 1 and None not in roots and not scalar_consts:
+            # constants per channel: (1, C, 1, 1) or (C, 1, 1) against (batch, C, H, W): a per-channel threshold
+            shape = (1, *self.shape(next(iter(roots))))
+            scalar_consts = all(_per_channel(c, shape) for c in const_in)
         if len(roots) == 1 and None not in roots and scalar_consts:
             root = roots.pop()
             prior = {id(o): o for i in dyn if i in self.region for o in self.region[i][1]}

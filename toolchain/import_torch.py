@@ -105,23 +105,17 @@ def _adaptive(out_size, in_shape: tuple[int, ...], where: str) -> ir.AvgPool2d:
 
 
 def _probe_activation(fn: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...], where: str):
-    """Classify an element-wise function by evaluating it on values laid out in its input shape."""
-    per = int(np.prod(shape))
+    """Classify an element-wise module or function by evaluating it (float32, as it runs)."""
 
-    def scalar_fn(z: np.ndarray) -> np.ndarray:
-        n = len(z)
-        rows = -(-n // per)
-        buf = np.zeros(rows * per)
-        buf[:n] = z
+    def array_fn(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            out = fn(torch.as_tensor(buf.reshape(rows, *shape), dtype=torch.float64).float())
-        return out.double().numpy().reshape(-1)[:n]
+            return fn(torch.as_tensor(x, dtype=torch.float64).float()).double().numpy()
 
-    op = activations.classify(scalar_fn)
+    op = activations.probe(array_fn, shape)
     if op is None:
         raise UnsupportedOpError(
             f"unsupported activation {where}: it is not ReLU, a QCFS staircase, a clipped ReLU or the "
-            "identity applied uniformly to every element (per-channel thresholds are not supported)")
+            "identity, with one threshold or one per channel")
     return op
 
 

@@ -51,7 +51,8 @@ class Interpreter:
             case ir.ReLU():
                 return torch.relu(x)
             case ir.QCFS():
-                return qcfs(x, op.lam, 0 if self.clip_qcfs else op.levels)
+                lam = op.lam if np.ndim(op.lam) == 0 else _t(op.lam, x).reshape((1, -1) + (1,) * (x.dim() - 2))
+                return qcfs(x, lam, 0 if self.clip_qcfs else op.levels)
             case ir.AvgPool2d():
                 return F.avg_pool2d(x, op.kernel, op.stride, op.padding, op.ceil_mode, op.count_include_pad)
             case ir.MaxPool2d():

@@ -56,10 +56,12 @@ class ReLU:
 class QCFS:
     """``lam * clip(floor(z * levels / lam + 1/2) / levels, 0, 1)``: becomes an IF neuron, threshold lam.
 
-    ``levels == 0`` is the unquantized clip ``lam * clip(z / lam, 0, 1)`` (a clipped ReLU).
+    ``levels == 0`` is the unquantized clip ``lam * clip(z / lam, 0, 1)`` (a clipped ReLU). ``lam``
+    is one number, or one per channel as imported (``passes.uniform_thresholds`` turns those into
+    one threshold with the per-channel factors folded into the weights around it).
     """
 
-    lam: float
+    lam: float | np.ndarray
     levels: int
 
 

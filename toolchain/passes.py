@@ -30,8 +30,8 @@ def check_finite(graph: ir.Graph) -> ir.Graph:
                                      "NaN/Inf value(s)")
             if isinstance(v, float) and not np.isfinite(v):
                 raise SpikeportError(f"layer {n.name!r} ({n.kind}, {n.source}): {f.name} = {v}")
-        if isinstance(n.op, ir.QCFS) and n.op.lam <= 0:
-            raise SpikeportError(f"layer {n.name!r}: QCFS threshold lam = {n.op.lam} must be positive")
+        if isinstance(n.op, ir.QCFS) and np.any(np.asarray(n.op.lam) <= 0):
+            raise SpikeportError(f"layer {n.name!r}: QCFS threshold lam = {np.min(n.op.lam)} must be positive")
         if isinstance(n.op, ir.BatchNorm) and np.any(n.op.var + n.op.eps <= 0):
             raise SpikeportError(f"layer {n.name!r}: BatchNorm variance + eps is not positive")
     return graph
@@ -48,6 +48,37 @@ def remove_identities(graph: ir.Graph) -> ir.Graph:
     for n in graph.nodes:
         if isinstance(n.op, ir.Identity) and n is not graph.output:
             nodes = _rewired([m for m in nodes if m.name != n.name], n.name, n.inputs[0])
+    return ir.Graph(nodes, graph.name)
+
+
+def _scale(name: str, factor: np.ndarray, inputs: list[str], source: str) -> ir.Node:
+    """A per-channel multiplication by ``factor``, as a BatchNorm node (folds and composes like one)."""
+    c = len(factor)
+    return ir.Node(name, ir.BatchNorm(np.zeros(c), np.ones(c), np.asarray(factor, float), np.zeros(c), 0.0), inputs,
+                   source=source)
+
+
+def uniform_thresholds(graph: ir.Graph) -> ir.Graph:
+    """One threshold per layer: a QCFS (or clipped ReLU) with one ``lam`` per channel becomes
+    ``s * QCFS_theta(z / s)`` with theta the largest lam and ``s = lam / theta`` per channel (the
+    same function: QCFS_{s theta}(z) = s QCFS_theta(z / s)). The 1/s before it folds into the layer
+    that feeds it; the s after it composes into the synapses out of it."""
+    nodes: list[ir.Node] = []
+    for n in graph.nodes:
+        if not (isinstance(n.op, ir.QCFS) and np.ndim(n.op.lam) > 0):
+            nodes.append(n)
+            continue
+        lam = np.asarray(n.op.lam, dtype=np.float64)
+        theta = float(lam.max())
+        taken = {m.name for m in graph.nodes} | {m.name for m in nodes}
+        pre = _scale(ir.unique_name(f"{n.name}.per_channel_in", taken), theta / lam, list(n.inputs),
+                     f"{n.source} (per-channel threshold)")
+        post = _scale(ir.unique_name(f"{n.name}.per_channel_out", taken | {pre.name}), lam / theta, [n.name],
+                      f"{n.source} (per-channel threshold)")
+        nodes += [pre, dataclasses.replace(n, op=ir.QCFS(theta, n.op.levels), inputs=[pre.name]), post]
+        rest = graph.nodes[graph.nodes.index(n) + 1:]
+        graph = ir.Graph(nodes + _rewired(rest, n.name, post.name), graph.name)
+        return uniform_thresholds(graph)
     return ir.Graph(nodes, graph.name)
 
 
@@ -92,6 +123,12 @@ def _pool_rewrite(nodes: list[ir.Node], m: ir.Node) -> list[ir.Node] | None:
         cat = ir.Node(m.name, src.op, [q.name for q in pools], m.shape, m.source)
         keep_src = sum(src.name in n.inputs for n in nodes) > 1
         return [n for n in nodes[:at] if keep_src or n is not src] + pools + [cat] + nodes[at + 1:]
+    if isinstance(src.op, ir.BatchNorm) and np.all(src.op.gamma > 0) and \
+            sum(src.name in n.inputs for n in nodes) == 1:  # a positive scale and shift: max commutes with it
+        at_src = nodes.index(src)
+        rest = _rewired([n for n in nodes[at_src + 1:] if n is not m], m.name, src.name)
+        return [*nodes[:at_src], dataclasses.replace(m, inputs=list(src.inputs)),
+                dataclasses.replace(src, inputs=[m.name]), *rest]
     if isinstance(src.op, ir.LINEAR_OPS) and len(users) == 1 and isinstance(users[0].op, ir.ACTIVATIONS):
         act = users[0]  # act(maxpool(z)) == maxpool(act(z)): ReLU and QCFS never decrease
         moved_act = dataclasses.replace(act, inputs=list(m.inputs))
@@ -181,6 +218,7 @@ def normalize(graph: ir.Graph, maxpool: str = "error") -> ir.Graph:
     """The passes every import goes through; ``maxpool`` is one of :data:`MAXPOOL_MODES`."""
     graph = check_finite(graph)
     graph = remove_identities(graph)
+    graph = uniform_thresholds(graph)
     graph = replace_maxpool(graph, maxpool)
     graph = fold_batchnorm(graph)
     if maxpool == "spiking":
