@@ -80,6 +80,10 @@ def test_report_numbers_match_an_independent_computation(cnn, tmp_path):
         img = mpimg.imread(io.BytesIO(base64.b64decode(b)), format="png")
         assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 300
     assert "worst channels" in html and r["summary"][0] in html.replace("&#x27;", "'")
+    res = r["resources"]  # the Loihi 2 estimate: every population, neurons as the network has them
+    assert [x["name"] for x in res["layers"]] == [p.name for p in q.populations]
+    assert res["neurons"] == sum(p.size for p in q.populations) and res["cores"] >= len(q.populations)
+    assert "Loihi 2 resources" in html and "Intel Labs" in html
 
 
 def test_report_command(capsys, tmp_path):

@@ -21,8 +21,10 @@ import numpy as np
 from spikeport.reports.html import STYLE, json_default, png, table
 from spikeport.toolchain import ir
 from spikeport.toolchain.files import write_atomic
+from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.ops import synaptic_ops
 from spikeport.toolchain.reference import run_reference
+from spikeport.toolchain.resources import estimate
 from spikeport.toolchain.snn import INPUT, SNNGraph
 
 ENERGY_SOURCES = {
@@ -167,7 +169,10 @@ def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Gra
             summary.append(f"layer {name!r} rounds its weights from {p['source']!r} hardest: SMAPE {100 * sm:.0f}%, "
                            f"{100 * p['zero_share']:.0f}% of them round to zero (exponent {p['weight_exp']}: "
                            "a few large weights set the scale for many small ones)")
-    return {"summary": summary, "layers": layers, "network": network}
+    resources = estimate(lower(q, T))
+    summary.append(resources.lines()[0] + ("" if not resources.problems else
+                                          f"; does not fit: {'; '.join(resources.problems)}"))
+    return {"summary": summary, "layers": layers, "network": network, "resources": resources.to_dict()}
 
 
 def _plots(r: dict) -> dict[str, str]:
@@ -255,6 +260,19 @@ def html_section(r: dict) -> str:
     energy += (" Estimates from per-operation figures, not measurements: memory traffic and static power are "
                "excluded.</p>")
     imgs = "".join(f'<img src="{v}" alt="{k}">' for k, v in plots.items())
+    res = r.get("resources")
+    if res is not None:
+        chip = res["chip"]
+        energy += (f"<h3>Loihi 2 resources (estimate, {res['weight_bits']}-bit weights)</h3><p>{res['neurons']:,} "
+                   f"neurons, {res['synapses']:,} synapses, {res['synaptic_memory_bytes'] / 1024:,.0f} KiB of synaptic "
+                   f"memory: <b>{res['cores']} neuro cores on {res['chips']} chip(s)</b>. Limits per core: "
+                   f"{chip['neurons_per_core']:,} neurons, {chip['synaptic_memory_bits'] // 8 // 1024} KB of synaptic "
+                   f"memory; per chip: {chip['cores_per_chip']} cores ({html.escape(chip['source'])}).</p>"
+                   + table([[x["name"], f"{x['neurons']:,}", f"{x['synapses']:,}", f"{x['fan_in']:,}",
+                             f"{x['fan_out']:,}", x["cores"], x["limited_by"]] for x in res["layers"]],
+                           ["layer", "neurons", "synapses", "largest fan-in", "largest fan-out", "cores", "limited by"])
+                   + "".join(f"<p>Does not fit: {html.escape(m)}</p>" for m in res["problems"])
+                   + "".join(f"<p>Note: {html.escape(m)}</p>" for m in res.get("notes", [])))
     summary = "".join(f"<li>{html.escape(s)}</li>" for s in r["summary"])
     return (f"<h2>Quantization report (T={net['T']}, {net['samples']} samples)</h2><ul class='summary'>{summary}</ul>"
             f"{imgs}{energy}"
