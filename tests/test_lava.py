@@ -75,7 +75,7 @@ def test_malformed_network_file_is_reported(tmp_path):
     res = run_process([lava_python(), str(WORKER), str(tmp_path / "net"), str(tmp_path / "out")], 120, "worker")
     assert res.returncode == 1
     err = json.loads((tmp_path / "out" / "error.json").read_text())
-    assert "not a spikeport Lava network" in err["message"]
+    assert "holds neither a spikeport Lava package nor a netx run" in err["message"]
 
 
 def test_a_hanging_worker_is_stopped_with_all_its_processes(mlp):

@@ -82,8 +82,10 @@ def _export(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None
 
 
 def cover(label: str, family: str, kwargs: dict, shape: tuple[int, ...], T: int = 4, lava: bool = False,
-          samples: int = 2, calib: int = 8) -> list[CoverageRow]:
-    """One family member through both importers; ``lava`` also runs the torch import in Lava."""
+          samples: int = 2, calib: int = 8, memory: MemoryProbe | None = None) -> list[CoverageRow]:
+    """One family member through both importers; ``lava`` also runs the torch import in Lava.
+    ``memory`` queues the peak-memory measurement (run it after every timing: it slows the
+    allocator down for the rest of the process)."""
     rng = np.random.default_rng(0)
     x = rng.random((calib + samples, *shape)).astype(np.float32)
     module = _build(family, kwargs)
@@ -115,15 +117,14 @@ def cover(label: str, family: str, kwargs: dict, shape: tuple[int, ...], T: int 
                     t0 = time.perf_counter()
                     sim.run(q, x[calib:], T)
                     row.sim_ms_per_sample_step = 1e3 * (time.perf_counter() - t0) / (samples * T)
-                    probe = MemoryProbe()
-                    probe.measure(row.__dict__, "sim_peak_mib", lambda q=q, sim=sim: sim.run(q, x[calib:], T))
-                    probe.run()
+                    if memory is not None:
+                        memory.measure(row.__dict__, "sim_peak_mib", lambda q=q, sim=sim: sim.run(q, x[calib:], T))
             except Exception as exc:  # a row per failure: the table shows what does not go through
                 row.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return rows
 
 
-def large_resnet(T: int = 4, batch: int = 8) -> dict:
+def large_resnet(T: int = 4, batch: int = 8, memory: MemoryProbe | None = None) -> dict:
     """ResNet-18 with the ImageNet stem at 3x224x224 in sim: time and peak memory per sample."""
     shape = (3, 224, 224)
     x = np.random.default_rng(0).random((8 + batch, *shape)).astype(np.float32)
@@ -140,27 +141,32 @@ def large_resnet(T: int = 4, batch: int = 8) -> dict:
            "neurons": res.neurons, "synapses": res.synapses, "loihi2_cores": res.cores, "loihi2_chips": res.chips,
            "compile_s": compile_s, "sim_s_per_sample": seconds / batch,
            "sim_ms_per_sample_step": 1e3 * seconds / (batch * T)}
-    probe = MemoryProbe()
-    probe.measure(row, "sim_peak_mib", lambda: sim.run(q, x[8:], T))
-    probe.run()
-    row["sim_peak_mib_per_sample"] = row["sim_peak_mib"] / batch if row["sim_peak_mib"] is not None else None
+    if memory is not None:
+        memory.measure(row, "sim_peak_mib", lambda: sim.run(q, x[8:], T))
     return row
 
 
 def bench_families(T: int = 4, lava: bool = True, large: bool = True,
                    log: Callable[[str], None] = lambda s: None) -> dict:
     rows: list[CoverageRow] = []
+    memory = MemoryProbe()  # measured at the end, after every timing
     for label, (family, kwargs, shape) in FULL.items():
         log(label)
-        rows += cover(label, family, kwargs, shape, T)
+        rows += cover(label, family, kwargs, shape, T, memory=memory)
     if lava:
         for label, (family, kwargs, shape) in SMALL_IN_LAVA.items():
             log(f"{label} (Lava)")
             rows += [r for r in cover(label, family, kwargs, shape, T=3, lava=True, samples=1) if r.importer == "torch"]
-    out = {"T": T, "rows": [asdict(r) for r in rows]}
+    big = None
     if large:
         log("ResNet-18 at 3x224x224")
-        out["large"] = large_resnet(T)
+        big = large_resnet(T, memory=memory)
+    log("peak memory")
+    memory.run()
+    out = {"T": T, "rows": [asdict(r) for r in rows]}
+    if big is not None:
+        big["sim_peak_mib_per_sample"] = big["sim_peak_mib"] / big["batch"] if big["sim_peak_mib"] is not None else None
+        out["large"] = big
     return out
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from spikeport.targets import method_kernels
 from spikeport.targets.lava import runtime
 from spikeport.targets.lava.environment import lava_python
-from spikeport.targets.lava.netfile import write_net
+from spikeport.targets.lava.package import write_package, write_samples
 from spikeport.toolchain import prng
 from spikeport.toolchain.errors import TargetError
 from spikeport.toolchain.procnet import ProcessNet
@@ -31,8 +31,8 @@ from spikeport.toolchain.trace import Trace, cut_frames
 
 RUNTIME = Path(runtime.__file__).resolve().parent
 WORKER = RUNTIME / "worker.py"
-RUNTIME_FILES = (WORKER, RUNTIME / "neuron_procs.py", RUNTIME / "recorders.py", Path(method_kernels.__file__),
-                 Path(prng.__file__))
+RUNTIME_FILES = (WORKER, RUNTIME / "spikeport_lava.py", RUNTIME / "neuron_procs.py", RUNTIME / "recorders.py",
+                 Path(method_kernels.__file__), Path(prng.__file__))
 
 
 def stage_runtime(folder: Path) -> Path:
@@ -136,8 +136,9 @@ class LavaRunner:
         hidden = [p.name for p in net.lifs if p.name != net.readout]
         with tempfile.TemporaryDirectory(prefix="spikeport-lava-") as tmp:
             net_dir, out_dir = Path(tmp) / "net", Path(tmp) / "out"
-            spec = write_net(net_dir, net, currents, n, record=hidden if record else [], sample_ids=sample_ids,
-                             spikes_in=spikes_in)
+            write_package(net_dir, net, loader=False)  # the worker loads it with the package's own loader
+            spec = write_samples(net_dir, net, currents, n, record=hidden if record else [], sample_ids=sample_ids,
+                                 spikes_in=spikes_in)
             worker = stage_runtime(Path(tmp) / "runtime")
             t0 = time.perf_counter()
             res = run_process([python, str(worker), str(net_dir), str(out_dir)], self.timeout, "the Lava worker")

@@ -31,7 +31,7 @@ class COSNeuron(AbstractProcess):
 class TPPNeuron(AbstractProcess):
     """Two-phase probabilistic neurons; see ``method_kernels.TPPKernel``. ``neuron_ids`` give the PRNG
     index (PyTorch flat order) of each neuron in Lava order, ``sample_ids`` the id of each streamed
-    sample."""
+    sample (empty: the window index)."""
 
     def __init__(self, *, shape, theta, v_init, T, start, period, seed, layer, neuron_ids, sample_ids, name=None):
         super().__init__(shape=shape, theta=theta, v_init=v_init, T=T, start=start, period=period, seed=seed,
@@ -96,6 +96,8 @@ class PyTPPNeuronModel(_WindowedModel):
                               np.asarray(p["neuron_ids"], dtype=np.int64)))
 
     def _sp_step(self, j, a):
+        if not len(self._sp_samples):  # no ids given: window w is sample w (an open-ended stream)
+            return self._sp_kernel.step(j, a, self._sp_window)
         if self._sp_window >= len(self._sp_samples):  # the tail of the run, after the last sample
             return np.zeros(a.shape, dtype=bool)
         return self._sp_kernel.step(j, a, self._sp_samples[self._sp_window])

@@ -1,5 +1,5 @@
-"""spikeport's Lava worker: builds a network of stock Lava processes from a folder written by
-``netfile.write_net``, streams the samples through it with ``Loihi2SimCfg(select_tag="fixed_pt")``
+"""spikeport's Lava worker: builds a network of stock Lava processes from a package written by
+``package.write_package`` (with the package's own loader), streams the samples through it with ``Loihi2SimCfg(select_tag="fixed_pt")``
 and writes spikes and readout states back.
 
 Runs in the Lava environment (Python 3.10, lava-nc 0.10, numpy < 2); imports neither torch nor
@@ -7,8 +7,11 @@ spikeport. Usage::
 
     python worker.py NET_FOLDER OUT_FOLDER
 
-Input (NET_FOLDER): ``net.json`` and ``arrays.npz``; arrays are in PyTorch layout ((C, H, W)
-populations, flattened in that order), this worker converts them to Lava's (X, Y, C) = (W, H, C).
+Input (NET_FOLDER): a spikeport Lava package (``network.json``, ``arrays.npz``; built with the
+package's own loader, ``spikeport_lava.load``) plus ``run.json`` and ``samples.npz`` (the samples to
+stream), or ``net.json`` and ``arrays.npz`` naming a netx file to run with lava-dl's netx. Arrays are
+in PyTorch layout ((C, H, W) populations, flattened in that order); the loader converts them to
+Lava's (X, Y, C) = (W, H, C).
 Output (OUT_FOLDER): ``spikes_<i>.npy`` (steps, N) int8 in PyTorch order for the i-th recorded
 population, ``readout_u.npy`` (steps, n_out) int32, and ``done.json`` with timings; on failure
 ``error.json`` with the error (including exceptions raised inside Lava's process models) and exit
@@ -22,178 +25,63 @@ import time
 import traceback
 
 import numpy as np
-from scipy import sparse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def lava_order(shape):
-    """l2t[j] = PyTorch flat index of Lava flat position j, for a (C, H, W) or (N,) population."""
-    n = int(np.prod(shape))
-    if len(shape) == 1:
-        return np.arange(n)
-    return np.arange(n).reshape(shape).transpose(2, 1, 0).ravel()
-
-
-def lava_shape(shape):
-    return tuple(shape[::-1]) if len(shape) == 3 else tuple(shape)
-
-
-def load_array(arrays, key):
-    if key + ".data" in arrays:
-        shape = tuple(int(v) for v in arrays[key + ".shape"])
-        return sparse.csr_matrix((arrays[key + ".data"], arrays[key + ".indices"], arrays[key + ".indptr"]),
-                                 shape=shape)
-    return arrays[key]
-
-
-def source_data(src, spec, arrays, n):
-    """Ring-buffer contents: each sample's window of the source's pattern (its window steps, then
-    the flush step; ``CurrentSource.pattern``), plus the sample's input current in the window
-    steps, at steps i * period + start ..; 0 elsewhere."""
-    P, steps = spec["period"], spec["steps"]
-    pattern = arrays[src["pattern"]].T  # (N, L + 1)
-    L = pattern.shape[1] - 1
-    per_sample = arrays[src["per_sample"]] if src["per_sample"] else None
-    data = np.zeros((n, steps), dtype=np.int64)
-    for i in range(spec["n_samples"]):
-        first = i * P + src["start"]  # 1-based step of the window's first step
-        cur = pattern.copy()
-        if per_sample is not None:
-            cur[:, :L] += per_sample[i][:, None]
-        last = min(first + L, steps)
-        data[:, first - 1:last] = cur[:, :last - first + 1]
-    if np.abs(data).max(initial=0) >= 2 ** 31:
-        raise ValueError(f"source {src['name']}: a current does not fit int32")
-    return data.astype(np.int32)
-
-
-def build_and_run(spec, arrays, out_dir):
+def build_and_run(net_dir, out_dir):
+    """Load the package in ``net_dir`` with ``spikeport_lava.load`` (the loader users get), stream
+    the samples of ``run.json`` / ``samples.npz`` through it and record what they ask for."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.conv.process import Conv
-    from lava.proc.dense.process import Dense
     from lava.proc.io.source import RingBuffer
-    from lava.proc.lif.process import LIF, LIFReset
-    from lava.proc.sparse.process import DelaySparse, Sparse
-    from lava.utils.weightutils import SignMode
-    from neuron_procs import COSNeuron, MaxPoolGate, TPPNeuron  # spikeport's own, CPU-only
     from recorders import SpikeRecorder, StateProbe
+    from spikeport_lava import input_data, lava_shape, load
 
-    sign_modes = {"mixed": SignMode.MIXED, "exc": SignMode.EXCITATORY, "inh": SignMode.INHIBITORY}
-    steps = spec["steps"]
-    shapes, orders, lifs = {}, {}, {}
-    for p in spec["lifs"]:
-        shape = tuple(p["shape"])
-        shapes[p["name"]], orders[p["name"]] = shape, lava_order(shape)
-        if p["kind"] == "cos":
-            lifs[p["name"]] = COSNeuron(shape=lava_shape(shape), theta=p["theta"], v_init=p["v_init"], rho=p["rho"],
-                                        S=p["S"], start=p["start"], period=p["period"], name=p["name"])
-            continue
-        if p["kind"] == "tpp":
-            lifs[p["name"]] = TPPNeuron(shape=lava_shape(shape), theta=p["theta"], v_init=p["v_init"], T=p["T"],
-                                        start=p["start"], period=p["period"], seed=p["seed"], layer=p["layer"],
-                                        neuron_ids=orders[p["name"]], sample_ids=arrays["sample_ids"],
-                                        name=p["name"])
-            continue
-        if p["kind"] == "maxpool":  # wired straight to its source's s_out
-            src = p["src"]
-            lifs[p["name"]] = MaxPoolGate(in_shape=lava_shape(shapes[src]), shape=lava_shape(shape),
-                                          index=arrays[p["index"]], in_order=orders[src],
-                                          out_order=orders[p["name"]], start=p["start"], period=p["period"],
-                                          length=p["length"], name=p["name"])
-            lifs[src].s_out.connect(lifs[p["name"]].s_in)
-            continue
-        kwargs = dict(shape=lava_shape(shape), du=p["du"], dv=p["dv"], vth=p["vth"], bias_exp=p["bias_exp"],
-                      name=p["name"])
-        bias = p["bias_mant"]
-        kwargs["bias_mant"] = (arrays[bias][orders[p["name"]]].reshape(lava_shape(shape))
-                               if isinstance(bias, str) else bias)
-        if p["reset_interval"]:
-            lifs[p["name"]] = LIFReset(reset_interval=p["reset_interval"], reset_offset=p["reset_offset"], **kwargs)
-        else:
-            lifs[p["name"]] = LIF(**kwargs)
-
-    if spec.get("spikes_in"):  # external spikes (steps, N) into the synapses whose source is "input"
-        data = arrays["spikes_in"]
-        shapes["input"], orders["input"] = (data.shape[1],), np.arange(data.shape[1])
-        lifs["input"] = RingBuffer(data=np.ascontiguousarray(data.T.astype(np.int32)))
-
-    def out_port(name):
-        port = lifs[name].s_out
-        return port.flatten() if len(shapes[name]) > 1 else port
-
-    for s in spec["synapses"]:
-        src, dst = s["src"], s["dst"]
-        if s["kind"] == "conv":
-            w = arrays[s["weight"]][:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # -> (C_out, kW, kH, C_in/g), flipped
-            conv = Conv(weight=np.ascontiguousarray(w), input_shape=lava_shape(tuple(s["in_shape"])),
-                        padding=tuple(s["padding"][::-1]), stride=tuple(s["stride"][::-1]),
-                        dilation=tuple(s["dilation"][::-1]), groups=s["groups"], name=s["name"])
-            lifs[src].s_out.connect(conv.s_in)
-            conv.a_out.connect(lifs[dst].a_in)
-            continue
-        w = load_array(arrays, s["weights"])
-        w = w[orders[dst]][:, orders[src]]  # rows and columns into Lava's flat order
-        kwargs = dict(weight_exp=s["weight_exp"], num_weight_bits=s["num_weight_bits"], name=s["name"])
-        if s["sign_mode"]:
-            kwargs["sign_mode"] = sign_modes[s["sign_mode"]]
-        if s.get("num_message_bits"):
-            kwargs["num_message_bits"] = s["num_message_bits"]
-        if s["max_delay"] > 0:  # one delay for all, or one per synapse (PyTorch order, like the weights)
-            w = sparse.csr_matrix(w)
-            delays = w.copy().astype(int)
-            if isinstance(s["delay"], str):
-                per = arrays[s["delay"]][orders[dst]][:, orders[src]]
-                rows, cols = w.nonzero()
-                delays = sparse.csr_matrix((per[rows, cols], (rows, cols)), shape=w.shape)
-                w = sparse.csr_matrix((np.asarray(w[rows, cols]).ravel(), (rows, cols)), shape=w.shape)
-            else:
-                delays.data[:] = s["delay"]
-            syn = DelaySparse(weights=w, delays=delays, max_delay=s["max_delay"], **kwargs)
-        elif s["sparse"]:
-            syn = Sparse(weights=sparse.csr_matrix(w), **kwargs)
-        else:
-            syn = Dense(weights=w.toarray() if sparse.issparse(w) else np.asarray(w), **kwargs)
-        out_port(src).connect(syn.s_in)
-        syn.a_out.reshape(lava_shape(shapes[dst])).connect(lifs[dst].a_in)
-
-    for src in spec["sources"]:
-        dst = src["dst"]
-        data = source_data(src, spec, arrays, len(orders[dst]))[orders[dst]]
-        ring = RingBuffer(data=data.reshape(*lava_shape(shapes[dst]), steps))
-        ring.s_out.connect(lifs[dst].a_in)
+    with open(os.path.join(net_dir, "run.json")) as f:
+        run = json.load(f)
+    with np.load(os.path.join(net_dir, "samples.npz"), allow_pickle=False) as z:
+        samples = {k: z[k] for k in z.files}
+    steps, n = run["steps"], run["n_samples"]
+    net = load(net_dir, steps=steps, n_samples=n, sample_ids=samples["sample_ids"])
+    for layer, port in net.input_ports.items():
+        data = input_data(net, samples[f"input.{layer}"], layer)
+        fitted = np.zeros((*data.shape[:-1], steps), dtype=np.int32)  # the run's steps exactly: no replay
+        k = min(steps, data.shape[-1])
+        fitted[..., :k] = data[..., :k]
+        RingBuffer(data=fitted).s_out.connect(port)
+    if run["spikes_in"]:  # external spikes (steps, N) into the synapses whose source is "input"
+        RingBuffer(data=np.ascontiguousarray(samples["spikes_in"].T.astype(np.int32))).s_out.connect(net.spikes_inp)
 
     files = {}
-    for i, name in enumerate(spec["record"]):
+    for i, name in enumerate(run["record"]):
         path = os.path.join(out_dir, f"raw_spikes_{i}.npy")
-        np.lib.format.open_memmap(path, mode="w+", dtype=np.int8, shape=(steps, len(orders[name])))
-        rec = SpikeRecorder(shape=lava_shape(shapes[name]), path=path)
-        lifs[name].s_out.connect(rec.a_in)
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.int8, shape=(steps, len(net.orders[name])))
+        rec = SpikeRecorder(shape=lava_shape(net.shapes[name]), path=path)
+        net.layers[name].s_out.connect(rec.a_in)
         files[name] = path
-    ro = spec["readout"]
+    ro = net.spec["readout"]
     u_path = os.path.join(out_dir, "raw_readout_u.npy")
-    np.lib.format.open_memmap(u_path, mode="w+", dtype=np.int32, shape=(steps, len(orders[ro])))
-    StateProbe(var=lifs[ro].u, path=u_path)
+    np.lib.format.open_memmap(u_path, mode="w+", dtype=np.int32, shape=(steps, len(net.orders[ro])))
+    StateProbe(var=net.readout.u, path=u_path)
 
-    anchor = lifs[ro]
     # the first step compiles the network and starts its process models; the rest is the run
     t0 = time.perf_counter()
-    run_in_thread(anchor, RunSteps(num_steps=1), Loihi2SimCfg(select_tag="fixed_pt"), stop=steps == 1)
+    run_in_thread(net, RunSteps(num_steps=1), Loihi2SimCfg(select_tag="fixed_pt"), stop=steps == 1)
     t_start = time.perf_counter() - t0
     t0 = time.perf_counter()
     if steps > 1:
-        run_in_thread(anchor, RunSteps(num_steps=steps - 1), Loihi2SimCfg(select_tag="fixed_pt"))
+        run_in_thread(net, RunSteps(num_steps=steps - 1), Loihi2SimCfg(select_tag="fixed_pt"))
     t_run = time.perf_counter() - t0
     for i, (name, path) in enumerate(files.items()):
         raw = np.load(path)
         out = np.empty_like(raw)
-        out[:, orders[name]] = raw
+        out[:, net.orders[name]] = raw
         np.save(os.path.join(out_dir, f"spikes_{i}.npy"), out)
         os.remove(path)
     raw = np.load(u_path)
     u = np.empty_like(raw)
-    u[:, orders[ro]] = raw
+    u[:, net.orders[ro]] = raw
     np.save(os.path.join(out_dir, "readout_u.npy"), u)
     os.remove(u_path)
     return {"run_seconds": t_run, "startup_seconds": t_start, "steps": steps}
@@ -254,6 +142,7 @@ def build_and_run_netx(spec, arrays, out_dir):
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer
     from recorders import SpikeRecorder, StateProbe
+    from spikeport_lava import lava_order
 
     netx = import_netx()
     kwargs = {"net_config": spec["path"]}
@@ -321,14 +210,17 @@ def main(argv):
     net_dir, out_dir = argv[1], argv[2]
     os.makedirs(out_dir, exist_ok=True)
     try:
-        with open(os.path.join(net_dir, "net.json")) as f:
-            spec = json.load(f)
-        if spec.get("format") not in ("spikeport-lava-net/1", "spikeport-lava-netx/1"):
-            raise ValueError(f"{net_dir}/net.json is not a spikeport Lava network (format {spec.get('format')!r})")
-        with np.load(os.path.join(net_dir, "arrays.npz"), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        run = build_and_run_netx if spec["format"] == "spikeport-lava-netx/1" else build_and_run
-        info = run(spec, arrays, out_dir)
+        if os.path.isfile(os.path.join(net_dir, "network.json")):  # a spikeport Lava package
+            info = build_and_run(net_dir, out_dir)
+        else:
+            with open(os.path.join(net_dir, "net.json")) as f:
+                spec = json.load(f)
+            if spec.get("format") != "spikeport-lava-netx/1":
+                raise ValueError(f"{net_dir} holds neither a spikeport Lava package nor a netx run "
+                                 f"(format {spec.get('format')!r})")
+            with np.load(os.path.join(net_dir, "arrays.npz"), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            info = build_and_run_netx(spec, arrays, out_dir)
     except BaseException as exc:  # report everything, including KeyboardInterrupt, then fail
         with open(os.path.join(out_dir, "error.json"), "w") as f:
             json.dump({"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}, f)
