@@ -1,6 +1,6 @@
 """spikeport's Lava worker: builds a network of stock Lava processes from a package written by
-``package.write_package`` (with the package's own loader), streams the samples through it with ``Loihi2SimCfg(select_tag="fixed_pt")``
-and writes spikes and readout states back.
+``package.write_package`` (with the package's own loader), streams the samples through it with
+``Loihi2SimCfg(select_tag="fixed_pt")`` and writes spikes and readout states back.
 
 Runs in the Lava environment (Python 3.10, lava-nc 0.10, numpy < 2); imports neither torch nor
 spikeport. Usage::
