@@ -231,9 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     _device_arg(p)
 
-    p = add("export", "write the converted SNN as NIR (details NIR cannot hold go to a sidecar JSON), or check netx")
+    p = add("export", "write the converted SNN as a Lava package, as NIR (details NIR cannot hold go to a "
+            "sidecar JSON), or check netx")
     _model_args(p)
-    p.add_argument("--T", type=_positive, default=8, help="T the integer details in the sidecar are quantized for")
+    p.add_argument("--T", type=_positive, default=8, help="T the integer network is quantized for")
+    p.add_argument("--lava", type=Path, default=None, help="folder for a Lava package: the network and a loader "
+                   "that needs only lava-nc and numpy (see its README.md)")
+    p.add_argument("--examples", type=_nonnegative, default=16, help="test samples stored with the Lava package")
     p.add_argument("--nir", type=Path, default=None, help="NIR file to write")
     p.add_argument("--netx", type=Path, default=None, help="netx .net file to write (lists what netx cannot hold)")
 
@@ -471,10 +475,23 @@ def cmd_export(args) -> int:
     from spikeport.interop.nir import export_nir
     from spikeport.toolchain.errors import SpikeportError, UnsupportedOpError
 
-    if args.nir is None and args.netx is None:
-        raise SpikeportError("nothing to do: pass --nir FILE and/or --netx FILE")
+    if args.nir is None and args.netx is None and args.lava is None:
+        raise SpikeportError("nothing to do: pass --lava DIR, --nir FILE and/or --netx FILE")
     p, snn = _prepare(args)
     q = p.quantize(snn, args.T, args.profile)
+    if args.lava is not None:
+        from spikeport.targets.lava.package import export_lava
+
+        spec = export_lava(args.lava, q, p.model.name, args.method, p.data.x_test[:args.examples],
+                           p.data.y_test[:args.examples])
+        from spikeport.targets.lava.environment import lava_python
+
+        try:
+            python = lava_python()
+        except SpikeportError:
+            python = "<the Lava environment's python>"
+        print(f"wrote the Lava package {args.lava} ({len(spec['lifs'])} populations, T={spec['T']}, a sample every "
+              f"{spec['period']} steps); run it with: {python} {args.lava / 'run_example.py'}")
     if args.nir is not None:
         export_nir(snn, args.nir, integer=q)
         print(f"wrote {args.nir} and {args.nir}.spikeport.json")

@@ -24,8 +24,8 @@ from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
 
 FORMAT = "spikeport-lava-package/1"
 RUNTIME = Path(runtime.__file__).resolve().parent
-LOADER_FILES = (RUNTIME / "spikeport_lava.py", RUNTIME / "neuron_procs.py", Path(method_kernels.__file__),
-                Path(prng.__file__))
+LOADER_FILES = (RUNTIME / "spikeport_lava.py", RUNTIME / "neuron_procs.py", RUNTIME / "run_example.py",
+                Path(method_kernels.__file__), Path(prng.__file__))
 
 
 class _Arrays:
@@ -130,6 +130,80 @@ def write_package(folder: Path, net: ProcessNet, snn: SNNGraph | None = None, me
     return spec
 
 
+README = """# {model}: a spikeport Lava package
+
+{summary}
+
+Load and run it with lava-nc 0.10 and numpy only (Python 3.10); `python run_example.py` runs the
+{n_examples} example inputs in `example_inputs.npz` and prints the predictions. The core of it:
+
+```python
+import sys; sys.path.insert(0, "{folder}")
+import numpy as np
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.proc.io.source import RingBuffer
+from lava.proc.monitor.process import Monitor
+from spikeport_lava import encode, input_data, load, predictions
+
+def main():
+    x = np.load("{folder}/example_inputs.npz")["x"]     # your images, shaped {input_shape}
+    net = load("{folder}")                              # one Lava process; stock LIF/Dense/Conv inside
+    currents = encode(net, x)                           # the first layer's current, computed on the host
+    for layer, port in net.input_ports.items():         # sample i enters at step i * {period} + 1
+        RingBuffer(data=input_data(net, currents[layer], layer)).s_out.connect(port)
+    steps = (len(x) - 1) * net.period + net.latency
+    mon = Monitor()
+    mon.probe(net.readout.u, steps)                     # u >> 6 is the summed logits
+    net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    u = mon.get_data()[net.readout.name]["u"].reshape(steps, -1).astype(np.int64)
+    net.stop()
+    print(predictions(net, u, len(x)))                  # the class of each sample
+
+if __name__ == "__main__":  # Lava starts its process models in interpreters that import this file
+    main()
+```
+
+Connect your own source to `net.inp` instead (a current per step, Lava order (X, Y, C); sample i's
+window is steps `i * {period} + {start}` .. `+ {length} - 1`), and your own sinks to
+`net.layers[name].s_out`. The bias schedules inside repeat every {period} steps for ever, so the
+network serves an open-ended stream; each layer resets itself at the start of its window.
+
+**Timing.** T = {T}; a sample's answer is the readout at step `i * {period} + {latency}`; layers
+answer one step per synaptic hop (`network.json`, `timing`).
+
+**On a Loihi 2 chip** (`Loihi2HwCfg`): the stock processes (LIFReset, Dense, Sparse, DelaySparse,
+Conv, RingBuffer) have Loihi process models in Intel's lava-loihi; spikeport's own COS, TPP and
+max-pool processes are CPU-only and would need neuron microcode. Input currents then come from the
+host through an embedded input adapter instead of a RingBuffer. None of this was tested: spikeport
+has no Loihi hardware; it is bit-exact against Lava's `fixed_pt` CPU models.
+
+## Files
+
+- `network.json`: format `{format}`; `lifs` (LIF / LIFReset parameters, or `cos`, `tpp`,
+  `maxpool` processes), `synapses` (Dense/Sparse/DelaySparse: weights `2 * mantissa`, `weight_exp`,
+  `num_weight_bits`, `sign_mode`, delays; Conv: the kernel, pre-shifted, PyTorch layout), `sources`
+  (each layer's bias schedule: window, flush-step quench, `start`, `period`), `encoders` (the
+  analog input projection, float, and the membrane unit its result is rounded to), `timing`, `meta`.
+- `arrays.npz`: the arrays `network.json` names (PyTorch layout, sparse matrices as CSR parts).
+- `spikeport_lava.py` (the loader), `neuron_procs.py`, `method_kernels.py`, `prng.py`: spikeport's
+  own process models; `run_example.py` and `example_inputs.npz`.
+"""
+
+
+def write_readme(folder: Path, spec: dict, input_shape: tuple[int, ...], n_examples: int) -> None:
+    meta = spec["meta"]
+    first = next((s for s in spec["sources"] if s["adds_input"]), spec["sources"][0] if spec["sources"] else None)
+    summary = (f"Exported by spikeport {meta.get('spikeport', '')} from `{meta.get('model', '?')}` "
+               f"(method {meta.get('method', 'qcfs')}, T={spec['T']}, profile {spec['profile']}): "
+               f"{len(spec['lifs'])} populations, {len(spec['synapses'])} synapse processes.")
+    text = README.format(model=meta.get("model", "network"), summary=summary, n_examples=n_examples,
+                         folder=str(folder), input_shape=tuple(input_shape), period=spec["period"],
+                         start=first["start"] if first else 1, length=first["length"] if first else spec["T"],
+                         T=spec["T"], latency=spec["latency"], format=spec["format"])
+    write_atomic(Path(folder) / "README.md", text)
+
+
 def write_samples(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray], n_samples: int,
                   record: list[str], sample_ids: np.ndarray | None = None,
                   spikes_in: np.ndarray | None = None) -> dict:
@@ -153,3 +227,20 @@ def write_samples(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray]
     (folder / "run.json").write_text(json.dumps(run))
     np.savez(folder / "samples.npz", **arrays)
     return run
+
+
+def export_lava(folder: Path, q: SNNGraph, model: str, method: str, x: np.ndarray, y: np.ndarray) -> dict:
+    """``spikeport export --lava``: the integer SNN ``q`` lowered for its T, as a package with its
+    loader, a README and example inputs ``x`` (labels ``y``)."""
+    from importlib.metadata import version
+
+    from spikeport.toolchain.lowering import lower
+
+    folder = Path(folder)
+    net = lower(q, int(q.T))
+    meta = {"model": model, "method": method, "spikeport": version("spikeport"), "input_shape": list(q.input_shape),
+            "classes": int(q.readout.size)}
+    spec = write_package(folder, net, q, meta)
+    np.savez(folder / "example_inputs.npz", x=np.asarray(x, dtype=np.float32), y=np.asarray(y, dtype=np.int64))
+    write_readme(folder, spec, q.input_shape, len(x))
+    return spec
