@@ -23,9 +23,10 @@ EXAMPLES = {
     "train": "spikeport train cnn_mnist --epochs 40 --seeds 0,1,2 --out cnn.pt",
     "finetune": "spikeport finetune maxpool_cnn_mnist --epochs 3 --out maxpool_ft.pt",
     "maxpool": "spikeport maxpool --T 4,8,16 --out out/maxpool",
+    "netx-reset": "spikeport netx-reset mlp_digits cnn_mnist --T 4,8,16",
     "conformance": "spikeport conformance --json",
     "bench": "spikeport bench --out out/bench",
-    "export": "spikeport export mlp_digits --nir mlp.nir",
+    "export": "spikeport export cnn_mnist --netx out/netx --reset zero --T 8",
     "report": "spikeport report cnn_mnist --T 4 --out out/report",
     "eval": "spikeport eval cnn_mnist --target lava --T 8 --samples 64 --verify-every 8 --out out/eval",
     "fuzz": "spikeport fuzz --cases 500 --lava-every 10",
@@ -210,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/maxpool"),
                    help="folder for maxpool.json, maxpool.md and the fine-tuned checkpoint")
 
+    p = add("netx-reset", "the netx form (reset to zero) against spikeport's soft reset: accuracy at each T, "
+            "and the written .net file in lava-dl's netx compared with sim")
+    p.add_argument("models", nargs="*", default=["mlp_digits", "cnn_mnist"], help="bundled models or checkpoints")
+    p.add_argument("--T", type=_steps, default=(4, 8, 16), help="time steps, e.g. 4,8,16")
+    p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
+    p.add_argument("--lava-samples", type=_nonnegative, default=4, help="samples run through lava-dl's netx (0: none)")
+    p.add_argument("--out", type=Path, default=Path("out/netx_reset"), help="folder for the exports, "
+                   "netx_reset.json and netx_reset.md")
+
     p = add("conformance", "reproduce lava-dl 0.6.0's own ground-truth traces with sim (exit 1 on any mismatch)")
     p.add_argument("--only", default=None, help="comma-separated subset of tinynet, dense, pilotnet_lif, ntidigits")
     p.add_argument("--lava", action="store_true", help="also run every .net file through lava-dl's netx in Lava "
@@ -239,7 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "that needs only lava-nc and numpy (see its README.md)")
     p.add_argument("--examples", type=_nonnegative, default=16, help="test samples stored with the Lava package")
     p.add_argument("--nir", type=Path, default=None, help="NIR file to write")
-    p.add_argument("--netx", type=Path, default=None, help="netx .net file to write (lists what netx cannot hold)")
+    p.add_argument("--netx", type=Path, default=None, help="folder for a lava-dl netx export (network.net, an "
+                   "example script, README); needs --reset zero unless the network is netx-exact")
+    p.add_argument("--reset", choices=["subtract", "zero"], default="subtract",
+                   help="netx: subtract (spikeport's neuron; lists what netx cannot hold) or zero (the nearest "
+                   "netx form: reset-to-zero neurons; its accuracy cost is measured and reported)")
+    p.add_argument("--samples", type=_positive, default=1000, help="netx --reset zero: test samples the "
+                   "accuracy cost is measured on")
 
     p = add("eval", "hardware-in-the-loop evaluation on one target, resumable (results.jsonl + config.toml)")
     p.add_argument("model", nargs="?", default=None, help=MODEL_HELP + " (omit with --config)")
@@ -459,6 +475,18 @@ def cmd_maxpool(args) -> int:
     return _write_table(table, args.out, "maxpool")
 
 
+def cmd_netx_reset(args) -> int:
+    from spikeport.interop.netx_export import reset_table
+    from spikeport.toolchain.files import write_atomic
+
+    res = reset_table(args.models, args.T, args.out, samples=args.samples, lava_samples=args.lava_samples,
+                      log=lambda s: print(s, file=sys.stderr, flush=True))
+    write_atomic(args.out / "netx_reset.json", json.dumps(res["rows"], indent=1))
+    write_atomic(args.out / "netx_reset.md", res["markdown"] + "\n")
+    print(res["markdown"])
+    return 1 if any(r["lava_exact"] is False for r in res["rows"]) else 0
+
+
 def cmd_conformance(args) -> int:
     from spikeport.quality.conformance import SUITE, run_suite
     from spikeport.toolchain.errors import SpikeportError
@@ -476,7 +504,7 @@ def cmd_export(args) -> int:
     from spikeport.toolchain.errors import SpikeportError, UnsupportedOpError
 
     if args.nir is None and args.netx is None and args.lava is None:
-        raise SpikeportError("nothing to do: pass --lava DIR, --nir FILE and/or --netx FILE")
+        raise SpikeportError("nothing to do: pass --lava DIR, --nir FILE and/or --netx DIR")
     p, snn = _prepare(args)
     q = p.quantize(snn, args.T, args.profile)
     if args.lava is not None:
@@ -495,11 +523,21 @@ def cmd_export(args) -> int:
     if args.nir is not None:
         export_nir(snn, args.nir, integer=q)
         print(f"wrote {args.nir} and {args.nir}.spikeport.json")
-    if args.netx is not None:
+    if args.netx is not None and args.reset == "zero":
+        from spikeport.interop.netx_export import export_netx
+
+        d = p.data
+        info = export_netx(args.netx, q, args.T, p.model.name, d.x_test[:args.examples], d.y_test[:args.examples],
+                           d.x_test[:args.samples], d.y_test[:args.samples])
+        print(f"wrote {args.netx / 'network.net'} (lava-dl netx, reset to zero, T={args.T}, reset_interval={args.T}); "
+              f"accuracy on {info['samples']} test samples (sim): soft reset {info['soft_reset']:.1%}, this file "
+              f"{info['reset_zero']:.1%}; run it with: python {args.netx / 'run_netx_example.py'}")
+    elif args.netx is not None:
         problems = netx_obstacles(q)
         if problems:
             raise UnsupportedOpError(f"netx cannot express this network exactly ({len(problems)} problem(s)): "
-                                     + "; ".join(problems))
+                                     + "; ".join(problems) + ". --reset zero writes the nearest netx form and "
+                                     "measures what it costs")
     return 0
 
 
@@ -678,7 +716,7 @@ def cmd_lava_env(args) -> int:
 COMMANDS = {
     "demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "methods": cmd_methods,
     "report": cmd_report, "conformance": cmd_conformance, "bench": cmd_bench, "export": cmd_export, "info": cmd_info,
-    "train": cmd_train, "finetune": cmd_finetune, "maxpool": cmd_maxpool,
+    "train": cmd_train, "finetune": cmd_finetune, "maxpool": cmd_maxpool, "netx-reset": cmd_netx_reset,
     "fuzz": cmd_fuzz, "lava-env": cmd_lava_env, "mutants": cmd_mutants,
 }
 

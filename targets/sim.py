@@ -423,26 +423,25 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
              steps: int | None = None, device: str | torch.device = "cpu", sample_ids: np.ndarray | None = None,
              spikes_in: np.ndarray | None = None, record_state: tuple[str, ...] = (),
              chunk: int | None = None, fast: bool = True, synapses: list[SynapseModel] | None = None,
-             stream: bool = False) -> Trace:
+             stream: bool = False, batch: int | None = None) -> Trace:
     """Run one window per sample (batched). ``currents[pop]`` is (batch, N) for input-fed layers;
     ``sample_ids`` key TPP's random numbers (default 0..batch-1); ``spikes_in`` (steps, batch, N)
     feeds the synapses whose source is ``"input"`` (netx networks); ``record_state`` names LIFs whose
     u and v are kept for every step (``trace.meta["u"]``, ``trace.meta["v"]``); ``chunk`` is the
     number of steps scheduled together (default ``CHUNK``; 1 steps the whole network step by step);
     ``fast=False`` runs every population through the general models (for cross-checks);
-    ``synapses`` are prebuilt :func:`synapse_models` of ``net``.
+    ``synapses`` are prebuilt :func:`synapse_models` of ``net``; ``batch`` is needed only when
+    neither currents nor spikes say it (a LIF whose ``bias_mant`` is (batch, N): netx input layers).
 
     ``stream=True`` runs the samples one after another, a window every ``net.period`` steps, as
     the Lava target streams them: state then carries from one sample into the next exactly as in
     Lava. Within the head-room the flush steps make both modes equal; beyond it (a quench that
     cannot silence a layer) only the streamed mode reproduces Lava's leak into the next sample."""
     dev = torch.device(device)
-    if currents:
+    if batch is None and currents:
         batch = len(next(iter(currents.values())))
-    elif spikes_in is not None:
-        batch = np.asarray(spikes_in).shape[1]
-    else:
-        batch = 1
+    elif batch is None:
+        batch = 1 if spikes_in is None else np.asarray(spikes_in).shape[1]
     ids = torch.as_tensor(np.arange(batch) if sample_ids is None else np.asarray(sample_ids), dtype=torch.int64)
     n_stream = batch if stream else 0
     if stream:

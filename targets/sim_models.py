@@ -217,7 +217,8 @@ class LIFModel:
         self.half_word = 1 << (profile.word_bits - 1)
         self.u = torch.zeros((batch, p.size), dtype=torch.int64, device=device)
         self.v = torch.zeros_like(self.u)
-        bias = torch.as_tensor(np.broadcast_to(np.asarray(p.bias_mant, dtype=np.int64), (p.size,)).copy())
+        bias = np.asarray(p.bias_mant, dtype=np.int64)  # (N,), or (batch, N): a bias per sample (netx inputs)
+        bias = torch.as_tensor(np.broadcast_to(bias, (batch, p.size) if bias.ndim == 2 else (p.size,)).copy())
         self.bias = shift(bias, p.bias_exp).to(device)
         self.vth = p.vth << self.act_shift
         self.overflow = 0

@@ -32,7 +32,7 @@ from spikeport.toolchain.trace import Trace, cut_frames
 RUNTIME = Path(runtime.__file__).resolve().parent
 WORKER = RUNTIME / "worker.py"
 RUNTIME_FILES = (WORKER, RUNTIME / "spikeport_lava.py", RUNTIME / "neuron_procs.py", RUNTIME / "recorders.py",
-                 Path(method_kernels.__file__), Path(prng.__file__))
+                 RUNTIME / "netx_import.py", Path(method_kernels.__file__), Path(prng.__file__))
 
 
 def stage_runtime(folder: Path) -> Path:
@@ -176,10 +176,12 @@ class LavaRunner:
 
 def run_netx_file(path: Path, steps: int, reset_interval: int | None = None, num_layers: int | None = None,
                   input_bias: np.ndarray | None = None, spikes_in: np.ndarray | None = None,
-                  record_state: bool = False, timeout: float = 900.0, python: str | None = None) -> list[dict]:
+                  record_state: bool = False, timeout: float = 900.0, python: str | None = None,
+                  sample_steps: int | None = None) -> list[dict]:
     """Run a netx ``.net`` file with lava-dl's own ``netx.hdf5.Network`` in the Lava environment.
 
-    ``input_bias`` (PyTorch-flat) sets the input layer's bias; ``spikes_in`` (N, steps) drives
+    ``input_bias`` (PyTorch-flat (N,), or (n, N) with ``sample_steps``: sample i's bias from step
+    ``i * sample_steps + 1`` on, set between runs) sets the input layer's bias; ``spikes_in`` (N, steps) drives
     ``net.inp``. Returns one dict per block with ``spikes`` (steps, N) and, if asked, ``u``, ``v``,
     all in PyTorch flat order.
     """
@@ -189,7 +191,8 @@ def run_netx_file(path: Path, steps: int, reset_interval: int | None = None, num
         net_dir.mkdir()
         arrays = {}
         spec = {"format": "spikeport-lava-netx/1", "path": str(Path(path).resolve()), "steps": steps,
-                "reset_interval": reset_interval, "num_layers": num_layers, "record_state": record_state}
+                "reset_interval": reset_interval, "num_layers": num_layers, "record_state": record_state,
+                "sample_steps": sample_steps}
         if input_bias is not None:
             arrays["input_bias"] = np.asarray(input_bias, dtype=np.int64)
             spec["input_bias"] = "input_bias"

@@ -114,33 +114,12 @@ def run_in_thread(anchor, condition, cfg, stop=True):
         anchor.stop()
 
 
-def import_netx():
-    """lava-dl's netx needs torch only through imports; the Lava environment has no torch, so
-    empty stand-ins are registered for the modules netx imports but the CUBA path never uses."""
-    import types
-
-    def stub(name, **attrs):
-        module = types.ModuleType(name)
-        module.__dict__.update(attrs)
-        sys.modules.setdefault(name, module)
-        return sys.modules[name]
-
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        stub("torch", Tensor=object, tensor=object, nn=stub("torch.nn", Module=object))
-        stub("lava.lib.dl.slayer")
-        stub("lava.lib.dl.slayer.neuron")
-        stub("lava.lib.dl.slayer.neuron.rf", neuron_params=lambda *a, **k: {})
-    from lava.lib.dl import netx
-    return netx
-
-
 def build_and_run_netx(spec, arrays, out_dir):
     """Load a .net file with lava-dl's own ``netx.hdf5.Network`` and run it."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer
+    from netx_import import import_netx
     from recorders import SpikeRecorder, StateProbe
     from spikeport_lava import lava_order
 
@@ -152,9 +131,13 @@ def build_and_run_netx(spec, arrays, out_dir):
         kwargs["num_layers"] = spec["num_layers"]
     net = netx.hdf5.Network(**kwargs)
     steps = spec["steps"]
+    biases = []  # one input-layer bias per sample (PyTorch flat -> Lava's (W, H, C))
     if spec.get("input_bias"):
-        shape = net.in_layer.neuron.bias_mant.shape
-        net.in_layer.neuron.bias_mant.init = arrays[spec["input_bias"]].reshape(shape[::-1]).transpose(2, 1, 0)
+        var = net.in_layer.neuron.bias_mant
+        flat = arrays[spec["input_bias"]]
+        for b in flat.reshape(-1, flat.shape[-1]).reshape(-1, *var.shape[::-1]):
+            biases.append(b.transpose(2, 1, 0) if b.ndim == 3 else b)
+        var.init = biases[0]
     if spec.get("spikes_in"):
         RingBuffer(data=arrays[spec["spikes_in"]].astype(np.int32)).s_out.connect(net.inp)
     files = []
@@ -174,7 +157,16 @@ def build_and_run_netx(spec, arrays, out_dir):
                 entry[var] = vpath
         files.append(entry)
     t0 = time.perf_counter()
-    run_in_thread(net, RunSteps(num_steps=steps), Loihi2SimCfg(select_tag="fixed_pt"))
+    cfg = Loihi2SimCfg(select_tag="fixed_pt")
+    every = spec.get("sample_steps") or steps  # a new input-layer bias every this many steps
+    done = 0
+    for i in range(max(1, len(biases))):
+        if i:
+            net.in_layer.neuron.bias_mant.set(biases[i])
+        run = steps - done if i == len(biases) - 1 or not biases else every
+        run_in_thread(net, RunSteps(num_steps=run), cfg, stop=False)
+        done += run
+    net.stop()
     t_run = time.perf_counter() - t0
     for i, entry in enumerate(files):
         order = lava_order(tuple(entry["shape"]))
