@@ -113,8 +113,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-maxpool", dest="maxpool", action="store_const", const="average",
                    help=argparse.SUPPRESS)  # the earlier spelling of --maxpool average
     p.add_argument("--calib", type=_positive, default=512, help="training samples used for calibration")
-    p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp"], default="qcfs",
-                   help="calibration method on top of the QCFS conversion (NQ: pass an *_nq model)")
+    p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp", "graded"], default="qcfs",
+                   help="calibration method on top of the QCFS conversion (NQ: pass an *_nq model); graded: "
+                   "graded spikes (Loihi 2 spike payloads of up to L thresholds)")
     p.add_argument("--rho", type=_positive, default=4, help="COS pre-run length")
     p.add_argument("--seed", type=_nonnegative, default=0, help="TPP seed")
     _profile_arg(p)
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=["torch_int", "sim", "lava", "loihi2"], default="sim",
                    help="torch_int: the integer PyTorch reference (zero delay)")
     p.add_argument("--T", type=_positive, default=8)
-    p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp"], default="qcfs")
+    p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp", "graded"], default="qcfs")
     p.add_argument("--rho", type=_positive, default=4)
     p.add_argument("--seed", type=_nonnegative, default=0)
     p.add_argument("--data", type=_data, default=None, help="digits, mnist5k or an .npz file")
@@ -310,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_ints, default=(0,), help="seeds to train; the best on the "
                    "held-out selection metric is kept, e.g. 0,1,2")
     p.add_argument("--nq", action="store_true", help="NQ: train with noise refitted to the SNN-ANN gap")
+    p.add_argument("--noise-T", type=_positive, default=4, help="NQ: time steps of the SNN whose gap to the ANN "
+                   "sets the noise")
     p.add_argument("--out", type=Path, required=True)
 
     p = add("finetune", "replace a model's max-pools by average pools and train it a few epochs more")
@@ -410,7 +413,7 @@ def cmd_info(args) -> int:
 def cmd_train(args) -> int:
     from spikeport.models.train import TrainConfig, train_and_save
 
-    cfg = TrainConfig(args.arch, levels=args.levels, epochs=args.epochs, noise=args.nq)
+    cfg = TrainConfig(args.arch, levels=args.levels, epochs=args.epochs, noise=args.nq, noise_T=args.noise_T)
     meta = train_and_save(cfg, args.out, seeds=args.seeds)
     print(f"{args.out}: ANN test accuracy {100 * meta['ann_test_acc']:.2f}% "
           f"(unquantized activations {100 * meta['ann_clip_test_acc']:.2f}%)")

@@ -117,6 +117,26 @@ class COSKernel:
         return s
 
 
+class GradedKernel:
+    """Graded spikes: each window step j < ``length`` sends ``s = clip(floor(m / theta), 0, levels)``
+    for ``m = v + a`` and keeps ``v = m - theta * s``; the window starts from v_init."""
+
+    def __init__(self, xp, shape, theta: int, v_init: int, levels: int, length: int, device=None):
+        self.xp, self.shape, self.device = xp, shape, device
+        self.theta, self.v_init, self.levels, self.length = theta, v_init, levels, length
+
+    def reset(self):
+        self.v = _zeros(self.xp, self.shape, self.device) + self.v_init
+
+    def step(self, j: int, a):
+        if j >= self.length:
+            return self.v * 0
+        m = self.v + a
+        s = self.xp.clip(m // self.theta, 0, self.levels)
+        self.v = m - s * self.theta
+        return s
+
+
 class MaxPoolKernel:
     """The spiking max-pool gate: count each source neuron's spikes; each output spikes when the
     largest count of its window grows (by one at most: one spike per source per step). ``index``

@@ -38,7 +38,7 @@ from spikeport.targets.sim_models import (
 )
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.ops import exact_arithmetic
-from spikeport.toolchain.procnet import DenseProcess, LIFProcess, MaxPoolProcess, ProcessNet
+from spikeport.toolchain.procnet import DenseProcess, GradedProcess, LIFProcess, MaxPoolProcess, ProcessNet
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace, cut_frames
@@ -268,11 +268,14 @@ class _Run:
             lo, hi = max(start, t0), min(start + self.net.T, t0 + len(s))
             if lo >= hi:
                 continue
-            rows = s[lo - t0:hi - t0].view(torch.uint8)
-            acc = rows[0].clone() if self.net.T <= 255 else rows[0].to(torch.int32)
-            for row in rows[1:]:
-                acc.add_(row)
-            total = acc.sum(1, dtype=torch.int64).cpu()
+            if s.dtype != torch.bool:  # graded payloads: plain integer sums
+                total = s[lo - t0:hi - t0].sum(dim=(0, 2), dtype=torch.int64).cpu()
+            else:
+                rows = s[lo - t0:hi - t0].view(torch.uint8)
+                acc = rows[0].clone() if self.net.T <= 255 else rows[0].to(torch.int32)
+                for row in rows[1:]:
+                    acc.add_(row)
+                total = acc.sum(1, dtype=torch.int64).cpu()
             if self.stream:
                 self.counts[n][w] += total[0]
             else:
@@ -335,8 +338,9 @@ class _Run:
             for j, e in enumerate(self.source_inputs(n, t0, count)[0]):
                 if e is not None:
                     a[n][j] += e
-        out = {n: torch.empty((count, self.batch, self.neurons[n].p.size), dtype=torch.bool, device=self.dev)
-               for n in group}
+        out = {n: torch.empty((count, self.batch, self.neurons[n].p.size), device=self.dev,
+                              dtype=torch.uint8 if isinstance(self.neurons[n].p, GradedProcess) else torch.bool)
+               for n in group}  # graded spikes carry payloads
         internal = [s for s in self.syns if s.p.src in group and s.p.dst in group]
         for j in range(count):
             t = t0 + j

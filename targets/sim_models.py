@@ -30,13 +30,14 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from spikeport.targets.method_kernels import COSKernel, MaxPoolKernel, TPPKernel
+from spikeport.targets.method_kernels import COSKernel, GradedKernel, MaxPoolKernel, TPPKernel
 from spikeport.toolchain.ops import exact_dtype
 from spikeport.toolchain.prng import prng_u32
 from spikeport.toolchain.procnet import (
     ConvProcess,
     COSProcess,
     DenseProcess,
+    GradedProcess,
     LIFProcess,
     MaxPoolProcess,
     TPPProcess,
@@ -83,6 +84,11 @@ def shift(acc: torch.Tensor, exp: int) -> torch.Tensor:
     return acc << exp if exp > 0 else acc >> -exp
 
 
+def max_message(num_message_bits: int) -> int:
+    """The largest value a synapse's input carries: 1 for binary spikes, else the payload width's."""
+    return (1 << num_message_bits) - 1 if num_message_bits else 1
+
+
 def _shift_bound(bound: int, exp: int) -> int:
     return bound << exp if exp >= 0 else (bound >> -exp) + 1
 
@@ -98,7 +104,8 @@ def _row_abs_max(w) -> int:
 class MatrixOp:
     """One integer weight matrix applied to a (batch, n_in) input: diagonal, CSR or dense."""
 
-    def __init__(self, w, device: torch.device) -> None:
+    def __init__(self, w, device: torch.device, max_input: int = 1) -> None:
+        """``max_input``: the largest input value (1: binary spikes; graded payloads: more)."""
         self.diag = self.w = None
         self.bound = _row_abs_max(w)
         square = w.shape[0] == w.shape[1]
@@ -111,14 +118,14 @@ class MatrixOp:
                 d[coo.row] = coo.data
                 self.diag = torch.as_tensor(d, device=device)
             else:
-                dtype = exact_dtype(np.asarray(abs(w).sum(axis=1)))
+                dtype = exact_dtype(np.asarray(abs(w).sum(axis=1)), max_input)
                 with warnings.catch_warnings():  # torch calls CSR "beta"; the indices come from scipy
                     warnings.simplefilter("ignore", UserWarning)
                     self.w = torch.sparse_csr_tensor(
                         torch.as_tensor(w.indptr, dtype=torch.int64), torch.as_tensor(w.indices, dtype=torch.int64),
                         torch.as_tensor(w.data, dtype=dtype), w.shape, device=device)
         else:
-            self.w = torch.as_tensor(w, dtype=exact_dtype(w), device=device)
+            self.w = torch.as_tensor(w, dtype=exact_dtype(w, max_input), device=device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.diag is not None:
@@ -135,13 +142,14 @@ class DenseModel:
     def __init__(self, p: DenseProcess, device: torch.device, profile: TargetProfile = LOIHI2) -> None:
         self.p = p
         w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits, profile.weight_bits)
+        top = max_message(p.num_message_bits)
         if np.ndim(p.delay) == 0:
-            self.blocks = [(int(p.delay), MatrixOp(w, device))]
+            self.blocks = [(int(p.delay), MatrixOp(w, device, top))]
         else:
             dense = w.toarray() if sparse.issparse(w) else np.asarray(w)
             delays = np.asarray(p.delay)
-            self.blocks = [(int(d), MatrixOp(sparse.csr_matrix(np.where(delays == d, dense, 0)), device))
-                           for d in np.unique(delays[dense != 0])] or [(0, MatrixOp(dense, device))]
+            self.blocks = [(int(d), MatrixOp(sparse.csr_matrix(np.where(delays == d, dense, 0)), device, top))
+                           for d in np.unique(delays[dense != 0])] or [(0, MatrixOp(dense, device, top))]
         self.bound = None if p.num_message_bits else \
             sum(_shift_bound(m.bound, p.weight_exp) for _, m in self.blocks)
         self.overflow = 0
@@ -161,7 +169,7 @@ class ConvModel:
 
     def __init__(self, p: ConvProcess, device: torch.device, profile: TargetProfile = LOIHI2) -> None:
         self.p, self.bits = p, profile.membrane_bits
-        self.w = torch.as_tensor(p.weight, dtype=exact_dtype(p.weight), device=device)
+        self.w = torch.as_tensor(p.weight, dtype=exact_dtype(p.weight, max_message(p.num_message_bits)), device=device)
         self.w = self.w.contiguous(memory_format=torch.channels_last)
         self.bound = None if p.num_message_bits else _row_abs_max(p.weight)
         self.cannot_wrap = self.bound is not None and self.bound < 1 << (self.bits - 1)
@@ -367,9 +375,10 @@ class MaxPoolModel:
 
 
 class WindowedModel:
-    """A COS or TPP kernel driven by the step counter: window j = 0 restarts every period."""
+    """A COS, TPP or graded-spike kernel driven by the step counter: window j = 0 restarts every period."""
 
-    def __init__(self, p: COSProcess | TPPProcess, batch: int, device: torch.device, sample_ids: torch.Tensor,
+    def __init__(self, p: COSProcess | TPPProcess | GradedProcess, batch: int, device: torch.device,
+                 sample_ids: torch.Tensor,
                  per_window: bool = False):
         """``per_window``: one sample per window (a streamed run): window w uses ``sample_ids[w]``."""
         self.p, self.per_window, self.ids = p, per_window, sample_ids.to(device)
@@ -377,6 +386,8 @@ class WindowedModel:
         shape = (batch, p.size)
         if isinstance(p, COSProcess):
             self.kernel = COSKernel(torch, shape, p.theta, p.v_init, p.rho, p.S, device=device)
+        elif isinstance(p, GradedProcess):
+            self.kernel = GradedKernel(torch, shape, p.theta, p.v_init, p.levels, p.length, device=device)
         else:
             neurons = torch.arange(p.size, dtype=torch.int64, device=device)
             self.kernel = TPPKernel(torch, prng_u32, shape, p.theta, p.v_init, p.T, p.seed, p.layer, neurons,

@@ -23,6 +23,7 @@ from spikeport.toolchain.procnet import (
     ConvProcess,
     COSProcess,
     DenseProcess,
+    GradedProcess,
     LIFProcess,
     MaxPoolProcess,
     ProcessNet,
@@ -187,6 +188,30 @@ class _TPP:
         return fired
 
 
+class _Graded:
+    """Graded spikes as spikeport's graded-spike process runs them: in every window (from
+    ``start``, every ``period`` steps, ``length`` steps long, v from v_init) send how many whole
+    thresholds the potential holds, at most ``levels``, and keep the rest."""
+
+    def __init__(self, p: GradedProcess) -> None:
+        self.p = p
+        self.overflow = 0
+
+    def step(self, t: int, a: np.ndarray) -> np.ndarray:
+        p = self.p
+        if t < p.start:
+            return np.zeros(p.size, dtype=np.int64)
+        j = (t - p.start) % p.period
+        if j == 0:
+            self.v = np.full(p.size, p.v_init, dtype=np.int64)
+        if j >= p.length:
+            return np.zeros(p.size, dtype=np.int64)
+        m = self.v + a
+        sent = np.minimum(np.maximum(np.floor_divide(m, p.theta), 0), p.levels)
+        self.v = m - p.theta * sent
+        return sent
+
+
 class _MaxPool:
     """spikeport's spiking max-pool gate: count each source neuron's spikes in the window (from
     ``start``, every ``period`` steps, for ``length`` steps); an output fires when the largest count
@@ -245,7 +270,8 @@ def _stream(net: ProcessNet, currents: dict[str, np.ndarray], sample_ids: np.nda
     """One Lava run: the samples one after another, a window every ``net.period`` steps."""
     n = len(sample_ids)
     neurons = {p.name: _LIF(p, net) if isinstance(p, LIFProcess) else _COS(p) if isinstance(p, COSProcess)
-               else _MaxPool(p) if isinstance(p, MaxPoolProcess) else _TPP(p, sample_ids) for p in net.lifs}
+               else _MaxPool(p) if isinstance(p, MaxPoolProcess) else _Graded(p) if isinstance(p, GradedProcess)
+               else _TPP(p, sample_ids) for p in net.lifs}
     size = {p.name: p.size for p in net.lifs}
     in_size = {p.name: p.in_size if isinstance(p, MaxPoolProcess) else p.size for p in net.lifs}
     gates = [p for p in net.lifs if isinstance(p, MaxPoolProcess)]

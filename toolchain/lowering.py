@@ -29,7 +29,9 @@ The seed methods:
 * FTBC's per-step, per-channel bias is a time-indexed ``RingBuffer`` (the source's schedule):
   stock processes only.
 * COS and TPP are neuron models no stock Lava process has; they become spikeport's own
-  ``COSNeuron`` / ``TPPNeuron`` processes (CPU-only, ``procs/neurons.py``) between stock synapses.
+  ``COSNeuron`` / ``TPPNeuron`` processes (CPU-only, ``runtime/neuron_procs.py``) between stock
+  synapses. So do graded spikes (``GradedNeuron``): Lava 0.10's LIF sends 0/1 only; the synapses
+  they feed are stock ones with ``num_message_bits`` set, which carry the payloads.
   A COS layer emits its first spike rho steps after its first input, a TPP layer T steps after;
   the depths, the delays of skip connections and the streaming period (rho + S + 1, resp. 2T + 1)
   account for that.
@@ -47,6 +49,7 @@ from spikeport.toolchain.procnet import (
     COSProcess,
     CurrentSource,
     DenseProcess,
+    GradedProcess,
     LIFProcess,
     MaxPoolProcess,
     ProcessNet,
@@ -54,7 +57,7 @@ from spikeport.toolchain.procnet import (
     TPPProcess,
 )
 from spikeport.toolchain.profiles import TargetProfile, get_profile
-from spikeport.toolchain.snn import COS, INPUT, TPP, ConvSynapse, SNNGraph
+from spikeport.toolchain.snn import COS, INPUT, TPP, ConvSynapse, Graded, SNNGraph
 
 
 def output_delay(snn: SNNGraph, T: int) -> int:
@@ -106,6 +109,7 @@ def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> 
     S = snn.steps(T)
     one = profile.decay_unit
     lifs, synapses, sources = [], [], []
+    message_bits = {p.name: snn.neuron.message_bits for p in snn.neurons} if isinstance(snn.neuron, Graded) else {}
     for i, p in enumerate(snn.populations):
         d = depth[p.name]
         length, quench = T, 0
@@ -124,6 +128,9 @@ def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> 
         elif isinstance(snn.neuron, TPP):
             lifs.append(TPPProcess(p.name, p.shape, int(p.threshold), int(p.v_init), T, start=d, period=P,
                                    seed=snn.neuron.seed, layer=i))
+        elif isinstance(snn.neuron, Graded):
+            lifs.append(GradedProcess(p.name, p.shape, int(p.threshold), int(p.v_init), snn.neuron.levels, start=d,
+                                      period=P, length=S))
         else:
             vth = int(p.threshold) - int(p.v_init) - 1
             lifs.append(LIFProcess(p.name, p.shape, du=-1, dv=one, vth=vth, reset_interval=P, reset_offset=d % P))
@@ -137,18 +144,21 @@ def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> 
             delay = d - depth[pr.source] - delay_out[pr.source] - 1
             name = f"{p.name}.in{k}"
             mant = pr.synapse.weight.astype(np.int64)
+            bits = message_bits.get(pr.source, 0)  # graded payloads need Lava's num_message_bits
             if isinstance(pr.synapse, ConvSynapse) and delay == 0:
                 s = pr.synapse
                 synapses.append(ConvProcess(name, pr.source, p.name, mant << pr.weight_exp, s.in_shape,
-                                            s.out_shape, s.stride, s.padding, s.dilation, s.groups))
+                                            s.out_shape, s.stride, s.padding, s.dilation, s.groups,
+                                            num_message_bits=bits))
                 continue
             if isinstance(pr.synapse, ConvSynapse):
                 w = conv_as_matrix(pr.synapse, mant)
                 synapses.append(DenseProcess(name, pr.source, p.name, w * 2, weight_exp=pr.weight_exp - 1,
-                                             sign_mode="mixed", delay=delay, sparse=True))
+                                             sign_mode="mixed", delay=delay, sparse=True, num_message_bits=bits))
             else:
                 synapses.append(DenseProcess(name, pr.source, p.name, mant * 2, weight_exp=pr.weight_exp - 1,
-                                             sign_mode="mixed", delay=delay, sparse=delay > 0 or sp.issparse(mant)))
+                                             sign_mode="mixed", delay=delay, sparse=delay > 0 or sp.issparse(mant),
+                                             num_message_bits=bits))
         schedule = None
         if p.time_bias is not None:
             schedule = np.broadcast_to(p.time_bias, (len(p.time_bias), *p.shape)).reshape(len(p.time_bias), -1)

@@ -11,6 +11,9 @@ option of the reference (``run_reference(..., permute_seed=...)``).
   rho-step pre-run (see :func:`spikeport.toolchain.reference_neurons.run_cos`).
 - ``tpp`` (Bojkovic et al., ICML 2025): two-phase probabilistic neurons (accumulate T steps, fire
   T steps), seeded.
+- ``graded``: graded spikes (Loihi 2's integer spike payloads, no seed paper): each step a neuron
+  sends how many thresholds lambda / L it crossed, up to L (:class:`snn.Graded`); at T = 1 it is
+  the QCFS activation itself.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.interpret import run_graph
 from spikeport.toolchain.reference import SNNReference, encode, run_reference
 from spikeport.toolchain.reference_neurons import Excursion, fire, run_if, run_maxpool
-from spikeport.toolchain.snn import COS, IF, TPP, SNNGraph
+from spikeport.toolchain.snn import COS, IF, INPUT, TPP, Graded, SNNGraph
 
-METHODS = ("qcfs", "ftbc", "cos", "tpp")
+METHODS = ("qcfs", "ftbc", "cos", "tpp", "graded")
 FTBC_VARIANTS = ("upstream", "iterative")
 
 
@@ -164,7 +167,8 @@ def ftbc_step_error(snn: SNNGraph, graph: ir.Graph, x: np.ndarray, T: int) -> di
 
 def apply_method(snn: SNNGraph, method: str, T: int, graph: ir.Graph | None = None,
                  calib_x: np.ndarray | None = None, calib_y: np.ndarray | None = None, rho: int = 4, seed: int = 0,
-                 tpp_v_init: str = "zero", device: str | torch.device = "cpu", **ftbc_options) -> SNNGraph:
+                 tpp_v_init: str = "zero", device: str | torch.device = "cpu", levels: int | None = None,
+                 **ftbc_options) -> SNNGraph:
     """A float SNN that runs ``method``; quantize the result for integer targets. ``device`` runs
     the calibration (FTBC)."""
     if snn.integer:
@@ -191,4 +195,35 @@ def apply_method(snn: SNNGraph, method: str, T: int, graph: ir.Graph | None = No
             p.v_init = 0.0 if tpp_v_init == "zero" else p.threshold / 2
         out.meta = {**out.meta, "method": "tpp"}
         return out
+    if method == "graded":
+        return graded_spikes(snn, levels)
     raise SpikeportError(f"unknown method {method!r}; choose one of {METHODS}")
+
+
+def graded_spikes(snn: SNNGraph, levels: int | None = None) -> SNNGraph:
+    """The float SNN with graded spikes of ``levels`` (default: the network's QCFS level count L):
+    each hidden layer's threshold and initial potential divided by L, the weights its spikes feed
+    too (a payload of s thresholds weighs s * lambda / L)."""
+    found = sorted(set(snn.meta.get("qcfs_levels", {}).values()))
+    if levels is None:
+        if len(found) != 1:
+            raise SpikeportError("graded spikes need the QCFS level count L: " + (
+                f"this network mixes L = {found}; pass levels" if found else "this network has no QCFS "
+                "activations (a ReLU network); pass levels (CLI --levels)"))
+        levels = found[0]
+    if any(p.kind == "maxpool" for p in snn.populations):
+        raise SpikeportError("graded spikes with a spiking max-pool are not supported (the gate counts one "
+                             "spike per step); use --maxpool average")
+    if not isinstance(snn.neuron, IF):
+        raise SpikeportError(f"graded spikes replace the IF neuron; this network runs {type(snn.neuron).__name__}")
+    out = copy.deepcopy(snn)
+    out.neuron = Graded(int(levels))
+    for p in out.neurons:
+        p.threshold, p.v_init = p.threshold / levels, p.v_init / levels
+    hidden = {p.name for p in out.neurons}
+    for p in out.populations:
+        for pr in p.inputs:
+            if pr.source != INPUT and pr.source in hidden:
+                pr.synapse.weight = pr.synapse.weight / levels
+    out.meta = {**out.meta, "method": "graded", "graded_levels": int(levels)}
+    return out

@@ -62,19 +62,20 @@ def conv_as_matrix(syn: ConvSynapse, weight: np.ndarray) -> sparse.csr_matrix:
                              shape=(n_out, n_in))
 
 
-def exact_dtype(weight: np.ndarray) -> torch.dtype:
-    """The float type that sums a binary input through integer ``weight`` exactly.
+def exact_dtype(weight: np.ndarray, max_input: int = 1) -> torch.dtype:
+    """The float type that sums an input of integers in [0, ``max_input``] (1: binary spikes; graded
+    payloads: more) through integer ``weight`` exactly.
 
-    With 0/1 inputs every partial sum is an integer no larger than the largest per-output sum of
-    |weight|; below 2**24 float32 holds all of them exactly, whatever the summation order (and
-    float32 convolutions are several times faster than float64 ones on CPUs).
+    Every partial sum is then an integer no larger than ``max_input`` times the largest per-output
+    sum of |weight|; below 2**24 float32 holds all of them exactly, whatever the summation order
+    (and float32 convolutions are several times faster than float64 ones on CPUs).
     """
     if sparse.issparse(weight):
         per_output = float(abs(weight).sum(axis=1).max()) if weight.shape[0] else 0.0
-        return torch.float32 if per_output < (1 << 24) else torch.float64
-    w = np.abs(np.asarray(weight, dtype=np.float64))
-    per_output = w.reshape(w.shape[0], -1).sum(axis=1).max() if w.size else 0.0
-    return torch.float32 if per_output < (1 << 24) else torch.float64
+    else:
+        w = np.abs(np.asarray(weight, dtype=np.float64))
+        per_output = w.reshape(w.shape[0], -1).sum(axis=1).max() if w.size else 0.0
+    return torch.float32 if per_output * max_input < (1 << 24) else torch.float64
 
 
 @contextlib.contextmanager

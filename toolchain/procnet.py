@@ -83,6 +83,27 @@ class TPPProcess:
 
 
 @dataclass
+class GradedProcess:
+    """spikeport's own graded-spike neuron (CPU-only in Lava): each window step it sends the number
+    of thresholds crossed, up to ``levels``, as the payload of its spike and subtracts that many
+    thresholds (``method_kernels.GradedKernel``). Window j = 0 (v = v_init) starts at ``start`` and
+    repeats every ``period``; inputs after ``length`` steps of a window are ignored."""
+
+    name: str
+    shape: tuple[int, ...]
+    theta: int
+    v_init: int
+    levels: int
+    start: int
+    period: int
+    length: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
 class MaxPoolProcess:
     """spikeport's own spiking max-pool gate (CPU-only in Lava), wired straight to its source's
     ``s_out`` with no synapse: it counts each source neuron's spikes and emits a spike when the
@@ -109,7 +130,7 @@ class MaxPoolProcess:
         return int(np.prod(self.in_shape))
 
 
-NeuronProcess = LIFProcess | COSProcess | TPPProcess | MaxPoolProcess
+NeuronProcess = LIFProcess | COSProcess | TPPProcess | GradedProcess | MaxPoolProcess
 
 
 @dataclass

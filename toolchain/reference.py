@@ -18,11 +18,12 @@ from spikeport.toolchain.reference_neurons import (
     Excursion,
     permute_in_time,
     run_cos,
+    run_graded,
     run_if,
     run_maxpool,
     run_tpp,
 )
-from spikeport.toolchain.snn import COS, INPUT, TPP, SNNGraph
+from spikeport.toolchain.snn import COS, INPUT, TPP, Graded, SNNGraph
 from spikeport.toolchain.trace import Trace
 
 
@@ -162,13 +163,16 @@ class SNNReference(nn.Module):
             elif isinstance(snn.neuron, TPP):
                 s = run_tpp(current, T, shape, p.threshold, p.v_init, self.integer, ex, self.device,
                             snn.neuron.seed, i, ids)
+            elif isinstance(snn.neuron, Graded):
+                s = run_graded(current, S, shape, p.threshold, p.v_init, snn.neuron.levels, self.integer, ex,
+                               self.device)
             else:
                 s = run_if(current, S, shape, p.threshold, p.v_init, self.integer, ex, self.device)
             if gen is not None:
                 s = permute_in_time(s, gen)
             spikes[p.name] = s
             peak[p.name], overflow[p.name] = ex.peak, ex.overflow
-            counts[p.name] = s[:T].sum(dim=(0, 2)).cpu().to(torch.int64)
+            counts[p.name] = s[:T].sum(dim=(0, 2), dtype=torch.int64).cpu()  # graded: the payloads
             if record:
                 recorded[p.name] = s.cpu().to(torch.uint8).numpy()
             for pr in p.inputs:  # free spike trains nobody needs any more

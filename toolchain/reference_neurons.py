@@ -1,7 +1,8 @@
 """Neuron models of the PyTorch reference (the oracle), each run over a whole layer window with zero delay.
 
 ``current(t)`` gives the layer's input at step t as a (batch, neurons) tensor (float, or int64 in
-integer graphs). Every model returns the spike train (S, batch, neurons) as bool. These are the
+integer graphs). Every model returns the spike train (S, batch, neurons) as bool (graded
+spikes: their uint8 payloads). These are the
 reference semantics the pipelined targets are verified against; ``sim`` and the Lava process
 models implement the same methods separately (``targets/method_kernels.py``), sharing only the PRNG.
 """
@@ -39,6 +40,13 @@ def fire(m: torch.Tensor, theta) -> tuple[torch.Tensor, torch.Tensor]:
     return s, m - theta * s.to(m.dtype)
 
 
+def fire_graded(m: torch.Tensor, theta, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The graded neuron: payload ``s = clip(floor(m / theta), 0, levels)`` (thresholds crossed) and
+    the potential ``v = m - theta * s`` left after it."""
+    s = torch.clamp(torch.div(m, theta, rounding_mode="floor"), 0, levels)
+    return s.to(torch.uint8), m - theta * s
+
+
 def _zeros(shape, integer: bool, device) -> torch.Tensor:
     return torch.zeros(shape, dtype=torch.int64 if integer else torch.float32, device=device)
 
@@ -54,6 +62,19 @@ def run_if(current: Current, S: int, shape: tuple[int, int], theta, v_init, inte
         m = v + current(t)
         ex.observe(m)
         out[t], v = fire(m, theta)
+    return out
+
+
+def run_graded(current: Current, S: int, shape: tuple[int, int], theta, v_init, levels: int, integer: bool,
+               ex: Excursion, device) -> torch.Tensor:
+    """Graded spikes: m = v + x; send s = clip(floor(m / theta), 0, levels); v = m - theta * s.
+    Returns the payloads (S, batch, neurons) as uint8."""
+    v = _zeros(shape, integer, device) + v_init
+    out = torch.zeros((S, *shape), dtype=torch.uint8, device=device)
+    for t in range(S):
+        m = v + current(t)
+        ex.observe(m)
+        out[t], v = fire_graded(m, theta, levels)
     return out
 
 

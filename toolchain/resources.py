@@ -25,7 +25,15 @@ import numpy as np
 from scipy import sparse
 
 from spikeport.toolchain.ops import conv_as_matrix
-from spikeport.toolchain.procnet import ConvProcess, COSProcess, DenseProcess, MaxPoolProcess, ProcessNet, TPPProcess
+from spikeport.toolchain.procnet import (
+    ConvProcess,
+    COSProcess,
+    DenseProcess,
+    GradedProcess,
+    MaxPoolProcess,
+    ProcessNet,
+    TPPProcess,
+)
 from spikeport.toolchain.snn import ConvSynapse
 
 
@@ -150,7 +158,7 @@ def estimate(net: ProcessNet, limits: ChipLimits = LOIHI2_LIMITS) -> Resources:
             inside = gate.index >= 0
             incoming[gate.name].append((gate, int(inside.sum()), 0, inside.sum(1)))
             fan_out[gate.src] = fan_out[gate.src] + np.bincount(gate.index[inside], minlength=sizes[gate.src])
-    custom = {COSProcess: "COS", TPPProcess: "TPP", MaxPoolProcess: "spiking max-pool"}
+    custom = {COSProcess: "COS", TPPProcess: "TPP", GradedProcess: "graded-spike", MaxPoolProcess: "spiking max-pool"}
     for kind, what in custom.items():
         names = [p.name for p in net.lifs if isinstance(p, kind)]
         if names:

@@ -12,7 +12,8 @@ The same dataclasses describe the float SNN that :func:`convert` makes and the i
   ``SNNGraph.neuron`` swaps this model for :class:`COS` or :class:`TPP` (their equations are in their
   docstrings; the reference implements them in :mod:`spikeport.toolchain.reference_neurons`).
 
-  Spike amplitudes are folded into the weights, so ``s`` is 0/1 everywhere.
+  Spike amplitudes are folded into the weights, so ``s`` is 0/1 everywhere (graded spikes,
+  :class:`Graded`, carry an integer payload 0..levels instead).
 * The readout (``kind == "readout"``, always the last population) does not spike; its output is
   the sum over steps of ``sum_p W_p s_p(t) + bias``.
 * Spiking max-pool (``kind == "maxpool"``): one :class:`PoolSynapse` input from a spiking
@@ -186,7 +187,32 @@ class TPP:
     v_init: Literal["zero", "half"] = "zero"
 
 
-Neuron = IF | COS | TPP
+@dataclass(frozen=True)
+class Graded:
+    """Graded spikes (a Loihi 2 capability: a spike message carries an integer payload). Each step
+    a neuron sends the number of thresholds its potential has crossed, at most ``levels``, and
+    subtracts that many::
+
+        m(t) = v(t-1) + I(t);   s(t) = clip(floor(m(t) / theta), 0, levels);   v(t) = m(t) - theta * s(t)
+
+    With theta = lambda / L, v_init = theta / 2 and ``levels = L`` one step is exactly the QCFS
+    activation lambda / L * clip(floor(z L / lambda + 1/2), 0, L); over T steps the payloads sum
+    to what T steps of a binary IF neuron with L times the resolution would send. Spike amplitudes
+    stay folded into the weights: a payload s weighs s times a unit spike."""
+
+    levels: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.levels <= 255:
+            raise ValueError(f"graded spikes carry 1 to 255 levels, got {self.levels}")
+
+    @property
+    def message_bits(self) -> int:
+        """Bits of a payload (Lava's ``num_message_bits`` on the synapses it feeds)."""
+        return self.levels.bit_length()
+
+
+Neuron = IF | COS | TPP | Graded
 
 
 @dataclass

@@ -4,12 +4,12 @@ does not share (and the property-based tests in ``tests/test_fuzz.py``).
 Two families of cases:
 
 * **Networks** (:func:`random_case`): small integer SNNs through the real lowering. Every neuron
-  model (IF, IF with FTBC's time bias, COS, TPP), T from 1 to 32, 1 to 4 hidden layers of conv
-  (kernel 1-4, stride, padding, dilation, grouped and depthwise) or dense synapses, residual
-  projections (dense or 1x1 conv) that the lowering must delay, spiking max-pools (any kernel,
-  stride, padding and ceil mode) after conv layers, readout biases, 8-bit mantissas that
-  often sit at -128 and 127, and inputs from gentle to far past the head-room. Thresholds are sized
-  to each layer's input, so that most layers fire.
+  model (IF, IF with FTBC's time bias, COS, TPP, graded spikes of 1 to 8 levels), T from 1 to
+  32, 1 to 4 hidden layers of conv (kernel 1-4, stride, padding, dilation, grouped and
+  depthwise) or dense synapses, residual projections (dense or 1x1 conv) that the lowering must
+  delay, spiking max-pools (any kernel, stride, padding and ceil mode) after conv layers, readout
+  biases, 8-bit mantissas that often sit at -128 and 127, and inputs from gentle to far past the
+  head-room. Thresholds are sized to each layer's input, so that most layers fire.
 * **Lava arithmetic** (:func:`random_process_case`): process networks built directly, without the
   lowering, to reach what it never produces: leaky LIFs (any du, dv), odd mixed-sign weights that
   Lava truncates, sign modes, 1-8 weight bits, negative weight exponents, bias exponents, per-synapse
@@ -52,6 +52,7 @@ from spikeport.toolchain.snn import (
     TPP,
     ConvSynapse,
     DenseSynapse,
+    Graded,
     PoolSynapse,
     Population,
     Projection,
@@ -168,11 +169,14 @@ def random_case(seed: int) -> Case:
     kind = rng.random()
     ftbc = 0.55 <= kind < 0.7  # IF with a time bias per step and channel
     if kind < 0.7:
-        neuron: IF | COS | TPP = IF()
+        neuron: IF | COS | TPP | Graded = IF()
     elif kind < 0.85:
         neuron = COS(int(rng.integers(1, 7)))
     else:
         neuron = TPP(int(rng.integers(0, 1000)), str(rng.choice(["zero", "half"])))
+    graded_rng = np.random.default_rng([seed, 2])  # drawn apart, like the pools: the other draws stay put
+    if isinstance(neuron, IF) and not ftbc and graded_rng.random() < 0.15:
+        neuron = Graded(int(graded_rng.integers(1, 9)))
     if rng.random() < 0.65:
         input_shape: tuple[int, ...] = (int(rng.integers(1, 5)), int(rng.integers(4, 10)), int(rng.integers(4, 10)))
     else:
@@ -218,7 +222,8 @@ def random_case(seed: int) -> Case:
                                time_bias=time_bias))
         shape, source = tuple(out_shape), f"l{i}"
         pool = _random_pool(pool_rng, out_shape) if len(out_shape) == 3 and pool_rng.random() < 0.3 else None
-        if pool is not None:  # a spiking max-pool of the layer (drawn apart: the other draws stay put)
+        if pool is not None and not isinstance(neuron, Graded):  # a spiking max-pool (drawn apart: the other
+            # draws stay put); the gate counts binary spikes, so graded networks have none
             pops.append(Population(f"p{i}", pool.out_shape, "maxpool", 0, 0, np.zeros(pool.out_shape, np.int64),
                                    [Projection(source, pool)]))
             shape, source = pool.out_shape, f"p{i}"

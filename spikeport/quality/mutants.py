@@ -8,8 +8,8 @@ reference). A mutant no check catches is MISSED, and the command exits 1.
 
 The faults are those a bit-accurate simulator can realistically get wrong: a threshold off by one,
 timing, silent layers, the readout, Lava's register widths and weight processing, the bias
-exponent, axonal delays, the flush-step quench, the seed methods' own arithmetic and the spiking
-max-pool's.
+exponent, axonal delays, the flush-step quench, the seed methods' own arithmetic, the spiking
+max-pool's and the graded spikes' cap.
 """
 
 from __future__ import annotations
@@ -104,6 +104,10 @@ def _maxpool_keeps_firing(self, out, *_args):
     return out | (self.top > 0)  # the gate fires on every step once its window has seen a spike
 
 
+def _graded_cap_plus_one(self, _result, *_args, **_kwargs):
+    self.levels = self.levels + 1  # a graded neuron may send one threshold more than its levels
+
+
 def _u_decay_off_by_one(self, x, decay):
     return sim_models.LIFModel._real_decay(self, x, max(decay - 1, 0))
 
@@ -160,6 +164,8 @@ MUTANTS: list[Mutant] = [
     Mutant("u-decay-1", "u decays by du instead of du + 1", _decay_patch),
     Mutant("maxpool-keeps-firing", "the spiking max-pool fires whenever its window has fired before",
            lambda: _wrap(method_kernels.MaxPoolKernel, "step", _maxpool_keeps_firing)),
+    Mutant("graded-cap+1", "graded spikes carry up to levels + 1 thresholds",
+           lambda: _wrap(method_kernels.GradedKernel, "__init__", _graded_cap_plus_one)),
 ]
 
 
@@ -182,7 +188,9 @@ class Checks:
     def __init__(self, network_cases: int = 40, process_cases: int = 24) -> None:
         mlp, resnet = prepare("mlp_digits", calib=256), prepare("resnet_digits", calib=256)
         self.verify_runs = [("verify mlp_digits", mlp.quantize(mlp.snn, 4), mlp.data.x_test[:24], 4),
-                            ("verify resnet_digits", resnet.quantize(resnet.snn, 3), resnet.data.x_test[:24], 3)]
+                            ("verify resnet_digits", resnet.quantize(resnet.snn, 3), resnet.data.x_test[:24], 3),
+                            ("verify mlp_digits graded", mlp.quantize(mlp.method("graded", 1), 1),
+                             mlp.data.x_test[:24], 1)]
         self.network_seeds = range(network_cases)
         self.process_seeds = range(process_cases)
 

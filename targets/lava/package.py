@@ -19,7 +19,7 @@ from spikeport.targets import method_kernels
 from spikeport.targets.lava import runtime
 from spikeport.toolchain import prng
 from spikeport.toolchain.files import write_atomic
-from spikeport.toolchain.procnet import ConvProcess, COSProcess, MaxPoolProcess, ProcessNet, TPPProcess
+from spikeport.toolchain.procnet import ConvProcess, COSProcess, GradedProcess, MaxPoolProcess, ProcessNet, TPPProcess
 from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
 
 FORMAT = "spikeport-lava-package/1"
@@ -53,6 +53,9 @@ def _lif(p, i: int, arr: _Arrays) -> dict:
     if isinstance(p, TPPProcess):
         return {"kind": "tpp", "name": p.name, "shape": list(p.shape), "theta": p.theta, "v_init": p.v_init,
                 "T": p.T, "start": p.start, "period": p.period, "seed": p.seed, "layer": p.layer}
+    if isinstance(p, GradedProcess):
+        return {"kind": "graded", "name": p.name, "shape": list(p.shape), "theta": p.theta, "v_init": p.v_init,
+                "levels": p.levels, "start": p.start, "period": p.period, "length": p.length}
     if isinstance(p, MaxPoolProcess):
         return {"kind": "maxpool", "name": p.name, "shape": list(p.shape), "src": p.src, "in_shape": list(p.in_shape),
                 "index": arr.put(f"lif{i}.index", p.index.astype(np.int64)), "start": p.start, "period": p.period,
@@ -68,7 +71,7 @@ def _synapse(s, i: int, arr: _Arrays) -> dict:
         return {"kind": "conv", "name": s.name, "src": s.src, "dst": s.dst,
                 "weight": arr.put(f"syn{i}.w", s.weight.astype(np.int64)), "in_shape": list(s.in_shape),
                 "out_shape": list(s.out_shape), "stride": list(s.stride), "padding": list(s.padding),
-                "dilation": list(s.dilation), "groups": s.groups}
+                "dilation": list(s.dilation), "groups": s.groups, "num_message_bits": s.num_message_bits}
     w = s.weights if sparse.issparse(s.weights) else np.asarray(s.weights, dtype=np.int64)
     return {"kind": "dense", "name": s.name, "src": s.src, "dst": s.dst, "weights": arr.put(f"syn{i}.w", w),
             "sparse": bool(s.sparse or np.any(s.delay)), "weight_exp": s.weight_exp,

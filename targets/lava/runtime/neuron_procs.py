@@ -1,4 +1,5 @@
-"""spikeport's own processes for COS, TPP and the spiking max-pool (CPU-only: Python process models).
+"""spikeport's own processes for COS, TPP, graded spikes and the spiking max-pool (CPU-only: Python
+process models).
 
 Their arithmetic is ``method_kernels.py``, the same code ``sim`` runs; Lava contributes the runtime:
 message passing, the stock synapses around them, the schedule of the streamed samples. The PyTorch
@@ -14,7 +15,7 @@ from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-from method_kernels import COSKernel, MaxPoolKernel, TPPKernel
+from method_kernels import COSKernel, GradedKernel, MaxPoolKernel, TPPKernel
 from prng import prng_u32
 
 
@@ -40,8 +41,21 @@ class TPPNeuron(AbstractProcess):
         self.s_out = OutPort(shape=shape)
 
 
+class GradedNeuron(AbstractProcess):
+    """Graded-spike neurons; see ``method_kernels.GradedKernel``. ``s_out`` carries the payloads
+    (0..levels); the synapses it feeds need ``num_message_bits`` set (Lava treats a binary synapse's
+    input as 0/1)."""
+
+    def __init__(self, *, shape, theta, v_init, levels, start, period, length, name=None):
+        super().__init__(shape=shape, theta=theta, v_init=v_init, levels=levels, start=start, period=period,
+                         length=length, name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+
+
 class _WindowedModel(PyLoihiProcessModel):
-    """Window j = 0 restarts every ``period`` steps from ``start``; outputs are 0/1 spikes."""
+    """Window j = 0 restarts every ``period`` steps from ``start``; outputs are spikes (0/1, or the
+    payloads of graded spikes)."""
 
     def _setup(self, kernel):
         # prefixed names: PyLoihiProcessModel already has attributes such as start() and shape
@@ -53,7 +67,7 @@ class _WindowedModel(PyLoihiProcessModel):
     def run_spk(self):
         a = self.a_in.recv().astype(np.int64).reshape(-1)
         t = self.time_step
-        s = np.zeros(a.shape, dtype=bool)
+        s = np.zeros(a.shape, dtype=np.int64)
         if t >= self._sp_t0:
             j = (t - self._sp_t0) % self._sp_period
             if j == 0:
@@ -61,6 +75,9 @@ class _WindowedModel(PyLoihiProcessModel):
                 self._sp_window = (t - self._sp_t0) // self._sp_period
             s = self._sp_step(j, a)
         self.s_out.send(s.reshape(self._sp_shape).astype(np.int32))
+
+    def _sp_step(self, j, a):
+        return self._sp_kernel.step(j, a)
 
 
 @implements(proc=COSNeuron, protocol=LoihiProtocol)
@@ -76,8 +93,19 @@ class PyCOSNeuronModel(_WindowedModel):
         n = int(np.prod(p["shape"]))
         self._setup(COSKernel(np, (n,), p["theta"], p["v_init"], p["rho"], p["S"]))
 
-    def _sp_step(self, j, a):
-        return self._sp_kernel.step(j, a)
+
+@implements(proc=GradedNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyGradedNeuronModel(_WindowedModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params
+        n = int(np.prod(p["shape"]))
+        self._setup(GradedKernel(np, (n,), p["theta"], p["v_init"], p["levels"], p["length"]))
 
 
 @implements(proc=TPPNeuron, protocol=LoihiProtocol)

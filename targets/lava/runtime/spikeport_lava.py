@@ -6,7 +6,8 @@ Needs only lava-nc 0.10 and numpy (no torch, no spikeport). A package is a folde
     network.json      structure and scalar parameters (format "spikeport-lava-package/1")
     arrays.npz        weights, delays, bias schedules, the input encoder (no pickles)
     spikeport_lava.py this loader; neuron_procs.py, method_kernels.py, prng.py: spikeport's own
-                      COS / TPP / max-pool process models (CPU), used only if the network has them
+                      COS / TPP / graded-spike / max-pool process models (CPU), used only if the
+                      network has them
 
 Usage (see README.md in the package)::
 
@@ -136,7 +137,7 @@ class SpikeportNetwork(AbstractProcess):
         from lava.proc.lif.process import LIF, LIFReset
         from lava.proc.sparse.process import DelaySparse, Sparse
         from lava.utils.weightutils import SignMode
-        from neuron_procs import COSNeuron, MaxPoolGate, TPPNeuron
+        from neuron_procs import COSNeuron, GradedNeuron, MaxPoolGate, TPPNeuron
 
         spec, arrays = read(path)
         super().__init__(path=str(path), steps=steps, n_samples=n_samples, name=name)
@@ -157,6 +158,10 @@ class SpikeportNetwork(AbstractProcess):
                 lifs[p["name"]] = TPPNeuron(shape=lava_shape(shape), theta=p["theta"], v_init=p["v_init"], T=p["T"],
                                             start=p["start"], period=p["period"], seed=p["seed"], layer=p["layer"],
                                             neuron_ids=self.orders[p["name"]], sample_ids=ids, name=p["name"])
+            elif p["kind"] == "graded":
+                lifs[p["name"]] = GradedNeuron(shape=lava_shape(shape), theta=p["theta"], v_init=p["v_init"],
+                                               levels=p["levels"], start=p["start"], period=p["period"],
+                                               length=p["length"], name=p["name"])
             elif p["kind"] == "maxpool":  # wired straight to its source's s_out
                 src = p["src"]
                 lifs[p["name"]] = MaxPoolGate(in_shape=lava_shape(self.shapes[src]), shape=lava_shape(shape),
@@ -193,7 +198,8 @@ class SpikeportNetwork(AbstractProcess):
                 w = arrays[s["weight"]][:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # (C_out, kW, kH, C_in/g), flipped
                 syn = Conv(weight=np.ascontiguousarray(w), input_shape=lava_shape(tuple(s["in_shape"])),
                            padding=tuple(s["padding"][::-1]), stride=tuple(s["stride"][::-1]),
-                           dilation=tuple(s["dilation"][::-1]), groups=s["groups"], name=s["name"])
+                           dilation=tuple(s["dilation"][::-1]), groups=s["groups"],
+                           num_message_bits=s.get("num_message_bits", 0), name=s["name"])
                 lifs[src].s_out.connect(syn.s_in)
                 syn.a_out.connect(lifs[dst].a_in)
                 self.synapses.append(syn)
