@@ -24,6 +24,7 @@ EXAMPLES = {
     "finetune": "spikeport finetune maxpool_cnn_mnist --epochs 3 --out maxpool_ft.pt",
     "maxpool": "spikeport maxpool --T 4,8,16 --out out/maxpool",
     "netx-reset": "spikeport netx-reset mlp_digits cnn_mnist --T 4,8,16",
+    "lowlat": "spikeport lowlat cnn_mnist --T 1,2,4 --out out/lowlat",
     "conformance": "spikeport conformance --json",
     "bench": "spikeport bench --out out/bench",
     "export": "spikeport export cnn_mnist --netx out/netx --reset zero --T 8",
@@ -211,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
     p.add_argument("--out", type=Path, default=Path("out/maxpool"),
                    help="folder for maxpool.json, maxpool.md and the fine-tuned checkpoint")
+
+    p = add("lowlat", "every configuration for very few time steps (twins at L = 2, 4, 8, QCFS and NQ; qcfs, ftbc, "
+            "cos, tpp, ftbc+tpp, graded): held-out and test accuracy, latency, energy; the pick for each T")
+    p.add_argument("model", nargs="?", default="cnn_mnist", help="a bundled family: cnn_mnist or mlp_digits")
+    p.add_argument("--T", type=_steps, default=(1, 2, 4), help="time steps, e.g. 1,2,4")
+    p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
+    p.add_argument("--lava-samples", type=_nonnegative, default=16, help="samples verified in Lava per pick (0: none)")
+    p.add_argument("--out", type=Path, default=Path("out/lowlat"), help="folder for lowlat.json, .md and .html")
 
     p = add("netx-reset", "the netx form (reset to zero) against spikeport's soft reset: accuracy at each T, "
             "and the written .net file in lava-dl's netx compared with sim")
@@ -478,6 +487,17 @@ def cmd_maxpool(args) -> int:
     return _write_table(table, args.out, "maxpool")
 
 
+def cmd_lowlat(args) -> int:
+    from spikeport.lowlat import markdown, study, write
+
+    res = study(args.model, Ts=args.T, lava_samples=args.lava_samples, test_samples=args.samples,
+                log=lambda s: print(s, file=sys.stderr, flush=True))
+    write(res, args.out)
+    print(markdown(res))
+    print(f"wrote {args.out / 'lowlat.html'}; picks verified spike for spike: {res['all_checks_exact']}")
+    return 0 if res["all_checks_exact"] else 1
+
+
 def cmd_netx_reset(args) -> int:
     from spikeport.interop.netx_export import reset_table
     from spikeport.toolchain.files import write_atomic
@@ -720,6 +740,7 @@ COMMANDS = {
     "demo": cmd_demo, "run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "methods": cmd_methods,
     "report": cmd_report, "conformance": cmd_conformance, "bench": cmd_bench, "export": cmd_export, "info": cmd_info,
     "train": cmd_train, "finetune": cmd_finetune, "maxpool": cmd_maxpool, "netx-reset": cmd_netx_reset,
+    "lowlat": cmd_lowlat,
     "fuzz": cmd_fuzz, "lava-env": cmd_lava_env, "mutants": cmd_mutants,
 }
 

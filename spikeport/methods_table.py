@@ -1,7 +1,7 @@
 """``spikeport methods``: the seed methods side by side on a bundled model.
 
-For every T: the ANN, QCFS, QCFS+FTBC, QCFS+COS, TPP (mean and spread over seeds), the NQ-trained
-twin and the permutation diagnostic, as float (``torch_float``) and integer rows (``torch_int`` and
+For every T: the ANN, QCFS, QCFS+FTBC, QCFS+COS, TPP (mean and spread over seeds), graded spikes,
+the NQ-trained twin and the permutation diagnostic, as float (``torch_float``) and integer rows (``torch_int`` and
 ``sim`` on the whole test split, ``lava`` on a subset). Integer targets are checked against each
 other: sim's and torch_int's summed logits must agree on every test sample, their spikes on a
 subset (every layer, step and neuron), and Lava must equal both where it runs.
@@ -28,7 +28,7 @@ from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.reference import run_reference
 from spikeport.toolchain.snn import SNNGraph
 
-METHOD_ORDER = ["qcfs", "ftbc", "cos", "tpp", "nq", "permute"]
+METHOD_ORDER = ["qcfs", "ftbc", "cos", "tpp", "graded", "nq", "permute"]
 
 
 @dataclass
@@ -122,8 +122,8 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
     else:
         table.notes["nq"] = f"no bundled {nq_name} checkpoint"
     snn_nq = nq.snn if nq is not None else None
-    n_methods = 4 + tpp_seeds + (1 if nq is not None else 0)
-    total = len(Ts) * len(x) * (3 * n_methods + 2) + len(lava_Ts) * 3 * min(lava_samples, len(x))
+    n_methods = 5 + tpp_seeds + (1 if nq is not None else 0)
+    total = len(Ts) * len(x) * (3 * n_methods + 2) + len(lava_Ts) * 15 * min(lava_samples, len(x)) // 4
     bar = tqdm(total=total, desc=f"methods {model}", unit="sample", disable=not progress, file=sys.stderr)
     tick = bar.update
     for T in Ts:
@@ -134,6 +134,7 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
         table.timings[f"ftbc_calibration_T{T}_s"] = time.perf_counter() - t0
         variants.append(("ftbc", ftbc, {"alpha": ftbc.meta["ftbc"]["alpha"]}))
         variants.append((f"cos (rho={rho})", prep.method("cos", T, rho=rho), {"T_plus_rho": T + rho}))
+        variants.append(("graded", prep.method("graded", T), {}))
         if snn_nq is not None:
             variants.append(("nq", snn_nq, {}))
         for label, s, extra in variants:
@@ -165,7 +166,7 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
         if T in lava_Ts and lava_samples:
             n = min(lava_samples, len(x))
             for label, s in [("qcfs", snn), ("ftbc", ftbc), (f"cos (rho={rho})", prep.method("cos", T, rho=rho)),
-                             ("tpp", prep.method("tpp", T, seed=0))]:
+                             ("tpp", prep.method("tpp", T, seed=0)), ("graded", prep.method("graded", T))]:
                 bar.set_description(f"{model} T={T} lava {label}")
                 t0 = time.perf_counter()
                 qm = prep.quantize(s, T)

@@ -156,11 +156,11 @@ def test_methods_table_command(capsys, tmp_path):
     assert code == 0 and "all exact: True" in out
     table = json.loads((tmp_path / "methods.json").read_text())
     methods = {r["method"] for r in table["rows"]}
-    assert {"qcfs", "ftbc", "cos (rho=4)", "tpp", "nq", "permute", "ann"} <= methods
+    assert {"qcfs", "ftbc", "cos (rho=4)", "tpp", "graded", "nq", "permute", "ann"} <= methods
     tpp = [r for r in table["rows"] if r["method"] == "tpp" and r["target"] == "sim"]
     assert all(r["runs"] == 2 and r["acc_std"] is not None for r in tpp)
     lava = {(r["method"], r["T"]) for r in table["rows"] if r["target"] == "lava"}
-    assert lava == {("qcfs", 2), ("ftbc", 2), ("cos (rho=4)", 2), ("tpp (seed 0)", 2)}
+    assert lava == {("qcfs", 2), ("ftbc", 2), ("cos (rho=4)", 2), ("tpp (seed 0)", 2), ("graded", 2)}
     assert (tmp_path / "methods.md").read_text().startswith("| method |")
 
 

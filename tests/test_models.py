@@ -6,10 +6,14 @@ from spikeport.models.train import accuracy
 from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
 from spikeport.toolchain.errors import SpikeportError
 
+TWINS = [(f"{base}{nq}_l{L}", dataset, flat, floor) for base, dataset, flat, floor in
+         [("cnn_mnist", "mnist5k", False, 0.96), ("mlp_digits", "digits", True, 0.97)]
+         for L in (2, 4) for nq in ("", "_nq")]  # issue 15: the same recipe at other QCFS levels
+
 
 @pytest.mark.parametrize("name,dataset,flat,floor", [("cnn_mnist", "mnist5k", False, 0.97),
                                                       ("mlp_digits", "digits", True, 0.97),
-                                                      ("resnet_digits", "digits", False, 0.85)])
+                                                      ("resnet_digits", "digits", False, 0.85), *TWINS])
 def test_bundled_checkpoints_load_safely_and_reproduce_their_accuracy(name, dataset, flat, floor):
     path = CHECKPOINT_DIR / f"{name}.pt"
     raw = torch.load(path, weights_only=True)  # plain tensors and builtins only

@@ -99,10 +99,14 @@ def _plots(report: Report) -> dict[str, str]:
     out = {}
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for target in TARGET_ORDER[1:]:
-        pts = sorted((r["T"], r["acc"]) for r in report.accuracy
-                     if r["target"] == target and r["T"] is not None and r["n"] == report.data["n_test"])
+        pts = sorted((r["T"], r["acc"]) for r in report.accuracy if r["target"] == target and r["method"] == "qcfs"
+                     and r["T"] is not None and r["n"] == report.data["n_test"])
         if pts:
             ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=target)
+    graded = sorted((r["T"], r["acc"]) for r in report.accuracy if r["target"] == "sim" and r["method"] == "graded"
+                    and r["n"] == report.data["n_test"])
+    if graded:
+        ax.plot([p[0] for p in graded], [100 * p[1] for p in graded], marker="s", ls="--", label="graded spikes (sim)")
     for r in report.accuracy:
         if r["target"] == "ann":
             ax.axhline(100 * r["acc"], ls="--" if r["method"] == "qcfs" else ":", color="gray",

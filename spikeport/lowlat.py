@@ -1,0 +1,214 @@
+"""``spikeport lowlat``: every configuration for very few time steps side by side, and the one to
+deploy at each T.
+
+A configuration is a trained network of a family (the bundled model and its twins trained at other
+QCFS levels L, plainly or with NQ's noise: ``cnn_mnist``, ``cnn_mnist_nq``, ``cnn_mnist_l4``,
+``cnn_mnist_nq_l4``, ...) and a method on top of it: ``qcfs``, ``ftbc``, ``cos`` (rho = L, as COS is
+designed), ``tpp``, ``graded`` (graded spikes) and ``ftbc+tpp`` (TPP neurons on the FTBC-calibrated
+network). Methods combine with NQ by running on an ``*_nq`` twin.
+
+For each configuration and T, integer ``sim`` gives the accuracy on held-out training samples (the
+last 500 of the training split, which no checkpoint was fitted on; FTBC calibrates on the rest) and
+on the test split, the latency in pipelined steps (every hop, COS's pre-run and TPP's accumulation
+counted), and the messages, synaptic operations and energy per inference on the held-out samples
+(the quantization report's Loihi figures: one synaptic operation per message and target, graded
+spikes charged as one message each). The recommendation for each T is the configuration with the
+best held-out accuracy (ties: less energy); the test split never chooses. The recommended
+configurations are verified spike for spike, ``sim`` and Lava against ``torch_int``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from spikeport.api import ann_accuracy, prepare, run, verify
+from spikeport.models.zoo import CHECKPOINT_DIR
+from spikeport.reports.html import STYLE, json_default, png, table
+from spikeport.reports.quantization import ENERGY_SOURCES
+from spikeport.toolchain.lowering import lower
+from spikeport.toolchain.methods import apply_method
+from spikeport.toolchain.ops import synaptic_ops
+from spikeport.toolchain.snn import SNNGraph
+
+HELD_OUT = 500  # the last training samples: the zoo's recipe never fits them (models/train.py)
+METHODS = ("qcfs", "ftbc", "cos", "tpp", "ftbc+tpp", "graded")
+
+
+def family(base: str) -> list[str]:
+    """The bundled checkpoints of ``base``'s family: itself, its NQ twin and the twins at other L."""
+    names = [base, f"{base}_nq"] + [f"{base}{nq}_l{L}" for L in (4, 2) for nq in ("", "_nq")]
+    return [n for n in names if (CHECKPOINT_DIR / f"{n}.pt").is_file()]
+
+
+def energy(q: SNNGraph, trace, T: int) -> dict:
+    """Messages, synaptic operations and energy (uJ) per inference from a recorded ``sim`` trace."""
+    S = q.steps(T)
+    messages = {p.name: (trace.spikes[p.name][trace.window_start.get(p.name, 0):][:S] != 0).sum(0)
+                for p in q.hidden}
+    synops = float(synaptic_ops(q, messages).mean())
+    updates = sum(p.size for p in q.populations) * S
+    e = ENERGY_SOURCES["loihi"]
+    return {"messages": float(sum(m.sum(1) for m in messages.values()).mean()), "synops": synops,
+            "energy_uJ": (synops * e["synop_pJ"] + updates * e["neuron_update_pJ"]) * 1e-6}
+
+
+def _variant(prep, method: str, T: int, levels: int, fit: tuple[np.ndarray, np.ndarray]) -> SNNGraph:
+    graph, (x_fit, y_fit) = prep.model.graph, fit
+    if method in ("ftbc", "ftbc+tpp"):
+        s = apply_method(prep.snn, "ftbc", T, graph=graph, calib_x=x_fit, calib_y=y_fit, device=prep.device)
+        return apply_method(s, "tpp", T, seed=0) if method == "ftbc+tpp" else s
+    return apply_method(prep.snn, method, T, rho=levels, seed=0)
+
+
+def study(base: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4), methods: tuple[str, ...] = METHODS,
+          lava_samples: int = 16, test_samples: int | None = None, progress: bool = True,
+          log: Callable[[str], None] = print) -> dict:
+    """Every configuration of ``base``'s family at every T; the recommendation per T."""
+    rows, anns = [], []
+    names = family(base)
+    bar = tqdm(total=len(names) * len(Ts) * len(methods), desc=f"lowlat {base}", unit="config",
+               disable=not progress, file=sys.stderr)
+    for name in names:
+        prep = prepare(name)
+        d = prep.data
+        cfg = prep.model.meta.get("train_config", {})
+        levels = int(cfg.get("levels") or 8)
+        trained = "nq" if cfg.get("noise") else "qcfs"
+        fit = (d.x_train[:-HELD_OUT], d.y_train[:-HELD_OUT])
+        x_val, y_val = d.x_train[-HELD_OUT:], d.y_train[-HELD_OUT:]
+        x, y = d.x_test[:test_samples], d.y_test[:test_samples]
+        anns.append({"model": name, "L": levels, "trained": trained, "ann_test": ann_accuracy(prep.model.graph, x, y),
+                     "ann_held_out": ann_accuracy(prep.model.graph, x_val, y_val)})
+        for T in Ts:
+            for method in methods:
+                bar.set_description(f"{name} T={T} {method}")
+                t0 = time.perf_counter()
+                q = prep.quantize(_variant(prep, method, T, levels, fit), T)
+                val = run(q, x_val, T, "sim", record=True)
+                test = run(q, x, T, "sim")
+                rows.append({"model": name, "L": levels, "trained": trained, "method": method, "T": T,
+                             "held_out": float(np.mean(val.predictions == y_val)),
+                             "test": float(np.mean(test.predictions == y)), "latency": lower(q, T).latency,
+                             **energy(q, val, T), "seconds": time.perf_counter() - t0})
+                bar.update(1)
+    bar.close()
+    best = recommend(rows, Ts)
+    checks = []
+    for T, r in best.items():
+        if not lava_samples:
+            break
+        prep = prepare(r["model"])
+        levels = r["L"]
+        fit = (prep.data.x_train[:-HELD_OUT], prep.data.y_train[:-HELD_OUT])
+        q = prep.quantize(_variant(prep, r["method"], T, levels, fit), T)
+        ver, _ = verify(q, prep.data.x_test[:lava_samples], T, targets=("sim", "lava"))
+        checks += [{"T": T, "config": label(r), **v.to_dict()} for v in ver]
+        log(f"lowlat: T={T} {label(r)}: " + "; ".join(v.line() for v in ver))
+    return {"base": base, "Ts": list(Ts), "held_out": HELD_OUT, "anns": anns, "rows": rows,
+            "recommended": {str(T): r for T, r in best.items()}, "checks": checks,
+            "all_checks_exact": all(c["exact"] for c in checks), "energy_sources": ENERGY_SOURCES}
+
+
+def label(r: dict) -> str:
+    trained = "NQ" if r["trained"] == "nq" else "QCFS"
+    return f"{trained} L={r['L']} + {r['method']}"
+
+
+def recommend(rows: list[dict], Ts) -> dict[int, dict]:
+    """Per T: the best held-out accuracy, ties broken by energy."""
+    return {T: max((r for r in rows if r["T"] == T), key=lambda r: (r["held_out"], -r["energy_uJ"])) for T in Ts}
+
+
+def pareto(rows: list[dict]) -> list[dict]:
+    """Configurations no other one beats on test accuracy, latency and energy at once."""
+    def dominated(r):
+        return any(o["test"] >= r["test"] and o["latency"] <= r["latency"] and o["energy_uJ"] <= r["energy_uJ"]
+                   and (o["test"], -o["latency"], -o["energy_uJ"]) != (r["test"], -r["latency"], -r["energy_uJ"])
+                   for o in rows)
+    return [r for r in rows if not dominated(r)]
+
+
+def markdown(res: dict) -> str:
+    Ts = res["Ts"]
+    best_ann = max(res["anns"], key=lambda a: a["ann_test"])
+    lines = [f"Best ANN of the family: {best_ann['model']} {100 * best_ann['ann_test']:.1f} % "
+             f"(held-out {100 * best_ann['ann_held_out']:.1f} %).", "",
+             "| recommended at T | configuration | held-out | test | latency (steps) | messages | energy (uJ) |",
+             "|---|---|---|---|---|---|---|"]
+    for T in Ts:
+        r = res["recommended"][str(T)]
+        lines.append(f"| {T} | {label(r)} | {100 * r['held_out']:.1f} % | {100 * r['test']:.1f} % | {r['latency']} | "
+                     f"{r['messages']:,.0f} | {r['energy_uJ']:.3g} |")
+    lines += ["", "| trained | L | ANN | method | " + " | ".join(f"T={T} test (held-out)" for T in Ts) + " |",
+              "|---|---|---|---|" + "---|" * len(Ts)]
+    anns = {a["model"]: a for a in res["anns"]}
+    keyed: dict[tuple, dict] = {}
+    for r in res["rows"]:
+        keyed.setdefault((r["model"], r["method"]), {})[r["T"]] = r
+    for (model, method), cells in keyed.items():
+        a = anns[model]
+        vals = [f"{100 * cells[T]['test']:.1f} ({100 * cells[T]['held_out']:.1f})" if T in cells else "" for T in Ts]
+        lines.append(f"| {a['trained'].upper()} | {a['L']} | {100 * a['ann_test']:.1f} | {method} | " + " | ".join(vals)
+                     + " |")
+    return "\n".join(lines)
+
+
+def plot(res: dict) -> str:
+    """Test accuracy against pipelined latency, colour = energy per inference, Pareto front marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = res["rows"]
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    sc = ax.scatter([r["latency"] for r in rows], [100 * r["test"] for r in rows],
+                    c=[r["energy_uJ"] for r in rows], cmap="viridis", s=28, alpha=0.85)
+    front = sorted(pareto(rows), key=lambda r: (r["latency"], -r["test"]))
+    ax.scatter([r["latency"] for r in front], [100 * r["test"] for r in front], s=90, facecolors="none",
+               edgecolors="red", label="Pareto front (accuracy, latency, energy)")
+    for r in front:
+        ax.annotate(f"{label(r)} T={r['T']}", (r["latency"], 100 * r["test"]), fontsize=6, xytext=(3, -8),
+                    textcoords="offset points")
+    best = max(a["ann_test"] for a in res["anns"])
+    ax.axhline(100 * best, color="gray", lw=1, ls="--", label=f"best ANN {100 * best:.1f} %")
+    ax.set_ylim(max(0.0, 100 * min(r["test"] for r in rows) - 2), 100)
+    ax.set_xlabel("latency: steps from a sample's first input to its answer (pipelined)")
+    ax.set_ylabel("test accuracy (%), integer sim")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.colorbar(sc, ax=ax, label="energy per inference (uJ, Loihi figures)")
+    out = png(fig)
+    plt.close(fig)
+    return out
+
+
+def write(res: dict, out: Path) -> None:
+    import html
+
+    from spikeport.toolchain.files import write_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "lowlat.json", json.dumps(res, indent=1, default=json_default))
+    md = markdown(res)
+    write_atomic(out / "lowlat.md", md + "\n")
+    ordered = sorted(res["rows"], key=lambda r: (r["T"], -r["held_out"]))
+    rows = [[label(r), r["T"], f"{100 * r['held_out']:.1f}", f"{100 * r['test']:.1f}", r["latency"],
+             f"{r['messages']:,.0f}", f"{r['energy_uJ']:.3g}"] for r in ordered]
+    best = {id(r) for r in res["recommended"].values()}
+    page = (f"<!doctype html><meta charset='utf-8'><title>spikeport lowlat {html.escape(res['base'])}</title>"
+            f"<style>{STYLE}</style><h1>Very few time steps: {html.escape(res['base'])} and its twins</h1>"
+            f"<p>Recommended per T on {res['held_out']} held-out training samples; test accuracy never chooses. "
+            f"Energy: {html.escape(ENERGY_SOURCES['loihi']['source'])}; "
+            f"{html.escape(ENERGY_SOURCES['graded']['assumption'])}.</p>"
+            f"<img src='{plot(res)}'><pre>{html.escape(md)}</pre>"
+            + table(rows, ["configuration", "T", "held-out %", "test %", "latency", "messages", "energy uJ"],
+                    ["ok" if id(r) in best else "" for r in ordered]))
+    write_atomic(out / "lowlat.html", page)
