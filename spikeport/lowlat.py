@@ -59,11 +59,16 @@ def energy(q: SNNGraph, trace, T: int) -> dict:
             "energy_uJ": (synops * e["synop_pJ"] + updates * e["neuron_update_pJ"]) * 1e-6}
 
 
-def _variant(prep, method: str, T: int, levels: int, fit: tuple[np.ndarray, np.ndarray]) -> SNNGraph:
+def _variant(prep, method: str, T: int, levels: int, fit: tuple[np.ndarray, np.ndarray],
+             ftbc: dict | None = None) -> SNNGraph:
+    """The float SNN of one configuration; ``ftbc`` caches the FTBC calibration per T."""
     graph, (x_fit, y_fit) = prep.model.graph, fit
     if method in ("ftbc", "ftbc+tpp"):
-        s = apply_method(prep.snn, "ftbc", T, graph=graph, calib_x=x_fit, calib_y=y_fit, device=prep.device)
-        return apply_method(s, "tpp", T, seed=0) if method == "ftbc+tpp" else s
+        cache = ftbc if ftbc is not None else {}
+        if T not in cache:
+            cache[T] = apply_method(prep.snn, "ftbc", T, graph=graph, calib_x=x_fit, calib_y=y_fit,
+                                    device=prep.device)
+        return apply_method(cache[T], "tpp", T, seed=0) if method == "ftbc+tpp" else cache[T]
     return apply_method(prep.snn, method, T, rho=levels, seed=0)
 
 
@@ -84,13 +89,14 @@ def study(base: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4), methods: tup
         fit = (d.x_train[:-HELD_OUT], d.y_train[:-HELD_OUT])
         x_val, y_val = d.x_train[-HELD_OUT:], d.y_train[-HELD_OUT:]
         x, y = d.x_test[:test_samples], d.y_test[:test_samples]
+        calibrated: dict[int, SNNGraph] = {}
         anns.append({"model": name, "L": levels, "trained": trained, "ann_test": ann_accuracy(prep.model.graph, x, y),
                      "ann_held_out": ann_accuracy(prep.model.graph, x_val, y_val)})
         for T in Ts:
             for method in methods:
                 bar.set_description(f"{name} T={T} {method}")
                 t0 = time.perf_counter()
-                q = prep.quantize(_variant(prep, method, T, levels, fit), T)
+                q = prep.quantize(_variant(prep, method, T, levels, fit, calibrated), T)
                 val = run(q, x_val, T, "sim", record=True)
                 test = run(q, x, T, "sim")
                 rows.append({"model": name, "L": levels, "trained": trained, "method": method, "T": T,
