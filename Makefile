@@ -18,6 +18,8 @@ $(VENV)/.stamp: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.13.0
 	$(VENV)/bin/pip install -q -e '.[dev]'
+	# the benchmark peers (spikeport bench --suite peers); --no-deps: their requirements pull a CUDA torch
+	$(VENV)/bin/pip install -q --no-deps spikingjelly==2.0.0 snntorch==1.0.0 loguru
 	touch $@
 
 # Lava runs in its own Python 3.10 environment, in spikeport's cache folder (~/.cache/spikeport):

@@ -237,10 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("bench", "speed benchmarks, side by side in one run (figures for BENCHMARKS.md)")
-    p.add_argument("--suite", choices=["perf", "netx", "families"], default="perf",
+    p.add_argument("--suite", choices=["perf", "netx", "families", "peers"], default="perf",
                    help="perf: the MNIST-5k CNN and a VGG-style net on sim, torch, Lava and the float ANN, with "
                    "scaling tables; netx: lava-dl's pilotnet_lif and ntidigits, sim vs Lava; families: the "
-                   "standard CNN families through both importers, verified, with sizes and Loihi 2 estimates")
+                   "standard CNN families through both importers, verified, with sizes and Loihi 2 estimates; "
+                   "peers: sim beside SpikingJelly and snnTorch (optional, pip install --no-deps spikingjelly "
+                   "snntorch loguru) on the same networks")
     p.add_argument("--T", type=_positive, default=None, help="time steps (perf, netx: 8; families: 4)")
     p.add_argument("--batch", type=_positive, default=64)
     p.add_argument("--lava-samples", type=_ints, default=(8, 2), help="samples streamed through Lava for the "
@@ -633,6 +635,15 @@ def cmd_bench(args) -> int:
         _bench_output(args, res, coverage_table(res), "families")
         ok = all(r["sim_exact"] and r["lava_exact"] is not False for r in res["rows"])
         return 0 if ok else 1
+    if args.suite == "peers":
+        from spikeport.quality.peers import bench_peers, peers_table
+        from spikeport.quality.perf import bundled_cnn, random_vgg
+
+        n = 16 if args.quick else args.batch
+        res = bench_peers([bundled_cnn(n), random_vgg(n)], T=args.T or 8, batch=n, repeat=args.repeat,
+                          log=lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))
+        _bench_output(args, res, peers_table(res), "peers")
+        return 0
     if args.suite == "netx":
         from spikeport.quality.bench_netx import bench_netx, table
 

@@ -1,0 +1,14 @@
+"""Issue 16: the benchmark peers run the same network as spikeport's torch_float."""
+
+from spikeport.quality.peers import available, bench_peers, peers_table
+from spikeport.quality.perf import bundled_cnn
+
+
+def test_peers_run_the_same_network_and_agree_with_torch_float():
+    assert all(available().values())  # installed by `make env` (pip --no-deps)
+    res = bench_peers([bundled_cnn(16)], T=4, batch=16, repeat=1)
+    row = res["rows"][0]
+    assert row["sim_us"] > 0 and row["torch_float_us"] > 0
+    for peer in ("spikingjelly", "snntorch"):  # same layers, thresholds, soft reset, v0 = theta / 2
+        assert row[f"{peer}_us"] > 0 and row[f"{peer}_agrees"] >= 0.9, row
+    assert "| cnn_mnist | 4 | 16 |" in peers_table(res)
