@@ -33,7 +33,7 @@ from tqdm import tqdm
 from spikeport.api import ann_accuracy, prepare, run, verify
 from spikeport.models.zoo import CHECKPOINT_DIR
 from spikeport.reports.html import STYLE, json_default, png, table
-from spikeport.reports.quantization import ENERGY_SOURCES
+from spikeport.reports.quantization import ENERGY_SOURCES, loihi_energy_uJ, neuron_updates
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
 from spikeport.toolchain.ops import synaptic_ops
@@ -52,25 +52,22 @@ def family(base: str) -> list[str]:
 def energy(q: SNNGraph, trace, T: int) -> dict:
     """Messages, synaptic operations and energy (uJ) per inference from a recorded ``sim`` trace."""
     S = q.steps(T)
-    messages = {p.name: (trace.spikes[p.name][trace.window_start.get(p.name, 0):][:S] != 0).sum(0)
-                for p in q.hidden}
+    messages = {p.name: trace.window_counts(p.name, S, messages=True) for p in q.hidden}
     synops = float(synaptic_ops(q, messages).mean())
-    updates = sum(p.size for p in q.populations) * S
-    e = ENERGY_SOURCES["loihi"]
     return {"messages": float(sum(m.sum(1) for m in messages.values()).mean()), "synops": synops,
-            "energy_uJ": (synops * e["synop_pJ"] + updates * e["neuron_update_pJ"]) * 1e-6}
+            "energy_uJ": loihi_energy_uJ(synops, neuron_updates(q, S))}
 
 
 def _variant(prep, method: str, T: int, levels: int, fit: tuple[np.ndarray, np.ndarray],
-             ftbc: dict | None = None) -> SNNGraph:
-    """The float SNN of one configuration; ``ftbc`` caches the FTBC calibration per T."""
+             ftbc: dict[int, SNNGraph]) -> SNNGraph:
+    """The float SNN of one configuration; ``ftbc`` caches the FTBC calibration per T (ftbc and
+    ftbc+tpp share it)."""
     graph, (x_fit, y_fit) = prep.model.graph, fit
     if method in ("ftbc", "ftbc+tpp"):
-        cache = ftbc if ftbc is not None else {}
-        if T not in cache:
-            cache[T] = apply_method(prep.snn, "ftbc", T, graph=graph, calib_x=x_fit, calib_y=y_fit,
-                                    device=prep.device)
-        return apply_method(cache[T], "tpp", T, seed=0) if method == "ftbc+tpp" else cache[T]
+        if T not in ftbc:
+            ftbc[T] = apply_method(prep.snn, "ftbc", T, graph=graph, calib_x=x_fit, calib_y=y_fit,
+                                   device=prep.device)
+        return apply_method(ftbc[T], "tpp", T, seed=0) if method == "ftbc+tpp" else ftbc[T]
     return apply_method(prep.snn, method, T, rho=levels, seed=0)
 
 
@@ -79,6 +76,7 @@ def study(base: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4), methods: tup
           log: Callable[[str], None] = print) -> dict:
     """Every configuration of ``base``'s family at every T; the recommendation per T."""
     rows, anns = [], []
+    kept: dict[tuple, tuple[SNNGraph, np.ndarray]] = {}  # key(row) -> (integer network, test inputs)
     names = family(base)
     bar = tqdm(total=len(names) * len(Ts) * len(methods), desc=f"lowlat {base}", unit="config",
                disable=not progress, file=sys.stderr)
@@ -105,26 +103,29 @@ def study(base: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4), methods: tup
                              "held_out": float(np.mean(val.predictions == y_val)),
                              "test": float(np.mean(test.predictions == y)), "latency": lower(q, T).latency,
                              **energy(q, val, T), "seconds": time.perf_counter() - t0})
+                kept[key(rows[-1])] = (q, x)
                 bar.update(1)
     bar.close()
     best = recommend(rows, Ts)
     binary = recommend([r for r in rows if r["method"] != "graded"], Ts)  # what a chip without graded spikes runs
     checks = []
-    picks = {(T, r["model"], r["method"]): r for T, r in [*best.items(), *binary.items()]}
-    for (T, _, _), r in picks.items():
+    picks = {key(r): r for r in [*best.values(), *binary.values()]}
+    for k, r in picks.items():
         if not lava_samples:
             break
-        prep = prepare(r["model"])
-        levels = r["L"]
-        fit = (prep.data.x_train[:-HELD_OUT], prep.data.y_train[:-HELD_OUT])
-        q = prep.quantize(_variant(prep, r["method"], T, levels, fit), T)
-        ver, _ = verify(q, prep.data.x_test[:lava_samples], T, targets=("sim", "lava"))
-        checks += [{"T": T, "config": label(r), **v.to_dict()} for v in ver]
-        log(f"lowlat: T={T} {label(r)}: " + "; ".join(v.line() for v in ver))
+        q, x = kept[k]  # the very network the table measured
+        ver, _ = verify(q, x[:lava_samples], r["T"], targets=("sim", "lava"))
+        checks += [{"T": r["T"], "config": label(r), **v.to_dict()} for v in ver]
+        log(f"lowlat: T={r['T']} {label(r)}: " + "; ".join(v.line() for v in ver))
     return {"base": base, "Ts": list(Ts), "held_out": HELD_OUT, "anns": anns, "rows": rows,
             "recommended": {str(T): r for T, r in best.items()},
             "recommended_binary": {str(T): r for T, r in binary.items()}, "checks": checks,
             "all_checks_exact": all(c["exact"] for c in checks), "energy_sources": ENERGY_SOURCES}
+
+
+def key(r: dict) -> tuple:
+    """What identifies a configuration's row: its T, trained network and method."""
+    return r["T"], r["model"], r["method"]
 
 
 def label(r: dict) -> str:
@@ -183,8 +184,7 @@ def plot(res: dict) -> str:
     rows = res["rows"]
     front = pareto(rows)
     best = max(a["ann_test"] for a in res["anns"])
-    picks = {(r["T"], r["model"], r["method"]): r for key in ("recommended", "recommended_binary")
-             for r in res[key].values()}
+    picks = {key(r): r for which in ("recommended", "recommended_binary") for r in res[which].values()}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     for ax, low in zip(axes, (0.0, 100 * best - 5)):
         shown = [r for r in rows if 100 * r["test"] >= low]
@@ -223,7 +223,7 @@ def write(res: dict, out: Path) -> None:
     ordered = sorted(res["rows"], key=lambda r: (r["T"], -r["held_out"]))
     rows = [[label(r), r["T"], f"{100 * r['held_out']:.1f}", f"{100 * r['test']:.1f}", r["latency"],
              f"{r['messages']:,.0f}", f"{r['energy_uJ']:.3g}"] for r in ordered]
-    best = {id(r) for r in [*res["recommended"].values(), *res["recommended_binary"].values()]}
+    best = {key(r) for r in [*res["recommended"].values(), *res["recommended_binary"].values()]}
     page = (f"<!doctype html><meta charset='utf-8'><title>spikeport lowlat {html.escape(res['base'])}</title>"
             f"<style>{STYLE}</style><h1>Very few time steps: {html.escape(res['base'])} and its twins</h1>"
             f"<p>Recommended per T on {res['held_out']} held-out training samples; test accuracy never chooses. "
@@ -231,5 +231,5 @@ def write(res: dict, out: Path) -> None:
             f"{html.escape(ENERGY_SOURCES['graded']['assumption'])}.</p>"
             f"<img src='{plot(res)}'><pre>{html.escape(md)}</pre>"
             + table(rows, ["configuration", "T", "held-out %", "test %", "latency", "messages", "energy uJ"],
-                    ["ok" if id(r) in best else "" for r in ordered]))
+                    ["ok" if key(r) in best else "" for r in ordered]))
     write_atomic(out / "lowlat.html", page)

@@ -44,10 +44,12 @@ class Trace:
     def predictions(self) -> np.ndarray:
         return np.argmax(self.final, axis=1)
 
-    def window_counts(self, name: str, steps: int) -> np.ndarray:
-        """(batch, neurons) spike counts of population ``name`` over its ``steps``-long output window."""
+    def window_counts(self, name: str, steps: int, messages: bool = False) -> np.ndarray:
+        """(batch, neurons) spike counts of population ``name`` over its ``steps``-long output window:
+        the values sent (graded spikes: their payloads), or with ``messages`` the spikes sent."""
         start = self.window_start.get(name, 0)
-        return self.spikes[name][start:start + steps].sum(0).astype(np.int64)
+        window = self.spikes[name][start:start + steps]
+        return (window != 0 if messages else window).sum(0).astype(np.int64)
 
     @staticmethod
     def concat(traces: list[Trace]) -> Trace:

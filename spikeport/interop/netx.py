@@ -35,6 +35,7 @@ from spikeport.toolchain.snn import INPUT, ConvSynapse
 
 MAX_DELAY = 62
 NETX_BIAS_EXP = 6  # netx writes every neuron's bias with this exponent
+BIAS_RANGE = (-(1 << 15), (1 << 15) - 1)  # bias mantissas spikeport reads and writes
 UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat", "dense_comp")
 
 
@@ -61,11 +62,12 @@ def _pair(v) -> tuple[int, int]:
     return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
-def _check(layer: str, name: str, value, lo, hi) -> None:
+def check_range(layer: str, name: str, value, lo, hi, error: type[SpikeportError] = ModelFileError) -> None:
+    """Every entry of ``value`` in [lo, hi], else ``error`` naming the netx layer and the field."""
     arr = np.asarray(value)
     if arr.size and (arr.min() < lo or arr.max() > hi):
         bad = arr.min() if arr.min() < lo else arr.max()
-        raise ModelFileError(f"netx layer {layer}: {name} = {bad} is outside the hardware range [{lo}, {hi}]")
+        raise error(f"netx layer {layer}: {name} = {bad} is outside the hardware range [{lo}, {hi}]")
 
 
 def _integers(layer: str, name: str, value, lo: int, hi: int) -> np.ndarray:
@@ -83,7 +85,7 @@ def _integers(layer: str, name: str, value, lo: int, hi: int) -> np.ndarray:
             raise ModelFileError(f"netx layer {layer}: {name} = {a[frac].reshape(-1)[0]:g} is not an integer "
                                  f"({int(frac.sum())} fractional value(s))")
     a = a.astype(np.int64)
-    _check(layer, name, a, lo, hi)
+    check_range(layer, name, a, lo, hi)
     return a
 
 
@@ -92,7 +94,7 @@ def _weights(layer: str, name: str, value) -> np.ndarray:
     that with only a warning), [-256, 255] otherwise."""
     w = _integers(layer, name, value, -256, 255)
     if w.size and w.min() < 0 < w.max():
-        _check(layer, f"{name} (mixed signs)", w, -256, 254)
+        check_range(layer, f"{name} (mixed signs)", w, -256, 254)
     return w
 
 
@@ -210,7 +212,7 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
             if src_shape is None:
                 raise ModelFileError(f"netx layer {layer}: its input shape is unknown (no input layer before it)")
             shape = tuple(int(v) for v in np.asarray(cfg["shape"][()]).reshape(-1))
-            bias = _integers(layer, "bias", cfg["bias"][()], -(1 << 15), (1 << 15) - 1) if "bias" in cfg else None
+            bias = _integers(layer, "bias", cfg["bias"][()], *BIAS_RANGE) if "bias" in cfg else None
             src = prev if prev is not None else "input"
             if kind == "conv":
                 w = np.asarray(cfg["weight"][()])
@@ -273,7 +275,7 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
                               bias_mant=0 if bias is None else np.broadcast_to(bias, (size,)).copy())
                 if reset_interval:
                     params.update(reset_interval=reset_interval, reset_offset=offset)
-            _check(layer, "bias", params["bias_mant"], -(1 << 15), (1 << 15) - 1)
+            check_range(layer, "bias", params["bias_mant"], *BIAS_RANGE)
             lifs.append(LIFProcess(name, shape, **params))
             names.append(name)
             prev, prev_shape = name, shape
@@ -322,7 +324,7 @@ def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
             if lif.bias_exp != NETX_BIAS_EXP and np.any(lif.bias_mant):
                 raise UnsupportedOpError(f"layer {lif.name!r}: netx fixes bias_exp at 6, this layer uses "
                                          f"{lif.bias_exp}")
-            _check(lif.name, "du + 1 (iDecay)", lif.du + 1, 0, LOIHI2.decay_unit)
+            check_range(lif.name, "du + 1 (iDecay)", lif.du + 1, 0, LOIHI2.decay_unit)
 
         if nx.input_layer is None:
             grp = g.create_group(str(idx))
@@ -362,7 +364,7 @@ def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
                 if rec:
                     raise UnsupportedOpError(f"layer {name!r}: netx conv blocks have no recurrent connection (no "
                                              "reset by subtraction for conv layers)")
-                _check(name, "weight", syn.weight, -256, 254)
+                check_range(name, "weight", syn.weight, -256, 254)
                 grp.create_dataset("type", data=[np.bytes_("conv")])
                 grp.create_dataset("shape", data=np.asarray(lif.shape))
                 grp.create_dataset("weight", data=syn.weight.astype(np.float32))
@@ -377,13 +379,13 @@ def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
                     grp.create_dataset("bias", data=per[:, 0])
             else:
                 w = _lava_to_netx_weights(syn)
-                _check(name, "weight", w, -256, 254)
+                check_range(name, "weight", w, -256, 254)
                 grp.create_dataset("type", data=[np.bytes_("dense_rec" if rec else "dense")])
                 grp.create_dataset("shape", data=np.asarray(lif.shape))
                 grp.create_dataset("weight", data=w.astype(np.float32))
                 if rec:
                     w_rec = _lava_to_netx_weights(rec[0])
-                    _check(name, "weight_rec", w_rec, -256, 254)
+                    check_range(name, "weight_rec", w_rec, -256, 254)
                     grp.create_dataset("weight_rec", data=w_rec.astype(np.float32))
                 if np.ndim(syn.delay) or syn.delay:
                     d = np.asarray(syn.delay)

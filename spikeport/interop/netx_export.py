@@ -29,6 +29,7 @@ residual or concatenated inputs are refused with the layer named.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeport.interop.netx import NETX_BIAS_EXP, NetxNetwork, read_netx, write_netx
+from spikeport.interop.netx import BIAS_RANGE, NETX_BIAS_EXP, NetxNetwork, check_range, read_netx, write_netx
 from spikeport.targets.lava import runtime
 from spikeport.targets.sim import SimTarget, simulate
 from spikeport.toolchain.errors import UnsupportedOpError
@@ -47,7 +48,6 @@ from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import IF, INPUT, ConvSynapse, DenseSynapse, SNNGraph
 
 NO_MEMORY = LOIHI2.decay_unit - 1  # du: u = this step's input (netx iDecay = du + 1 = 4096)
-BIAS_LIMIT = (1 << 15) - 1  # what spikeport's netx reader accepts for a bias mantissa
 
 
 @dataclass
@@ -97,11 +97,8 @@ def _round_shift(a: np.ndarray, k: int) -> np.ndarray:
     return a << -k if k <= 0 else (a + (1 << (k - 1))) >> k
 
 
-def _check_range(where: str, what: str, value, lo: int, hi: int) -> None:
-    v = np.asarray(value)
-    if v.size and (v.min() < lo or v.max() > hi):
-        raise UnsupportedOpError(f"{where}: {what} reaches {int(v.min()) if v.min() < lo else int(v.max())}, "
-                                 f"outside netx's [{lo}, {hi}]")
+def _fits(layer: str, what: str, value, lo: int, hi: int) -> None:
+    check_range(repr(layer), what, value, lo, hi, UnsupportedOpError)
 
 
 def reset_zero_form(snn: SNNGraph, T: int) -> ZeroResetForm:
@@ -129,15 +126,15 @@ def reset_zero_form(snn: SNNGraph, T: int) -> ZeroResetForm:
             if k > 0 and (theta << k) != int(p.threshold):
                 raise UnsupportedOpError(f"{where}: threshold {int(p.threshold)} is not a multiple of 2**{k}")
             vth = theta - v_init - 1
-            _check_range(where, "vThMant (theta - v_init - 1)", vth, 0, LOIHI2.u_limit)
-        _check_range(where, "the bias", bias, -BIAS_LIMIT, BIAS_LIMIT)
+            _fits(p.name, "vThMant (theta - v_init - 1)", vth, 0, LOIHI2.u_limit)
+        _fits(p.name, "the bias", bias, *BIAS_RANGE)
         lifs.append(LIFProcess(p.name, p.shape, du=NO_MEMORY, dv=0, vth=vth,
                                bias_mant=bias if p is not first else 0, bias_exp=NETX_BIAS_EXP,
                                reset_interval=T, reset_offset=depth % T))
         if pr.source == INPUT:
             continue
         w = 2 * np.asarray(pr.synapse.weight, dtype=np.int64)
-        _check_range(where, "a weight", w, -256, 254)
+        _fits(p.name, "a weight", w, -256, 254)
         if isinstance(pr.synapse, ConvSynapse):
             s = pr.synapse
             syns.append(ConvProcess(f"{p.name}.syn", pr.source, p.name, w, s.in_shape, s.out_shape, s.stride,
@@ -156,8 +153,7 @@ def input_bias(snn: SNNGraph, x: np.ndarray) -> np.ndarray:
     first = snn.populations[0]
     cur = encode(snn, x)[first.name].reshape(len(x), -1)
     out = cur + np.broadcast_to(np.asarray(first.bias, dtype=np.int64), first.shape).reshape(-1)
-    _check_range(f"layer {first.name!r}", "the input layer's bias (host current + bias)", out, -BIAS_LIMIT,
-                 BIAS_LIMIT)
+    _fits(first.name, "the input layer's bias (host current + bias)", out, *BIAS_RANGE)
     return out
 
 
@@ -171,7 +167,7 @@ def run_netx_sim(nx: NetxNetwork, bias: np.ndarray, T: int, batch: int = 64,
     finals, spikes = [], {}
     for i in range(0, len(bias), batch):
         part = bias[i:i + batch]
-        lifs = [LIFProcess(**{**vars(p), "bias_mant": part}) if p.name == nx.input_layer else p for p in nx.net.lifs]
+        lifs = [dataclasses.replace(p, bias_mant=part) if p.name == nx.input_layer else p for p in nx.net.lifs]
         net = ProcessNet(lifs, nx.net.synapses, [], readout=readout, T=1, period=nx.net.period)
         tr = simulate(net, {}, record=record, steps=steps, batch=len(part), record_state=(readout,))
         finals.append(tr.meta["v"][readout][steps - 1] >> LOIHI2.act_shift)
@@ -180,10 +176,12 @@ def run_netx_sim(nx: NetxNetwork, bias: np.ndarray, T: int, batch: int = 64,
     return np.concatenate(finals), {k: np.concatenate(v, axis=1) for k, v in spikes.items()}
 
 
-def reset_cost(snn: SNNGraph, x: np.ndarray, y: np.ndarray, T: int, path=None, batch: int = 64) -> dict:
+def reset_cost(snn: SNNGraph, x: np.ndarray, y: np.ndarray, T: int, path=None, batch: int = 64,
+               form: ZeroResetForm | None = None) -> dict:
     """Accuracy of the soft-reset network and of its netx form on ``x`` at ``T`` (integer ``sim``
-    both). With ``path`` the netx form is the one read back from that ``.net`` file."""
-    form = reset_zero_form(snn, T)
+    both). With ``path`` the netx form is the one read back from that ``.net`` file; ``form`` is
+    ``reset_zero_form(snn, T)`` where the caller has it already."""
+    form = form or reset_zero_form(snn, T)
     nx = read_netx(path, reset_interval=T) if path is not None else form.nx
     final, _ = run_netx_sim(nx, input_bias(snn, x), T, batch)
     soft = SimTarget(batch=batch).run(snn, x, T)
@@ -249,7 +247,7 @@ def export_netx(folder: str | Path, snn: SNNGraph, T: int, model: str, x_example
     here = Path(runtime.__file__).resolve().parent
     for name in ("run_netx_example.py", "netx_import.py"):
         shutil.copyfile(here / name, folder / name)
-    cost = reset_cost(snn, x_cost, y_cost, T, path=path)
+    cost = reset_cost(snn, x_cost, y_cost, T, path=path, form=form)
     info = {"format": "spikeport-netx-export/1", "model": model, "T": T, "depth": form.depth,
             "reset_interval": T, "layers": form.nx.layers, **cost}
     write_atomic(folder / "netx_export.json", json.dumps(info, indent=1))

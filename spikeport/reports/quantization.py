@@ -49,6 +49,17 @@ ENERGY_SOURCES = {
 }
 
 
+def neuron_updates(q: SNNGraph, S: int) -> int:
+    """Neuron updates of one inference: every population, every one of its S steps."""
+    return sum(p.size for p in q.populations) * S
+
+
+def loihi_energy_uJ(synops: float, updates: int) -> float:
+    """Energy of one inference at the Loihi figures of ``ENERGY_SOURCES``."""
+    e = ENERGY_SOURCES["loihi"]
+    return (synops * e["synop_pJ"] + updates * e["neuron_update_pJ"]) * 1e-6
+
+
 def smape(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     den = (np.abs(a) + np.abs(b)) / 2
@@ -124,7 +135,7 @@ def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Gra
         if pq.kind == "if":
             cf = ft.spikes[pf.name].sum(0).astype(np.float64)  # (B, N) counts over the layer's S steps
             ci = it.spikes[pq.name].sum(0).astype(np.float64)
-            spikes_total += (it.spikes[pq.name] != 0).sum((0, 2))  # messages
+            spikes_total += it.window_counts(pq.name, S, messages=True).sum(1)
             payload_total += ci.sum(1)  # graded spikes: thresholds carried; binary: the same
             entry.update({
                 "rate_mean": float(ci.mean() / S),
@@ -139,20 +150,19 @@ def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Gra
                           "prediction_agreement": float(np.mean(rf.argmax(1) == ri.argmax(1)))})
         layers.append(entry)
     # one synaptic operation per message and target; a graded spike is one message whatever its payload
-    synops = synaptic_ops(q, {p.name: (it.spikes[p.name] != 0).sum(0) for p in q.hidden})
-    neuron_updates = sum(p.size for p in q.populations) * S
+    synops = synaptic_ops(q, {p.name: it.window_counts(p.name, S, messages=True) for p in q.hidden})
+    updates = neuron_updates(q, S)
     e = ENERGY_SOURCES
-    snn_energy = float(synops.mean()) * e["loihi"]["synop_pJ"] + neuron_updates * e["loihi"]["neuron_update_pJ"]
     host_macs = sum(int(np.prod(p.shape)) * pr.synapse.fan_in for p in q.populations for pr in p.inputs
                     if pr.source == INPUT)
     network = {
         "T": T, "steps_per_layer": S, "samples": len(x),
         "synops_per_inference": float(synops.mean()), "spikes_per_inference": float(spikes_total.mean()),
         "payload_per_inference": float(payload_total.mean()),
-        "neuron_updates_per_inference": int(neuron_updates),
+        "neuron_updates_per_inference": int(updates),
         "host_macs_per_inference": int(host_macs),
         "energy_sources": e,
-        "snn_energy_uJ": snn_energy * 1e-6,
+        "snn_energy_uJ": loihi_energy_uJ(float(synops.mean()), updates),
         "host_energy_uJ": host_macs * e["mac"]["mac_pJ"] * 1e-6,
     }
     if graph is not None:
