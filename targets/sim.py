@@ -20,11 +20,18 @@ layer only when ``record`` asks for the spikes.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from spikeport.targets.base import check_graph
+from spikeport.targets.sim_layout import channels_last_order, permute_net, restore_order
 from spikeport.targets.sim_models import (
+    FLOAT32_EXACT,
     ConvModel,
     DenseModel,
     FastIF,
@@ -43,10 +50,9 @@ from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace, cut_frames
 
-__all__ = ["INPUT_NAME", "SimTarget", "components", "lava_weights", "simulate"]
+__all__ = ["INPUT_NAME", "SimNet", "SimTarget", "components", "lava_weights", "simulate"]
 
 INPUT_NAME = "input"  # the source name of synapses fed by external spikes
-INT32_SAFE = 1 << 30
 CHUNK = 8  # steps scheduled together: enough to fill the batched convolutions, small enough that
 # memory does not grow with T (measured on the MNIST-5k CNN at batch 64: 8 steps is as fast as the
 # whole window at T=8 and 1.5x faster at T=32)
@@ -97,10 +103,12 @@ def components(names: list[str], edges: list[tuple[str, str]]) -> list[list[str]
 class Inbox:
     """Synaptic input waiting for one population, by absolute step: ``buf[i]`` is step ``base + i``.
     It holds the chunk being simulated plus whatever delayed synapses sent beyond it, never the
-    whole run. ``dtype`` is int32 where the incoming synapses' bounds allow it."""
+    whole run. ``dtype`` is float32 (the convolutions' own output type: no conversion) where the
+    incoming synapses' bounds keep every sum an integer below 2**24, else int64."""
 
     def __init__(self, batch: int, size: int, dtype: torch.dtype, device: torch.device) -> None:
         self.base = 1
+        self.last = 0  # the last step anything was sent for
         self.shape = (batch, size)
         self.dtype = dtype
         self.device = device
@@ -122,6 +130,7 @@ class Inbox:
         if lo < 0:
             raise AssertionError("synaptic input sent into the past")
         k = len(x) // self.shape[0]
+        self.last = max(self.last, step + (k - 1 if rows is None else int(rows[-1])))
         old_len = len(self.buf)
         if rows is None:
             if old_len <= lo:  # only new steps: one converting copy, no zero-fill
@@ -145,7 +154,8 @@ class Inbox:
         if t0 != self.base:
             raise AssertionError("inbox read out of order")
         self.base = t0 + count
-        if not len(self.buf):
+        if t0 > self.last:  # nothing was sent for these steps (what the buffer holds is zeros)
+            self.buf = self.buf[count:]
             return None
         new = self._grow(count)
         if new is not None:
@@ -157,17 +167,18 @@ class Inbox:
 class _Run:
     """One batch through the network: the models, their pending inputs and what is recorded."""
 
-    def __init__(self, net: ProcessNet, currents: dict[str, np.ndarray], batch: int, steps: int,
+    def __init__(self, sn: SimNet, currents: dict[str, np.ndarray], batch: int, steps: int,
                  device: torch.device, sample_ids: torch.Tensor, record: bool, record_state: tuple[str, ...],
-                 fast: bool = True, synapses: list[SynapseModel] | None = None, stream: int = 0):
+                 fast: bool = True, stream: int = 0):
         """``stream`` > 0: that many samples one after another through a batch of one, as Lava
         streams them (a window every ``net.period`` steps), instead of side by side."""
+        net, self.order, currents = sn.net, sn.order, sn.currents(currents)
         self.net, self.batch, self.steps, self.dev, self.stream = net, batch, steps, device, stream
         self.neurons: dict[str, LIFModel | WindowedModel | MaxPoolModel] = {
             p.name: LIFModel(p, batch, net.profile, device) if isinstance(p, LIFProcess)
             else MaxPoolModel(p, batch, device) if isinstance(p, MaxPoolProcess)
             else WindowedModel(p, batch, device, sample_ids, per_window=bool(stream)) for p in net.lifs}
-        self.syns = synapses if synapses is not None else synapse_models(net, device)
+        self.syns = sn.synapses
         for s in self.syns:
             s.overflow = 0
         names = list(self.neurons)
@@ -175,11 +186,11 @@ class _Run:
         self.inbox = {}
         for n, nr in self.neurons.items():
             bounds = [s.bound for s in self.syns if s.p.dst == n]
-            safe = all(b is not None for b in bounds) and sum(bounds) << net.profile.act_shift < INT32_SAFE
+            exact = all(b is not None for b in bounds) and sum(bounds) < FLOAT32_EXACT
             size = nr.p.in_size if isinstance(nr.p, MaxPoolProcess) else nr.p.size
-            self.inbox[n] = Inbox(batch, size, torch.int32 if safe else torch.int64, device)
+            self.inbox[n] = Inbox(batch, size, torch.float32 if exact else torch.int64, device)
         self.in_bound = {n: sum(s.bound for s in self.syns if s.p.dst == n and s.p.src != n)
-                         if self.inbox[n].dtype == torch.int32 else None for n in names}
+                         if self.inbox[n].dtype == torch.float32 else None for n in names}
         rows = stream or batch  # streamed: one row of input current per sample, used in its window
         self.pattern = {s.name: torch.as_tensor(s.pattern(net.T), device=device) for s in net.sources}
         extra_in = {s.dst: torch.as_tensor(currents[s.dst], dtype=torch.int64, device=device).reshape(rows, -1)
@@ -195,6 +206,7 @@ class _Run:
                              if s.schedule is not None}  # the changes from step to step (FTBC's time bias)
         self.fast: dict[str, FastIF] = {}
         self.pending: dict[str, torch.Tensor] = {}
+        self.spike_buffers: dict[str, torch.Tensor] = {}
         for n in names:
             internal = [s for s in self.syns if s.p.src == n and s.p.dst == n]
             if (fast and n != net.readout and n not in record_state
@@ -243,21 +255,74 @@ class _Run:
                 peak[j] += bound
         return extra, peak
 
-    # -- one chunk --------------------------------------------------------------------------------
-    def chunk(self, t0: int, count: int, spikes_in: torch.Tensor | None) -> None:
-        if spikes_in is not None:
-            self.send(INPUT_NAME, spikes_in, t0, [s for s in self.syns if s.p.src == INPUT_NAME])
-        for group in self.groups:
-            if len(group) == 1 and group[0] in self.fast:
-                out = {group[0]: self.run_fast(group[0], t0, count)}
-            else:
-                out = self.run_general(group, t0, count)
-            for n, s in out.items():
-                self.send(n, s, t0, [syn for syn in self.syns if syn.p.src == n and syn.p.dst not in group])
-                if n in self.counts:
-                    self.count_spikes(n, s, t0)
-                if n in self.recorded:
-                    self.recorded[n][t0 - 1:t0 - 1 + count] = s.cpu()
+    # -- the schedule ------------------------------------------------------------------------------
+    def schedule(self, chunk: int, spikes_in: np.ndarray | None) -> None:
+        """Run every group through all steps, ``chunk`` steps at a time, each group's chunks
+        aligned to its own input window (so a layer's window of T <= ``chunk`` steps reaches its
+        synapses as one batch, not split between two calls).
+
+        A group may run through step ``c + d`` once each group feeding it through a synapse of
+        delay d has run up to (not including) step c: every input for those steps has then
+        arrived. Sweeping the groups in topological order, the first always advances, so every
+        sweep makes progress; a group runs at most one chunk ahead of its readers, which bounds
+        the pending input to two chunks whatever T is."""
+        cursor = dict.fromkeys(range(len(self.groups)), 1)
+        fed_by = [self.feeders(group) for group in self.groups]
+        inputs = [s for s in self.syns if s.p.src == INPUT_NAME]
+        input_cursor = self.steps + 1 if spikes_in is None else 1
+        while min(cursor.values()) <= self.steps:
+            if input_cursor <= self.steps:
+                count = min(chunk, self.steps - input_cursor + 1)
+                x = torch.as_tensor(np.asarray(spikes_in[input_cursor - 1:input_cursor - 1 + count]), device=self.dev)
+                if x.is_floating_point():  # float32 spike tensors are FastIF's own 0/1 (sim_models._message)
+                    x = x.to(torch.int64)
+                self.send(INPUT_NAME, x.reshape(count, self.batch, -1), input_cursor, inputs)
+                input_cursor += count
+            for g, group in enumerate(self.groups):
+                t0 = cursor[g]
+                ready = min([self.steps] + [(input_cursor if h is None else cursor[h]) + d for h, d in fed_by[g]])
+                end = min(ready, self.chunk_end(group, t0, chunk))
+                if end >= t0:
+                    self.run_group(group, t0, end - t0 + 1)
+                    cursor[g] = end + 1
+
+    def feeders(self, group: list[str]) -> list[tuple[int | None, int]]:
+        """(index of the feeding group, or None for external input; the synapse's shortest delay)
+        for each synapse into ``group`` from outside it."""
+        index = {n: g for g, members in enumerate(self.groups) for n in members}
+        out = []
+        for s in self.syns:
+            if s.p.dst in group and s.p.src not in group:
+                delay = min(d for d, _ in s.blocks) if isinstance(s, DenseModel) else 0
+                out.append((index.get(s.p.src), delay))
+        return out
+
+    def chunk_end(self, group: list[str], t0: int, chunk: int) -> int:
+        """The last step of the chunk that starts at t0 on ``group``'s grid: chunks of ``chunk``
+        steps from the start of each of its input windows (steps before the first window go in
+        chunks of their own)."""
+        start = min(self.starts.get(n, 1) for n in group)
+        if t0 < start:
+            return min(start - 1, t0 + chunk - 1)
+        w, k = divmod(t0 - start, self.net.period) if self.stream else (0, t0 - start)
+        window = start + w * self.net.period
+        end = window + (k // chunk + 1) * chunk - 1
+        return min(end, window + self.net.period - 1) if self.stream else end
+
+    def run_group(self, group: list[str], t0: int, count: int) -> None:
+        """Steps t0 .. t0+count-1 of one group, its spikes sent on, counted and recorded."""
+        if len(group) == 1 and group[0] in self.fast:
+            out = {group[0]: self.run_fast(group[0], t0, count)}
+        else:
+            out = self.run_general(group, t0, count)
+        for n, s in out.items():
+            if s is None:
+                continue
+            self.send(n, s, t0, [syn for syn in self.syns if syn.p.src == n and syn.p.dst not in group])
+            if n in self.counts:
+                self.count_spikes(n, s, t0)
+            if n in self.recorded:
+                self.recorded[n][t0 - 1:t0 - 1 + count] = s.cpu()
 
     def count_spikes(self, n: str, s: torch.Tensor, t0: int) -> None:
         """Add the spikes of ``n``'s output window(s) within this chunk to the per-sample counts:
@@ -268,7 +333,9 @@ class _Run:
             lo, hi = max(start, t0), min(start + self.net.T, t0 + len(s))
             if lo >= hi:
                 continue
-            if s.dtype != torch.bool:  # graded payloads: plain integer sums
+            if s.dtype == torch.float32 and self.net.T * s.shape[2] < FLOAT32_EXACT:  # FastIF's 0/1 spikes
+                total = s[lo - t0:hi - t0].sum(dim=(0, 2)).to(torch.int64).cpu()
+            elif s.dtype != torch.bool:  # graded payloads: plain integer sums
                 total = s[lo - t0:hi - t0].sum(dim=(0, 2), dtype=torch.int64).cpu()
             else:
                 rows = s[lo - t0:hi - t0].view(torch.uint8)
@@ -281,35 +348,27 @@ class _Run:
             else:
                 self.counts[n] += total
 
-    def run_fast(self, n: str, t0: int, count: int) -> torch.Tensor:
-        f, shift = self.fast[n], self.net.profile.act_shift
+    def run_fast(self, n: str, t0: int, count: int) -> torch.Tensor | None:
+        """``count`` steps of a FastIF population from step t0: its spikes, or None where it
+        provably has none and its state does not change (no input, nothing to fire)."""
+        f, scale = self.fast[n], 1 << self.net.profile.act_shift
         a = self.inbox[n].take(t0, count)
         extra, extra_max = self.source_inputs(n, t0, count)
-        extra_u: list = [None] * count  # the same inputs in u units, int32, converted once per tensor
-        cache: dict[int, torch.Tensor] = {}
         in_bound = self.in_bound[n] if a is not None else 0
-        step_max = [((in_bound or 0) + m) << shift for m in extra_max]
+        step_max = [((in_bound or 0) + m) * scale for m in extra_max]
         if a is not None and (in_bound is None or f.span(step_max, 0)[0] < count):  # measure the input
-            hi, lo = a.amax(dim=(1, 2)).tolist(), a.amin(dim=(1, 2)).tolist()
-            step_max = [(max(h, -lo_) + m) << shift for h, lo_, m in zip(hi, lo, extra_max, strict=True)]
-        out = torch.empty((count, self.batch, f.lif.p.size), dtype=torch.bool, device=self.dev)
+            flat = a.reshape(count, -1)
+            hi, lo = flat.amax(dim=1).tolist(), flat.amin(dim=1).tolist()
+            step_max = [(int(max(h, -lo_)) + m) * scale for h, lo_, m in zip(hi, lo, extra_max, strict=True)]
         prev, j = self.pending.pop(n, None), 0  # spikes of the step before, their subtraction still due
+        if a is None and all(e is None for e in extra) and f.idle(t0, count, prev):
+            return None  # before its window and after its flush a layer waits: nothing to compute
+        out = self.spike_buffer(n, count)
+        cache: dict[int, torch.Tensor] = {}
         while j < count:
             k, bound = f.span(step_max, j)
             if k:
-                a_u = None
-                if a is not None:  # u units, int32 (in place where the inbox already is int32)
-                    a_u = a[j:j + k].mul_(1 << shift) if a.dtype == torch.int32 else \
-                        a[j:j + k].to(torch.int32).mul_(1 << shift)
-                for i in range(j, j + k):
-                    e = extra[i]
-                    if isinstance(e, int):
-                        extra_u[i] = e << shift
-                    elif e is not None:
-                        if id(e) not in cache:
-                            cache[id(e)] = (e << shift).to(torch.int32)
-                        extra_u[i] = cache[id(e)]
-                f.run(t0, None if a_u is None else _Shifted(a_u, j), extra_u, j, j + k, prev, out)
+                f.run(t0, self.fast_inputs(a, extra, j, k, scale, cache), j, j + k, prev, out)
                 f.u_bound = bound
                 j += k
                 prev = out[j - 1]
@@ -327,6 +386,44 @@ class _Run:
         if prev is not None:  # the subtraction is due in the first step of the next chunk
             self.pending[n] = prev.clone()
         return out
+
+    def spike_buffer(self, n: str, count: int) -> torch.Tensor:
+        """A float32 (count, batch, N) buffer for a FastIF population's spikes, reused from chunk
+        to chunk (nothing holds on to a chunk's spikes once its group has run: they are sent,
+        counted and recorded by copy), so it is not handed fresh pages by the system each time."""
+        buf = self.spike_buffers.get(n)
+        if buf is None or len(buf) < count:
+            buf = self.spike_buffers[n] = torch.empty((count, self.batch, self.neurons[n].p.size),
+                                                      dtype=torch.float32, device=self.dev)
+        return buf[:count]
+
+    @staticmethod
+    def fast_inputs(a: torch.Tensor | None, extra: list, j: int, k: int, scale: int,
+                    cache: dict[int, torch.Tensor]) -> list[list]:
+        """What enters u at chunk positions j .. j+k-1 (``FastIF.run``'s ``inputs``), in u units as
+        float32, which ``span`` has shown to be exact: the synaptic input scaled in one operation
+        over the steps, and a source value that stays the same over them (the bias, the input
+        layer's current) added to it once rather than at every step."""
+        def u_units(e):
+            if e is None or isinstance(e, int):
+                return None if e is None else float(e * scale)
+            if id(e) not in cache:
+                cache[id(e)] = (e * scale).to(torch.float32)
+            return cache[id(e)]
+
+        steps = [[] for _ in range(j + k)]
+        sources = [u_units(e) for e in extra[j:j + k]]
+        if a is not None:
+            a_u = a[j:j + k].mul_(scale) if a.dtype == torch.float32 else a[j:j + k].to(torch.float32).mul_(scale)
+            if sources[0] is not None and all(e is sources[0] for e in sources):
+                a_u.add_(sources[0])
+                sources = [None] * k
+            for i in range(k):
+                steps[j + i].append(a_u[i])
+        for i, e in enumerate(sources):
+            if e is not None:
+                steps[j + i].append(e)
+        return steps
 
     def run_general(self, group: list[str], t0: int, count: int) -> dict[str, torch.Tensor]:
         """Step by step with the general models; synapses inside the group run every step."""
@@ -366,8 +463,15 @@ class _Run:
         if not synapses:
             return
         count = len(spikes)
-        flags = spikes.view(torch.uint8) if spikes.dtype == torch.bool else spikes != 0
-        rows = torch.nonzero(flags.reshape(count, -1).amax(dim=1)).reshape(-1)
+        if spikes.dtype == torch.bool:
+            flags = spikes.view(torch.uint8)
+        else:  # FastIF's float32 0/1 and graded uint8 payloads are >= 0; external input may be signed
+            flags = spikes if spikes.dtype in (torch.float32, torch.uint8) else spikes != 0
+        flags = flags.reshape(count, -1)
+        if bool(flags[0].any()) and bool(flags[-1].any()):  # a layer in its window: send every step
+            rows = torch.arange(count)  # (a silent step in between sends zeros: the same sums)
+        else:
+            rows = torch.nonzero(flags.amax(dim=1)).reshape(-1)
         if not len(rows):
             return
         first, last = int(rows[0]), int(rows[-1])
@@ -384,9 +488,10 @@ class _Run:
     def trace(self) -> Trace:
         net, steps = self.net, self.steps
         end = min(self.starts[net.readout] + net.T - 1, steps)
-        state_meta = {"u": {k: v.numpy() for k, v in self.states["u"].items()},
-                      "v": {k: v.numpy() for k, v in self.states["v"].items()}} if self.record_state else {}
-        readout, spikes, final = self.readout.numpy(), {k: v.numpy() for k, v in self.recorded.items()}, None
+        state_meta = {k: restore_order({n: v.numpy() for n, v in self.states[k].items()}, self.order)
+                      for k in ("u", "v")} if self.record_state else {}
+        readout, final = self.readout.numpy(), None
+        spikes = restore_order({k: v.numpy() for k, v in self.recorded.items()}, self.order)
         if self.stream:  # cut the stream into one frame per sample, as the Lava runner does
             readout = cut_frames(readout[:, 0], self.stream, net.period, net.frame)
             spikes = {k: cut_frames(v[:, 0], self.stream, net.period, net.frame) for k, v in spikes.items()}
@@ -403,30 +508,57 @@ class _Run:
             stream_position=np.arange(self.stream) if self.stream else None)
 
 
-def synapse_models(net: ProcessNet, device: str | torch.device = "cpu") -> list[SynapseModel]:
-    """The synapse models of ``net`` (stateless apart from their overflow counts, which every run
-    resets): build them once to simulate many batches."""
-    dev = torch.device(device)
-    links: list[SynapseModel] = [LinkModel(Link(f"{p.name}.in", p.src, p.name)) for p in net.lifs
-                                 if isinstance(p, MaxPoolProcess)]
-    return [DenseModel(p, dev, net.profile) if isinstance(p, DenseProcess) else ConvModel(p, dev, net.profile)
-            for p in net.synapses] + links
+@dataclass
+class SimNet:
+    """A network as ``sim`` runs it: renumbered channels-last where convolutions meet it
+    (``sim_layout``), with its synapse models (stateless apart from their overflow counts, which
+    every run resets). Build it once to simulate many batches."""
+
+    net: ProcessNet  # in sim's neuron order
+    order: dict[str, np.ndarray]  # population -> network index of the neuron at each position
+    synapses: list[SynapseModel]
+
+    @classmethod
+    def build(cls, net: ProcessNet, device: str | torch.device = "cpu", channels_last: bool = True) -> SimNet:
+        dev = torch.device(device)
+        order = channels_last_order(net) if channels_last else {}
+        inner = permute_net(net, order)
+        links: list[SynapseModel] = [LinkModel(Link(f"{p.name}.in", p.src, p.name)) for p in inner.lifs
+                                     if isinstance(p, MaxPoolProcess)]
+        syns = [DenseModel(p, dev, inner.profile) if isinstance(p, DenseProcess)
+                else ConvModel(p, dev, inner.profile, p.src in order, p.dst in order) for p in inner.synapses]
+        return cls(inner, order, syns + links)
+
+    def currents(self, currents: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-sample input currents, (samples, N) in the network's order, in sim's."""
+        # (numpy's fancy indexing on the last axis may return a column-major result: made row-major)
+        return {k: np.ascontiguousarray(np.asarray(v)[..., self.order[k]]) if k in self.order else v
+                for k, v in currents.items()}
 
 
-class _Shifted:
-    """``a[j]`` for chunk positions j >= offset of a tensor that starts at ``offset``."""
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+HEAP_BLOCK_MAX = 1 << 30
 
-    def __init__(self, a: torch.Tensor, offset: int) -> None:
-        self.a, self.offset = a, offset
 
-    def __getitem__(self, j: int) -> torch.Tensor:
-        return self.a[j - self.offset]
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed memory for reuse instead of returning it to the
+    system. ``sim`` allocates and frees buffers of tens of MB every chunk (convolution outputs,
+    layout copies); returned to the system, each comes back as fresh pages that fault on first
+    touch, which took a quarter of the run time on the MNIST-5k CNN at batch 64. The process's
+    resident size then stays at its peak. A no-op where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(1 << 30)) and
+                    libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(HEAP_BLOCK_MAX)))
+    except (OSError, AttributeError):
+        return False
 
 
 def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = False,
              steps: int | None = None, device: str | torch.device = "cpu", sample_ids: np.ndarray | None = None,
              spikes_in: np.ndarray | None = None, record_state: tuple[str, ...] = (),
-             chunk: int | None = None, fast: bool = True, synapses: list[SynapseModel] | None = None,
+             chunk: int | None = None, fast: bool = True, prepared: SimNet | None = None,
              stream: bool = False, batch: int | None = None) -> Trace:
     """Run one window per sample (batched). ``currents[pop]`` is (batch, N) for input-fed layers;
     ``sample_ids`` key TPP's random numbers (default 0..batch-1); ``spikes_in`` (steps, batch, N)
@@ -434,7 +566,7 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
     u and v are kept for every step (``trace.meta["u"]``, ``trace.meta["v"]``); ``chunk`` is the
     number of steps scheduled together (default ``CHUNK``; 1 steps the whole network step by step);
     ``fast=False`` runs every population through the general models (for cross-checks);
-    ``synapses`` are prebuilt :func:`synapse_models` of ``net``; ``batch`` is needed only when
+    ``prepared`` is ``SimNet.build(net)`` built beforehand; ``batch`` is needed only when
     neither currents nor spikes say it (a LIF whose ``bias_mant`` is (batch, N): netx input layers).
 
     ``stream=True`` runs the samples one after another, a window every ``net.period`` steps, as
@@ -442,6 +574,7 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
     Lava. Within the head-room the flush steps make both modes equal; beyond it (a quench that
     cannot silence a layer) only the streamed mode reproduces Lava's leak into the next sample."""
     dev = torch.device(device)
+    keep_freed_memory()
     if batch is None and currents:
         batch = len(next(iter(currents.values())))
     elif batch is None:
@@ -456,15 +589,9 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
     steps = steps or net.frame
     chunk = max(1, min(chunk or CHUNK, steps))
     with exact_arithmetic(dev):
-        run = _Run(net, currents, batch, steps, dev, ids, record, record_state, fast, synapses, n_stream)
-        for t0 in range(1, steps + 1, chunk):
-            count = min(chunk, steps - t0 + 1)
-            x = None
-            if spikes_in is not None:
-                x = torch.as_tensor(np.asarray(spikes_in[t0 - 1:t0 - 1 + count]), device=dev)
-                run.chunk(t0, count, x.reshape(count, batch, -1))
-            else:
-                run.chunk(t0, count, None)
+        run = _Run(prepared or SimNet.build(net, dev), currents, batch, steps, dev, ids, record, record_state, fast,
+                   n_stream)
+        run.schedule(chunk, spikes_in)
         return run.trace()
 
 
@@ -487,12 +614,12 @@ class SimTarget:
             sample_ids: np.ndarray | None = None) -> Trace:
         check_graph(self, snn)
         net = lower(snn, T)
-        syns = synapse_models(net, self.device)
+        prepared = SimNet.build(net, self.device)
         ids = np.arange(len(x)) if sample_ids is None else np.asarray(sample_ids)
         traces = []
         for i in range(0, len(x), self.batch):
             traces.append(simulate(net, encode(snn, x[i:i + self.batch]), record=record, device=self.device,
-                                   sample_ids=ids[i:i + self.batch], synapses=syns, stream=self.stream))
+                                   sample_ids=ids[i:i + self.batch], prepared=prepared, stream=self.stream))
             if self.progress is not None:
                 self.progress(len(x[i:i + self.batch]))
         return Trace.concat(traces)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from scipy import sparse
 
 from spikeport.targets.method_kernels import COSKernel, GradedKernel, MaxPoolKernel, TPPKernel
-from spikeport.toolchain.ops import exact_dtype
+from spikeport.toolchain.ops import exact_dtype, factor_pool
 from spikeport.toolchain.prng import prng_u32
 from spikeport.toolchain.procnet import (
     ConvProcess,
@@ -43,6 +43,11 @@ from spikeport.toolchain.procnet import (
     TPPProcess,
 )
 from spikeport.toolchain.profiles import LOIHI2, TargetProfile
+
+CHANNELS_LAST_MIN_PIXELS = 32  # oneDNN's channels-last convolutions win from about 7x7 images up
+
+
+FLOAT32_EXACT = 1 << 24  # integers below this in magnitude are exact in float32, and so are their sums
 
 
 def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -107,6 +112,7 @@ class MatrixOp:
     def __init__(self, w, device: torch.device, max_input: int = 1) -> None:
         """``max_input``: the largest input value (1: binary spikes; graded payloads: more)."""
         self.diag = self.w = None
+        self.diag_shifted: tuple[int, torch.Tensor] | None = None
         self.bound = _row_abs_max(w)
         square = w.shape[0] == w.shape[1]
         if not sparse.issparse(w) and square and not np.any(w - np.diag(np.diag(w))):
@@ -130,9 +136,26 @@ class MatrixOp:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.diag is not None:
             return x.to(torch.int64) * self.diag
+        return self._product(x).to(torch.int64)  # exact integers (exact_dtype), so the cast loses nothing
+
+    def _product(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.w.dtype)
-        acc = (self.w @ x.T).T if self.w.layout == torch.sparse_csr else x @ self.w.T
-        return acc.to(torch.int64)  # exact integers (exact_dtype), so the cast loses nothing
+        return (self.w @ x.T).T if self.w.layout == torch.sparse_csr else x @ self.w.T
+
+    def shifted_float(self, x: torch.Tensor, exp: int) -> torch.Tensor:
+        """``shift(self(x), exp)`` as float32, for binary ``x`` where every value on the way is an
+        integer below 2**24: scaling by a power of two and flooring are exact in floating point,
+        and a binary input selects weights, so a diagonal is shifted once, beforehand."""
+        if self.diag is not None:
+            if self.diag_shifted is None or self.diag_shifted[0] != exp:
+                self.diag_shifted = (exp, shift(self.diag, exp).to(torch.float32))
+            return x.to(torch.float32) * self.diag_shifted[1]
+        acc = self._product(x)
+        if exp > 0:
+            acc = acc * float(1 << exp)
+        elif exp < 0:
+            acc = torch.floor(acc * 2.0 ** exp)
+        return acc.to(torch.float32)
 
 
 class DenseModel:
@@ -152,42 +175,69 @@ class DenseModel:
                            for d in np.unique(delays[dense != 0])] or [(0, MatrixOp(dense, device, top))]
         self.bound = None if p.num_message_bits else \
             sum(_shift_bound(m.bound, p.weight_exp) for _, m in self.blocks)
+        # binary input and every sum below 2**24: float32 all the way (the inbox's type, no conversion)
+        self.in_float = self.bound is not None and all(
+            max(m.bound, _shift_bound(m.bound, p.weight_exp)) < FLOAT32_EXACT for _, m in self.blocks)
         self.overflow = 0
 
     def __call__(self, s: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         """``s`` is (batch, n_in); returns (delay, (batch, n_out) contribution) per delay block."""
-        x = s.reshape(len(s), -1)
-        if not self.p.num_message_bits and x.dtype != torch.bool:
-            x = x != 0
+        x = _message(s.reshape(len(s), -1), self.p.num_message_bits)
+        if self.in_float:
+            return [(d, m.shifted_float(x, self.p.weight_exp)) for d, m in self.blocks]
         return [(d, shift(m(x), self.p.weight_exp)) for d, m in self.blocks]
 
 
 class ConvModel:
     """Lava's Conv: an integer convolution whose output wraps at signed 24 bits. Where no binary
     input can reach the wrap, it returns the float result (exact integers) without checking, as
-    (batch, C, H, W) in channels-last layout (oneDNN's fast path: about 1.6x on CPUs)."""
+    (batch, C, H, W) in channels-last layout (oneDNN's fast path: about 1.6x on CPUs). A kernel
+    that is an average pool folded into the convolution runs as the sum-pool and the smaller
+    convolution (``ops.factor_pool``: stride² times fewer multiply-accumulates, the same sums)."""
 
-    def __init__(self, p: ConvProcess, device: torch.device, profile: TargetProfile = LOIHI2) -> None:
-        self.p, self.bits = p, profile.membrane_bits
-        self.w = torch.as_tensor(p.weight, dtype=exact_dtype(p.weight, max_message(p.num_message_bits)), device=device)
-        self.w = self.w.contiguous(memory_format=torch.channels_last)
+    def __init__(self, p: ConvProcess, device: torch.device, profile: TargetProfile = LOIHI2,
+                 in_hwc: bool = False, out_hwc: bool = False) -> None:
+        """``in_hwc`` / ``out_hwc``: the source / target population keeps its neurons in (H, W, C)
+        order (``sim_layout``): read and write them as the channels-last tensors they are."""
+        self.p, self.bits, self.in_hwc, self.out_hwc = p, profile.membrane_bits, in_hwc, out_hwc
+        dtype = exact_dtype(p.weight, max_message(p.num_message_bits))  # bounds the pooled form's sums too
+        self.pooled = factor_pool(p.weight, p.in_shape, p.stride, p.padding, p.dilation)
+        w, self.stride, self.padding = (p.weight, p.stride, p.padding) if self.pooled is None else \
+            (self.pooled.weight, (1, 1), self.pooled.padding)
+        # channels-last where oneDNN runs it faster (large images; at 4x4 it is 1.5x slower than
+        # the plain layout), or where a population keeps that order anyway
+        self.layout = torch.channels_last if in_hwc or out_hwc or p.out_shape[1] * p.out_shape[2] >= \
+            CHANNELS_LAST_MIN_PIXELS else torch.contiguous_format
+        self.w = torch.as_tensor(w, dtype=dtype, device=device).contiguous(memory_format=self.layout)
         self.bound = None if p.num_message_bits else _row_abs_max(p.weight)
         self.cannot_wrap = self.bound is not None and self.bound < 1 << (self.bits - 1)
         self.overflow = 0
 
     def __call__(self, s: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         p = self.p
-        x = s.reshape(len(s), *p.in_shape)
-        if not p.num_message_bits and x.dtype != torch.bool:
-            x = x != 0
-        x = x.to(self.w.dtype, memory_format=torch.channels_last)
-        a = F.conv2d(x, self.w, None, p.stride, p.padding, p.dilation, p.groups)
+        c, h, w = p.in_shape
+        x = s.reshape(len(s), h, w, c).permute(0, 3, 1, 2) if self.in_hwc else s.reshape(len(s), c, h, w)
+        x = _message(x, p.num_message_bits).to(self.w.dtype, memory_format=self.layout)
+        if self.pooled is not None:
+            x = F.avg_pool2d(x, self.pooled.pool, divisor_override=1)
+        a = F.conv2d(x, self.w, None, self.stride, self.padding, p.dilation, p.groups)
+        if self.out_hwc:  # the channels-last result is the target's (H, W, C) order as it is
+            a = a.permute(0, 2, 3, 1)
         if self.cannot_wrap:
             return [(0, a)]
         a = a.reshape(len(s), -1).to(torch.int64)
         wrapped = wrap(a, self.bits)  # Lava's signed 24-bit clamp of the conv output
         self.overflow += int((wrapped != a).sum())
         return [(0, wrapped)]
+
+
+def _message(x: torch.Tensor, num_message_bits: int) -> torch.Tensor:
+    """What a synapse reads from its input port: the payload as it is, or for a binary synapse 1
+    wherever the input is nonzero, as Lava's models read it. float32 inputs are ``FastIF``'s 0/1
+    spikes (nothing else in ``sim`` makes float32 spike tensors) and pass unchanged."""
+    if num_message_bits or x.dtype in (torch.bool, torch.float32):
+        return x
+    return x != 0
 
 
 @dataclass(frozen=True)
@@ -269,14 +319,16 @@ class LIFModel:
 class FastIF:
     """The soft-reset IF population as ``lower`` builds it (``du=-1``: u integrates; ``dv=4096``: v
     is u plus the bias; a diagonal self-connection subtracts theta one step after a spike), run
-    over many steps with three or four int32 operations per step instead of ``LIFModel``'s ~20 in
-    int64.
+    over many steps with three float32 operations per step (add the input, subtract theta where
+    the step before spiked, compare) instead of ``LIFModel``'s ~20 in int64.
 
     This is Lava's arithmetic exactly as long as u cannot leave the 24-bit range: then u never
-    folds, v never saturates and ``v > vth << 6`` is ``u > (vth << 6) - bias``. ``span`` proves
-    that bound from the input before each run of steps; a step it cannot prove goes through
-    ``LIFModel`` instead, after ``sync`` has handed it the state. v is not kept: with ``dv=4096``
-    it does not carry over from one step to the next.
+    folds, v never saturates and ``v > vth << 6`` is ``u > (vth << 6) - bias``; and every value
+    met on the way is an integer below 2**24 in magnitude, which float32 holds and adds exactly.
+    ``span`` proves that bound from the input before each run of steps; a step it cannot prove
+    goes through ``LIFModel`` instead, after ``sync`` has handed it the state. v is not kept: with
+    ``dv=4096`` it does not carry over from one step to the next. Spikes come out as float32 0/1,
+    the type the next synapse's convolution or product reads, so no conversion sits in between.
     """
 
     def __init__(self, lif: LIFModel, self_syn: DenseModel) -> None:
@@ -284,13 +336,14 @@ class FastIF:
         self.self_w_a = shift(self_syn.blocks[0][1].diag, self_syn.p.weight_exp)  # a_in units, per neuron
         self_w = self.self_w_a << lif.act_shift  # u units
         self.self_max = int(self_w.abs().max()) if len(self_w) else 0
-        self.self_w: int | torch.Tensor = int(self_w[0]) if len(self_w) and bool((self_w == self_w[0]).all()) \
-            else self_w.to(torch.int32)
-        thr = (lif.vth - lif.bias).to(torch.int32)
-        self.thr: int | torch.Tensor = int(thr[0]) if len(thr) and bool((thr == thr[0]).all()) else thr
+        self.self_w: float | torch.Tensor = float(self_w[0]) if len(self_w) and bool((self_w == self_w[0]).all()) \
+            else self_w.to(torch.float32)
+        thr = lif.vth - lif.bias
+        self.thr: float | torch.Tensor = float(thr[0]) if len(thr) and bool((thr == thr[0]).all()) \
+            else thr.to(torch.float32)
         self.bias_max = int(lif.bias.abs().max()) if len(lif.bias) else 0
         self.limit = lif.u_max - 1  # |u| up to this cannot fold, and v = u + bias cannot saturate
-        self.u: torch.Tensor | None = None  # int32 state while the fast path owns it
+        self.u: torch.Tensor | None = None  # float32 state while the fast path owns it
         self.u_bound = 0  # an upper bound of |u|, kept without measuring where possible
 
     @staticmethod
@@ -328,28 +381,34 @@ class FastIF:
                 break
         return k - j, bound
 
-    def run(self, t0: int, a: torch.Tensor | None, extra: list, j0: int, j1: int,
-            prev: torch.Tensor | None, spikes: torch.Tensor) -> None:
-        """Steps t0+j0 .. t0+j1-1, as ``span`` allowed. ``a`` (int32, u units) is the synaptic input
-        of the chunk or None; ``extra[j]`` a further input (tensor or int, u units) or None; ``prev``
-        the spikes of the step before j0 whose subtraction is still due; ``spikes[j]`` receives
-        each step's spikes."""
+    def idle(self, t0: int, count: int, prev: torch.Tensor | None) -> bool:
+        """Whether steps t0 .. t0+count-1 leave the population as it is and silent, given that
+        nothing enters it: u integrates zero, so it stays, and no neuron is above threshold, no
+        subtraction is due and no reset falls in them."""
+        if (prev is not None and bool(prev.any())) or any(self.lif.resets_at(t0 + j) for j in range(count)):
+            return False
+        u = self.lif.u if self.u is None else self.u
+        return not bool((u > self.thr).any())
+
+    def run(self, t0: int, inputs: list[list], j0: int, j1: int, prev: torch.Tensor | None,
+            spikes: torch.Tensor) -> None:
+        """Steps t0+j0 .. t0+j1-1, as ``span`` allowed. ``inputs[j]`` lists what enters u at chunk
+        position j (float32 tensors or floats, u units); ``prev`` the spikes of the step before j0
+        whose subtraction is still due; ``spikes[j]`` (float32) receives each step's spikes."""
         lif = self.lif
         if self.u is None:
-            self.u = lif.u.to(torch.int32)
+            self.u = lif.u.to(torch.float32)
         u = self.u
         for j in range(j0, j1):
             if lif.resets_at(t0 + j):
                 u.zero_()
-            if a is not None:
-                u.add_(a[j])
-            if extra[j] is not None:
-                u.add_(extra[j])
+            for x in inputs[j]:
+                u.add_(x)
             if prev is not None:
-                if isinstance(self.self_w, int):
+                if isinstance(self.self_w, float):
                     u.add_(prev, alpha=self.self_w)
                 else:
-                    u.add_(prev * self.self_w)
+                    u.addcmul_(prev, self.self_w)
             torch.gt(u, self.thr, out=spikes[j])
             prev = spikes[j]
 

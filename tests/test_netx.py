@@ -23,7 +23,9 @@ def test_lava_dl_ground_truth_is_reproduced_exactly(trace):
 def test_lava_runs_the_same_net_files_equal_to_sim(trace):
     from spikeport.quality.conformance import lava_vs_sim
 
-    checks = lava_vs_sim(trace, data_dir())
+    # ntidigits: the first 600 of its 3000 steps carry 1170 of its 1184 input spikes (Lava takes a
+    # minute for all 3000 with u and v recorded; `spikeport conformance --lava` runs them)
+    checks = lava_vs_sim(trace, data_dir(), steps=600 if trace == "ntidigits" else None)
     assert len(checks) >= 9
     bad = [c.line() for c in checks if not c.exact]
     assert not bad, bad

@@ -73,18 +73,20 @@ def test_the_fused_loop_hands_steps_near_the_wrap_to_the_general_model(monkeypat
     plain = simulate(net, {}, record=True, steps=14, chunk=1, fast=False)
     assert plain.overflow["h"] > 0  # the case is real: u does fold
 
-    fused_steps, general_steps = [], []
-    run, step = FastIF.run, LIFModel.step
-    monkeypatch.setattr(FastIF, "run", lambda self, t0, a, extra, j0, j1, *r: (
-        fused_steps.extend(range(t0 + j0, t0 + j1)), run(self, t0, a, extra, j0, j1, *r))[1])
+    fused_steps, general_steps, idle_steps = [], [], []
+    run, step, idle = FastIF.run, LIFModel.step, FastIF.idle
+    monkeypatch.setattr(FastIF, "idle", lambda self, t0, count, prev: (lambda quiet: (
+        idle_steps.extend(range(t0, t0 + count)) if quiet else None, quiet)[1])(idle(self, t0, count, prev)))
+    monkeypatch.setattr(FastIF, "run", lambda self, t0, inputs, j0, j1, *r: (
+        fused_steps.extend(range(t0 + j0, t0 + j1)), run(self, t0, inputs, j0, j1, *r))[1])
     monkeypatch.setattr(LIFModel, "step", lambda self, t, a: (
         general_steps.append(t) if self.p.name == "h" else None, step(self, t, a))[1])
     for chunk in (1, 4, None):
-        fused_steps.clear()
-        general_steps.clear()
+        for steps in (fused_steps, general_steps, idle_steps):
+            steps.clear()
         assert_same(plain, simulate(net, {}, record=True, steps=14, chunk=chunk, fast=True))
         assert fused_steps[:4] == [1, 2, 3, 4] and 6 in general_steps
-        assert sorted(fused_steps + general_steps) == list(range(1, 15))
+        assert sorted(fused_steps + general_steps + idle_steps) == list(range(1, 15))  # each step once
 
 
 def test_populations_that_feed_each_other_run_as_one_group():

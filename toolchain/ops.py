@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -60,6 +61,37 @@ def conv_as_matrix(syn: ConvSynapse, weight: np.ndarray) -> sparse.csr_matrix:
     n_out, n_in = co * oh * ow, ci * h * w
     return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(n_out, n_in))
+
+
+@dataclass(frozen=True)
+class PooledConv:
+    """A strided convolution whose kernel is constant on stride x stride blocks (what folding an
+    average pool into the convolution after it makes): the same map as a sum-pool of ``pool`` x
+    ``pool`` windows followed by the smaller ``weight`` at stride 1, with ``pool``² times fewer
+    multiply-accumulates."""
+
+    pool: int
+    weight: np.ndarray  # (C_out, C_in / groups, kH / pool, kW / pool)
+    padding: tuple[int, int]
+
+
+def factor_pool(weight: np.ndarray, in_shape: tuple[int, ...], stride: tuple[int, int],
+                padding: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> PooledConv | None:
+    """``weight`` at ``stride`` as a sum-pool then a stride-1 convolution, or None where that is
+    not the same map. It is when the stride is square, the kernel's blocks are constant, and the
+    kernel, the padding and the input's height and width are multiples of the stride: then
+    output pixel (y, x) reads the padded input's blocks (y + i, x + j) whole, each through one
+    weight, and zero padding pools to zero padding."""
+    w = np.asarray(weight)
+    s = stride[0]
+    if (s < 2 or stride[1] != s or tuple(dilation) != (1, 1) or w.ndim != 4
+            or any(v % s for v in (*w.shape[2:], *padding, *in_shape[1:]))):
+        return None
+    co, ci, kh, kw = w.shape
+    blocks = w.reshape(co, ci, kh // s, s, kw // s, s)
+    if not (blocks == blocks[:, :, :, :1, :, :1]).all():
+        return None
+    return PooledConv(s, np.ascontiguousarray(blocks[:, :, :, 0, :, 0]), (padding[0] // s, padding[1] // s))
 
 
 def exact_dtype(weight: np.ndarray, max_input: int = 1) -> torch.dtype:

@@ -24,13 +24,13 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from spikeport.api import run
-from spikeport.quality.perf import Network, best_time
+from spikeport.api import run, verify
+from spikeport.quality.perf import Network, best_time, lava_figures
 from spikeport.targets.sim import SimTarget
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.ops import factor_pool
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.snn import INPUT, ConvSynapse, DenseSynapse, SNNGraph
 
@@ -41,101 +41,127 @@ def available() -> dict[str, bool]:
     return {p: importlib.util.find_spec(p) is not None for p in PEERS}
 
 
+class _Scale(torch.nn.Module):
+    """A per-channel scale: a residual identity shortcut as a user writes it (``out + identity``)."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = w.reshape(1, -1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.w
+
+
+def _synapse_module(syn) -> torch.nn.Module:
+    """The synapse as the layers a user of the peer writes: an average pool the converter folded
+    into the next convolution is a pool again (``ops.factor_pool``), an identity shortcut a scale."""
+    if isinstance(syn, DenseSynapse):
+        lin = torch.nn.Linear(int(np.prod(syn.in_shape)), int(np.prod(syn.out_shape)), bias=False)
+        lin.weight.data = torch.as_tensor(np.asarray(syn.weight), dtype=torch.float32)
+        return torch.nn.Sequential(torch.nn.Flatten(), lin)
+    if not isinstance(syn, ConvSynapse):
+        raise SpikeportError(f"peers: a {type(syn).__name__} is not built for the peers")
+    w, mods, stride, padding = np.asarray(syn.weight), [], syn.stride, syn.padding
+    co, cig, kh, kw = w.shape
+    if (kh, kw) == (1, 1) and cig == 1 and syn.groups == co == syn.in_shape[0] and tuple(stride) == (1, 1):
+        return _Scale(torch.as_tensor(w.reshape(-1), dtype=torch.float32))
+    pooled = factor_pool(w, syn.in_shape, stride, padding, syn.dilation)
+    if pooled is not None:  # average pool, then the conv with the pool's 1 / s² taken back
+        mods.append(torch.nn.AvgPool2d(pooled.pool))
+        w, stride, padding = pooled.weight * pooled.pool ** 2, (1, 1), pooled.padding
+    conv = torch.nn.Conv2d(syn.in_shape[0], co, w.shape[2:], stride, padding, syn.dilation, syn.groups, bias=False)
+    conv.weight.data = torch.as_tensor(w, dtype=torch.float32)
+    return torch.nn.Sequential(*mods, conv)
+
+
 def _layers(snn: SNNGraph) -> list[dict]:
-    """The chain as plain tensors: per population its synapse (conv or dense), bias and threshold."""
-    out, prev = [], INPUT
+    """Per population in topological order: its projections (source, torch module), bias and
+    threshold. Any graph of conv and dense projections (chains, residual blocks); max-pool gates
+    and sparse synapses are not built."""
+    out = []
     for p in snn.populations:
-        if len(p.inputs) != 1 or p.inputs[0].source != prev or p.kind == "maxpool":
-            raise SpikeportError(f"peers: layer {p.name!r} is not part of a plain chain (residual or pooled "
-                                 "networks are not built for the peers)")
-        syn = p.inputs[0].synapse
-        if not isinstance(syn, (ConvSynapse, DenseSynapse)):
-            raise SpikeportError(f"peers: layer {p.name!r} has a {type(syn).__name__}")
-        out.append({"syn": syn, "w": torch.as_tensor(np.asarray(syn.weight), dtype=torch.float32),
+        if p.kind == "maxpool":
+            raise SpikeportError(f"peers: layer {p.name!r} is a spiking max-pool (not built for the peers)")
+        out.append({"name": p.name, "inputs": [(pr.source, _synapse_module(pr.synapse)) for pr in p.inputs],
                     "bias": torch.as_tensor(np.asarray(p.bias, dtype=np.float32)).reshape(1, *p.shape),
                     "theta": float(p.threshold), "shape": p.shape, "readout": p.kind == "readout"})
-        prev = p.name
     return out
 
 
-def _apply(layer: dict, s: torch.Tensor) -> torch.Tensor:
-    syn = layer["syn"]
-    if isinstance(syn, ConvSynapse):
-        y = F.conv2d(s.reshape(len(s), *syn.in_shape), layer["w"], None, syn.stride, syn.padding, syn.dilation,
-                     syn.groups)
-    else:
-        y = s.reshape(len(s), -1) @ layer["w"].T
-    return y + layer["bias"]
+def _current(layer: dict, x: torch.Tensor) -> torch.Tensor:
+    """The input layer's current, computed once per sample (its projections all read the input)."""
+    if any(src != INPUT for src, _ in layer["inputs"]):
+        raise SpikeportError(f"peers: the first layer {layer['name']!r} reads spikes")
+    return sum(m(x) for _, m in layer["inputs"]) + layer["bias"]
 
 
 def spikingjelly_runner(snn: SNNGraph, T: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """SpikingJelly's multi-step form: every synapse in a ``SeqToANNContainer`` over (T, B, ...)
+    tensors, ``IFNode(v_reset=None)`` (soft reset) per hidden layer."""
     from spikingjelly.activation_based import functional, layer, neuron
 
     layers = _layers(snn)
-    synapses, nodes = [], []
-    for li in layers[1:]:
-        syn = li["syn"]
-        if isinstance(syn, ConvSynapse):
-            m = layer.Conv2d(syn.in_shape[0], syn.out_shape[0], syn.weight.shape[2:], syn.stride, syn.padding,
-                             syn.dilation, syn.groups, bias=False, step_mode="m")
-        else:
-            m = layer.Linear(int(np.prod(syn.in_shape)), int(np.prod(syn.out_shape)), bias=False, step_mode="m")
-        m.weight.data = li["w"].clone()
-        synapses.append(m)
-    for li in layers[:-1]:
-        nodes.append(neuron.IFNode(v_threshold=li["theta"], v_reset=None, step_mode="m"))
+    synapses = {li["name"]: [(src, layer.SeqToANNContainer(m)) for src, m in li["inputs"]] for li in layers[1:]}
+    nodes = {li["name"]: neuron.IFNode(v_threshold=li["theta"], v_reset=None, step_mode="m")
+             for li in layers if not li["readout"]}
 
     @torch.no_grad()
     def forward(x: torch.Tensor) -> torch.Tensor:
-        for n in nodes:
-            functional.reset_net(n)
-        for n, li in zip(nodes, layers):  # initial potential theta / 2, as spikeport's neurons
-            n.v = torch.full((len(x), *li["shape"]), li["theta"] / 2)
-        cur = _apply(layers[0], x).unsqueeze(0).expand(T, *([-1] * (x.dim())))  # the first layer's current
-        s = nodes[0](cur.contiguous())
-        for k, (syn, li) in enumerate(zip(synapses, layers[1:]), start=1):
-            flat = s.flatten(2) if isinstance(li["syn"], DenseSynapse) else s
-            y = syn(flat) + li["bias"]
+        for li in layers[:-1]:  # initial potential theta / 2, as spikeport's neurons
+            functional.reset_net(nodes[li["name"]])
+            nodes[li["name"]].v = torch.full((len(x), *li["shape"]), li["theta"] / 2)
+        cur = _current(layers[0], x)
+        spikes = {layers[0]["name"]: nodes[layers[0]["name"]](cur.unsqueeze(0).expand(T, *cur.shape).contiguous())}
+        for li in layers[1:]:
+            y = sum(m(spikes[src]) for src, m in synapses[li["name"]]) + li["bias"]
             if li["readout"]:
                 return y.sum(0)
-            s = nodes[k](y)
+            spikes[li["name"]] = nodes[li["name"]](y)
         raise SpikeportError("peers: no readout")
 
     return forward
 
 
 def snntorch_runner(snn: SNNGraph, T: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """snnTorch's per-step form: a loop over T, ``Leaky(beta=1, reset_mechanism="subtract")`` per
+    hidden layer."""
     import snntorch as snt
 
     layers = _layers(snn)
-    cells = [snt.Leaky(beta=1.0, threshold=li["theta"], reset_mechanism="subtract") for li in layers[:-1]]
+    cells = {li["name"]: snt.Leaky(beta=1.0, threshold=li["theta"], reset_mechanism="subtract")
+             for li in layers if not li["readout"]}
 
     @torch.no_grad()
     def forward(x: torch.Tensor) -> torch.Tensor:
-        mems = [torch.full((len(x), *li["shape"]), li["theta"] / 2) for li in layers[:-1]]
-        cur = _apply(layers[0], x)
+        mems = {li["name"]: torch.full((len(x), *li["shape"]), li["theta"] / 2) for li in layers[:-1]}
+        cur = _current(layers[0], x)
         out = 0.0
         for _ in range(T):
-            y = cur
-            for k, cell in enumerate(cells):  # the hidden layers, then the readout's input
-                s, mems[k] = cell(y, mems[k])
-                y = _apply(layers[k + 1], s)
-            out = out + y
+            spikes = {}
+            for li in layers:
+                name = li["name"]
+                y = cur if li is layers[0] else sum(m(spikes[src]) for src, m in li["inputs"]) + li["bias"]
+                if li["readout"]:
+                    out = out + y
+                else:
+                    spikes[name], mems[name] = cells[name](y, mems[name])
         return out
 
     return forward
 
 
-def bench_peers(networks: list[Network], T: int = 8, batch: int = 64, repeat: int = 3,
+def bench_peers(networks: list[Network], T: int = 8, batch: int = 64, repeat: int = 3, lava_samples: int = 2,
                 log: Callable[[str], None] = lambda s: None) -> dict:
     """Per network: µs per sample-step of sim (integer), torch_float and each installed peer, the
-    ratios to sim, and each peer's agreement with torch_float's predictions."""
+    ratios to sim, each peer's agreement with torch_float's predictions, sim's exactness against
+    torch_int on the timed samples, and Lava on the first ``lava_samples`` of them (its steady
+    rate, verified against torch_int and sim)."""
     have = available()
-    rows = [_measure(net, T, batch, repeat, have, log) for net in networks]
+    rows = [_measure(net, T, batch, repeat, lava_samples, have, log) for net in networks]
     return {"peers_installed": have, "torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}
 
 
-def _measure(net: Network, T: int, batch: int, repeat: int, have: dict[str, bool], log) -> dict:
+def _measure(net: Network, T: int, batch: int, repeat: int, lava_samples: int, have: dict[str, bool], log) -> dict:
     x = net.x[:batch]
     snn = convert(net.graph, net.x_calib)
     q = quantize(snn, net.x_calib, T)
@@ -158,12 +184,21 @@ def _measure(net: Network, T: int, batch: int, repeat: int, have: dict[str, bool
         row[f"{peer}_us"] = best_time(lambda fn=fn: fn(xt), repeat)[0] / per
     peers = [row[f"{p}_us"] for p in PEERS if row.get(f"{p}_us")]
     row["fastest_peer_over_sim"] = min(peers) / row["sim_us"] if peers else None
+    log(f"peers: {net.name}: sim against torch_int on the {len(x)} timed samples")
+    checks, _ = verify(q, x, T, targets=("sim",))
+    row["sim_exact"], row["sim_values"] = all(c.exact for c in checks), sum(c.values for c in checks)
+    if lava_samples:
+        log(f"peers: {net.name}: Lava, {lava_samples} of them streamed")
+        lava = lava_figures(q, x[:lava_samples], T)
+        row.update({"lava_samples": lava_samples, "lava_us": lava["run_us"], "lava_exact": lava["exact"],
+                    "lava_values": lava["values"], "sim_over_lava": lava["run_us"] / row["sim_us"]})
     return row
 
 
 def peers_table(res: dict) -> str:
     lines = ["| network | T | batch | sim (integer, bit-exact) | torch_float | SpikingJelly | snnTorch | "
-             "fastest peer / sim |", "|---|---|---|---|---|---|---|---|"]
+             "fastest peer / sim | sim = torch_int | Lava steady (= torch_int, sim) | Lava / sim |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(r, key):
         v = r.get(f"{key}_us")
@@ -173,7 +208,17 @@ def peers_table(res: dict) -> str:
 
     for r in res["rows"]:
         ratio = r["fastest_peer_over_sim"]
+        lava, over = "not run", ""
+        if r.get("lava_samples"):
+            lava = f"{r['lava_us'] / 1e3:,.0f} ms ({r['lava_samples']} samples, {_verdict(r['lava_exact'])})"
+            over = f"{r['sim_over_lava']:,.0f}x"
         lines.append(f"| {r['network']} | {r['T']} | {r['batch']} | {r['sim_us']:.0f} µs | {r['torch_float_us']:.0f} µs"
                      f" | {cell(r, 'spikingjelly')} | {cell(r, 'snntorch')} | "
-                     f"{'' if ratio is None else f'{ratio:.2f}x'} |")
-    return "\n".join(lines) + "\n\nµs per sample-step (batch x T); agreement: predictions equal to torch_float's."
+                     f"{'' if ratio is None else f'{ratio:.2f}x'} | "
+                     f"{_verdict(r['sim_exact'])} ({r['sim_values']:,} values) | {lava} | {over} |")
+    return "\n".join(lines) + ("\n\nµs per sample-step (batch x T); agreement: predictions equal to torch_float's; "
+                               "fastest peer / sim: how many times sim's time the faster peer takes.")
+
+
+def _verdict(exact: bool) -> str:
+    return "exact" if exact else "NOT EXACT"

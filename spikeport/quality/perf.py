@@ -36,6 +36,7 @@ import torch
 
 from spikeport.api import dataset_for, import_model, load_model, run, verify
 from spikeport.models.data import load_dataset
+from spikeport.models.families import resnet18
 from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint, vgg_mnist
 from spikeport.targets.sim import SimTarget
 from spikeport.toolchain.convert import convert
@@ -133,20 +134,36 @@ def bundled_cnn(samples: int) -> Network:
                    "bundled checkpoint (ANN 97.9%)")
 
 
-def random_vgg(samples: int, width: int = 32, seed: int = 0) -> Network:
-    data = load_dataset("mnist5k")
-    torch.manual_seed(seed)
-    module = vgg_mnist(width=width)
-    for m in module.modules():  # BatchNorm statistics from data: every layer sees unit-variance input
+def _with_data_statistics(module: torch.nn.Module, x: np.ndarray) -> torch.nn.Module:
+    """BatchNorm statistics from data, so that a randomly initialised network's every layer sees
+    unit-variance input and fires."""
+    for m in module.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None
     module.train()
     with torch.no_grad():
-        module(torch.as_tensor(data.x_train[:512], dtype=torch.float32))
-    module.eval()
+        module(torch.as_tensor(x, dtype=torch.float32))
+    return module.eval()
+
+
+def random_vgg(samples: int, width: int = 32, seed: int = 0) -> Network:
+    data = load_dataset("mnist5k")
+    torch.manual_seed(seed)
+    module = _with_data_statistics(vgg_mnist(width=width), data.x_train[:512])
     graph = import_model(module, (1, 28, 28))
     return Network(f"vgg_mnist (width {width})", module, graph, data.x_train[:512], data.x_test[:samples],
                    f"random weights (seed {seed}), 6 conv layers of {width}-{4 * width} channels")
+
+
+def random_resnet18(samples: int, width: int = 64, seed: int = 0) -> Network:
+    """torchvision's ResNet-18 (CIFAR stem, widths 64-512 at ``width`` 64) on one-channel MNIST-5k
+    images: 17 spiking conv layers with residual additions."""
+    data = load_dataset("mnist5k")
+    torch.manual_seed(seed)
+    module = _with_data_statistics(resnet18(width=width, in_channels=1), data.x_train[:512])
+    graph = import_model(module, (1, 28, 28))
+    return Network(f"resnet18_mnist (width {width})", module, graph, data.x_train[:512], data.x_test[:samples],
+                   f"random weights (seed {seed}), ResNet-18 CIFAR stem, widths {width}-{8 * width}")
 
 
 # -- per-network figures ----------------------------------------------------------------------------
@@ -237,19 +254,25 @@ def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat:
     memory.measure(fig.__dict__, "sim_peak_mb", lambda: sim.run(q, x, T))
     if lava_samples:
         log(f"{net.name}: Lava, {lava_samples} samples streamed (the same inputs)")
-        lava = run(q, x[:lava_samples], T, "lava", record=True)
-        # streaming: one sample every `period` steps; a step costs the run time over the steps run
-        # after the first (which compiles the network and starts its processes)
-        step_s = lava.meta["lava_run_seconds"] / max(1, lava.meta["lava_run_steps"])
-        fig.lava_run_us_per_sample_step = step_s * lower(q, T).period / T * 1e6
-        fig.lava_wall_us_per_sample_step = lava.meta["wall_seconds"] / (lava_samples * T) * 1e6
-        fig.lava_startup_s = lava.meta["lava_startup_seconds"]
-        rows, _ = verify(q, x[:lava_samples], T, targets=("sim", "lava"), device=device,
-                         target_options={"lava": {}})
-        fig.lava_exact = all(r.exact for r in rows)  # sim and Lava against torch_int, Lava against sim
-        # distinct values: Lava's frames against torch_int (the row against sim compares the same values again)
-        fig.lava_values_compared = sum(r.values for r in rows if r.target == "lava" and r.against == "torch_int")
+        lava = lava_figures(q, x[:lava_samples], T, device)
+        fig.lava_run_us_per_sample_step, fig.lava_wall_us_per_sample_step = lava["run_us"], lava["wall_us"]
+        fig.lava_startup_s, fig.lava_exact, fig.lava_values_compared = lava["startup_s"], lava["exact"], lava["values"]
     return fig
+
+
+def lava_figures(q: SNNGraph, x: np.ndarray, T: int, device: str = "cpu") -> dict:
+    """Lava on ``x`` streamed, verified against torch_int and sim in the same call: its steady time
+    per sample-step (``run_us``: streaming puts one sample every ``period`` steps, and a step costs
+    the run time over the steps after the first, which compiles the network and starts its
+    processes), its wall time per sample-step (``wall_us``), the start-up, and the verdict."""
+    rows, traces = verify(q, x, T, targets=("sim", "lava"), device=device, target_options={"lava": {}})
+    meta = traces["lava"].meta
+    step_s = meta["lava_run_seconds"] / max(1, meta["lava_run_steps"])
+    return {"run_us": step_s * lower(q, T).period / T * 1e6, "wall_us": meta["wall_seconds"] / (len(x) * T) * 1e6,
+            "startup_s": meta["lava_startup_seconds"],
+            "exact": all(r.exact for r in rows),  # sim and Lava against torch_int, Lava against sim
+            # distinct values: Lava's frames against torch_int (the row against sim compares the same values again)
+            "values": sum(r.values for r in rows if r.target == "lava" and r.against == "torch_int")}
 
 
 # -- scaling ----------------------------------------------------------------------------------------
