@@ -609,12 +609,21 @@ class SimTarget:
         self.device = device
         self.progress = progress
         self.stream = stream
+        self._compiled: tuple[SNNGraph, int, SimNet] | None = None
+
+    def compile(self, snn: SNNGraph, T: int) -> SimNet:
+        """Lower ``snn`` for T and build its models, once per network and T on this target: a
+        ResNet-18 takes longer to lower than to simulate a batch. Graphs are values (every pass
+        returns a new one), so the same object is the same network."""
+        if self._compiled is None or self._compiled[0] is not snn or self._compiled[1] != T:
+            self._compiled = (snn, T, SimNet.build(lower(snn, T), self.device))
+        return self._compiled[2]
 
     def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,
             sample_ids: np.ndarray | None = None) -> Trace:
         check_graph(self, snn)
-        net = lower(snn, T)
-        prepared = SimNet.build(net, self.device)
+        prepared = self.compile(snn, T)
+        net = prepared.net
         ids = np.arange(len(x)) if sample_ids is None else np.asarray(sample_ids)
         traces = []
         for i in range(0, len(x), self.batch):
