@@ -245,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "snntorch loguru) on the same networks")
     p.add_argument("--T", type=_positive, default=None, help="time steps (perf, netx: 8; families: 4)")
     p.add_argument("--batch", type=_positive, default=64)
-    p.add_argument("--lava-samples", type=_ints, default=(8, 2), help="samples streamed through Lava for the "
-                   "CNN and the VGG net (0: leave Lava out)")
+    p.add_argument("--lava-samples", type=_ints, default=None, help="samples streamed through Lava per network "
+                   "(perf: CNN,VGG, default 8,2; peers: CNN,VGG,ResNet-18, default 2,1,1; 0: leave Lava out)")
     p.add_argument("--repeat", type=_positive, default=3, help="repetitions (the fastest is kept)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that every figure is produced")
     p.add_argument("--out", type=Path, default=None, help="also write bench.json and bench.md here")
@@ -637,10 +637,16 @@ def cmd_bench(args) -> int:
         return 0 if ok else 1
     if args.suite == "peers":
         from spikeport.quality.peers import bench_peers, peers_table
-        from spikeport.quality.perf import bundled_cnn, random_vgg
+        from spikeport.quality.perf import bundled_cnn, random_resnet18, random_vgg
+        from spikeport.toolchain.errors import SpikeportError
 
         n = 16 if args.quick else args.batch
-        res = bench_peers([bundled_cnn(n), random_vgg(n)], T=args.T or 8, batch=n, repeat=args.repeat,
+        lava = tuple(args.lava_samples or (0 if args.quick else 2, 0 if args.quick else 1, 0 if args.quick else 1))
+        if len(lava) > 3:
+            raise SpikeportError(f"--lava-samples takes up to three counts (CNN,VGG,ResNet-18), got {lava}")
+        lava += (0,) * (3 - len(lava))
+        nets = [bundled_cnn(n), random_vgg(n), random_resnet18(n, width=8 if args.quick else 64)]
+        res = bench_peers(nets, T=args.T or 8, batch=n, repeat=args.repeat, lava_samples=lava,
                           log=lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))
         _bench_output(args, res, peers_table(res), "peers")
         return 0
@@ -655,6 +661,7 @@ def cmd_bench(args) -> int:
     from spikeport.quality.perf import PerfConfig, bench_perf, perf_tables
     from spikeport.toolchain.errors import SpikeportError
 
+    args.lava_samples = args.lava_samples or (8, 2)
     lava = tuple(args.lava_samples) + (0,) * (2 - len(args.lava_samples))
     if len(lava) != 2 or min(lava) < 0:
         raise SpikeportError(f"--lava-samples takes one or two counts (CNN,VGG), got {args.lava_samples}")

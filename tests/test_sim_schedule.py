@@ -8,7 +8,8 @@ same integers: readout, every spike, the counts and the overflow events.
 import numpy as np
 import pytest
 
-from spikeport.targets.sim import components, simulate
+from spikeport.targets.sim import SimNet, components, simulate
+from spikeport.targets.sim_layout import channels_last_order
 from spikeport.targets.sim_models import FastIF, LIFModel
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
@@ -29,7 +30,8 @@ def assert_same(a, b):
 
 
 def schedules(net, cur, **kw):
-    plain = simulate(net, cur, record=True, chunk=1, fast=False, **kw)
+    # the plain reading also keeps the network's own neuron order (no channels-last renumbering)
+    plain = simulate(net, cur, record=True, chunk=1, fast=False, prepared=SimNet.build(net, channels_last=False), **kw)
     for chunk in (1, 2, 5, None):
         for fast in (True, False):
             yield chunk, fast, plain, simulate(net, cur, record=True, chunk=chunk, fast=fast, **kw)
@@ -159,3 +161,22 @@ def test_a_general_step_before_any_fused_step_invalidates_the_bound():
         assert_same(plain, simulate(net, cur, record=True, chunk=chunk, fast=True))
     with mock.patch.object(sim_models.FastIF, "sync", old_sync), pytest.raises(AssertionError):
         assert_same(plain, simulate(net, cur, record=True, chunk=1, fast=True))
+
+
+def test_channels_last_order_renumbers_conv_layers_and_changes_nothing(cnn):
+    """sim keeps the CNN's conv-connected layers in (H, W, C) order; what it reports (spikes, u and
+    v at every step, counts, overflows) is in the network's order and equal to the plain run's."""
+    q, x = cnn.q(4), cnn.data.x_test
+    net = lower(q, 4)
+    order = channels_last_order(net)
+    assert sorted(order) == ["act1", "act2", "act3"]  # 28x28, 14x14 and 7x7 images; not the readout
+    _, h, w = net.lif("act1").shape
+    assert order["act1"][1] == h * w  # position 1 holds channel 1 of pixel (0, 0)
+    cur = encode(q, x[:6])
+    kw = {"record": True, "record_state": ("act2",)}
+    plain = simulate(net, cur, prepared=SimNet.build(net, channels_last=False), **kw)
+    renumbered = simulate(net, cur, **kw)
+    assert_same(plain, renumbered)
+    for var in ("u", "v"):
+        assert np.array_equal(plain.meta[var]["act2"], renumbered.meta[var]["act2"])
+    assert plain.spikes["act2"].any() and plain.meta["u"]["act2"].any()

@@ -138,6 +138,10 @@ def _wrong_tpp_stream() -> contextlib.AbstractContextManager:
     return mock.patch.object(sim_models, "prng_u32", lambda seed, *a: real(seed + 1, *a))
 
 
+def _hwc_read_as_chw(self, *_args):
+    self.in_hwc = False  # a convolution reads its channels-last source as if it were (C, H, W)
+
+
 MUTANTS: list[Mutant] = [
     Mutant("threshold+1", "sim's fused IF loop fires one weight unit too late",
            lambda: _wrap(sim_models.FastIF, "__init__", _threshold_off_by_one)),
@@ -166,6 +170,8 @@ MUTANTS: list[Mutant] = [
            lambda: _wrap(method_kernels.MaxPoolKernel, "step", _maxpool_keeps_firing)),
     Mutant("graded-cap+1", "graded spikes carry up to levels + 1 thresholds",
            lambda: _wrap(method_kernels.GradedKernel, "__init__", _graded_cap_plus_one)),
+    Mutant("channels-last-misread", "a convolution reads its channels-last source layer in (C, H, W) order",
+           lambda: _wrap(sim_models.ConvModel, "__init__", _hwc_read_as_chw)),
 ]
 
 

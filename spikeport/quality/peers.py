@@ -8,13 +8,19 @@ in, the same thresholds, soft reset, initial potential theta / 2, the first laye
 computed once per sample and fed at every step, the readout summed over T. Each in its idiomatic
 CPU form:
 
-* SpikingJelly 2.0, multi-step mode: ``layer.Conv2d``/``layer.Linear`` on (T, B, ...) tensors and
-  ``neuron.IFNode(v_reset=None)`` (soft reset; 2.0 has one, torch, backend);
-* snnTorch: per-step loop of ``Conv2d``/``Linear`` and ``snn.Leaky(beta=1, reset_mechanism="subtract")``.
+* SpikingJelly 2.0, multi-step mode: every synapse in a ``layer.SeqToANNContainer`` over (T, B, ...)
+  tensors and ``neuron.IFNode(v_reset=None)`` (soft reset; 2.0 has one, torch, backend);
+* snnTorch: per-step loop of the synapses and ``snn.Leaky(beta=1, reset_mechanism="subtract")``.
+
+The synapses are the layers a user writes: an average pool the converter folded into the next
+convolution is an ``AvgPool2d`` again (``ops.factor_pool``, which ``sim`` uses too), a residual
+identity shortcut a per-channel scale. Any graph of conv and dense projections is built (chains,
+residual blocks: ResNet-18); spiking max-pools and sparse synapses are not.
 
 ``sim`` runs the integer network, bit-exact with Lava; the peers compute in float32. Their
 predictions are compared with ``torch_float``'s (the same float network), so a wrong peer model
-shows up as disagreement. Only chains of conv / dense layers are built (no residual connections).
+shows up as disagreement; ``sim`` is verified against ``torch_int`` on the timed samples and, on a
+few of them, against Lava in the same run.
 """
 
 from __future__ import annotations
@@ -150,14 +156,15 @@ def snntorch_runner(snn: SNNGraph, T: int) -> Callable[[torch.Tensor], torch.Ten
     return forward
 
 
-def bench_peers(networks: list[Network], T: int = 8, batch: int = 64, repeat: int = 3, lava_samples: int = 2,
-                log: Callable[[str], None] = lambda s: None) -> dict:
+def bench_peers(networks: list[Network], T: int = 8, batch: int = 64, repeat: int = 3,
+                lava_samples: tuple[int, ...] = (), log: Callable[[str], None] = lambda s: None) -> dict:
     """Per network: µs per sample-step of sim (integer), torch_float and each installed peer, the
     ratios to sim, each peer's agreement with torch_float's predictions, sim's exactness against
-    torch_int on the timed samples, and Lava on the first ``lava_samples`` of them (its steady
-    rate, verified against torch_int and sim)."""
+    torch_int on the timed samples, and Lava on the first ``lava_samples[i]`` of them for network
+    i (its steady rate, verified against torch_int and sim; none where the tuple ends)."""
     have = available()
-    rows = [_measure(net, T, batch, repeat, lava_samples, have, log) for net in networks]
+    counts = tuple(lava_samples) + (0,) * (len(networks) - len(lava_samples))
+    rows = [_measure(net, T, batch, repeat, n, have, log) for net, n in zip(networks, counts, strict=False)]
     return {"peers_installed": have, "torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}
 
 
@@ -166,9 +173,10 @@ def _measure(net: Network, T: int, batch: int, repeat: int, lava_samples: int, h
     snn = convert(net.graph, net.x_calib)
     q = quantize(snn, net.x_calib, T)
     sim = SimTarget(batch=batch)
+    row: dict = {"network": net.name, "T": T, "batch": batch}
+    row["sim_compile_s"] = best_time(lambda: sim.compile(q, T), 1)[0]  # lowered and built once per network
     sim.run(q, x, T)  # warm-up
     per = batch * T * 1e-6
-    row: dict = {"network": net.name, "T": T, "batch": batch}
     log(f"peers: {net.name}: sim, torch_float")
     row["sim_us"] = best_time(lambda: sim.run(q, x, T), repeat)[0] / per
     ref = run(snn, x, T, "torch_float")
@@ -196,9 +204,9 @@ def _measure(net: Network, T: int, batch: int, repeat: int, lava_samples: int, h
 
 
 def peers_table(res: dict) -> str:
-    lines = ["| network | T | batch | sim (integer, bit-exact) | torch_float | SpikingJelly | snnTorch | "
-             "fastest peer / sim | sim = torch_int | Lava steady (= torch_int, sim) | Lava / sim |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| network | T | batch | sim (integer, bit-exact) | sim compile (once) | torch_float | SpikingJelly | "
+             "snnTorch | fastest peer / sim | sim = torch_int | Lava steady (= torch_int, sim) | Lava / sim |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(r, key):
         v = r.get(f"{key}_us")
@@ -212,12 +220,15 @@ def peers_table(res: dict) -> str:
         if r.get("lava_samples"):
             lava = f"{r['lava_us'] / 1e3:,.0f} ms ({r['lava_samples']} samples, {_verdict(r['lava_exact'])})"
             over = f"{r['sim_over_lava']:,.0f}x"
-        lines.append(f"| {r['network']} | {r['T']} | {r['batch']} | {r['sim_us']:.0f} µs | {r['torch_float_us']:.0f} µs"
+        lines.append(f"| {r['network']} | {r['T']} | {r['batch']} | {r['sim_us']:.0f} µs | {r['sim_compile_s']:.2f} s "
+                     f"| {r['torch_float_us']:.0f} µs"
                      f" | {cell(r, 'spikingjelly')} | {cell(r, 'snntorch')} | "
                      f"{'' if ratio is None else f'{ratio:.2f}x'} | "
                      f"{_verdict(r['sim_exact'])} ({r['sim_values']:,} values) | {lava} | {over} |")
     return "\n".join(lines) + ("\n\nµs per sample-step (batch x T); agreement: predictions equal to torch_float's; "
-                               "fastest peer / sim: how many times sim's time the faster peer takes.")
+                               "fastest peer / sim: how many times sim's time the faster peer takes; sim compile: "
+                               "lowering and building the models, once per network and T (SimTarget.compile), "
+                               "not in sim's time, as the peers' construction is not in theirs.")
 
 
 def _verdict(exact: bool) -> str:
