@@ -166,13 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", "the main job on the bundled MNIST-5k CNN: accuracy vs T, verification, report")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for report.json and report.html")
     p.add_argument("--model", default="cnn_mnist", help=MODEL_HELP)
-    p.add_argument("--T", type=_steps, default=(1, 2, 4, 8, 16, 32), help="time steps, e.g. 1,2,4,8")
+    p.add_argument("--T", type=_steps, default=(1, 2, 4, 8, 16), help="time steps, e.g. 1,2,4,8")
     p.add_argument("--lava-T", type=_positive, default=8, help="T of the Lava run")
-    p.add_argument("--lava-samples", type=_nonnegative, default=32, help="test samples streamed through Lava (0: none)")
+    p.add_argument("--lava-samples", type=_nonnegative, default=16, help="test samples streamed through Lava (0: none)")
     p.add_argument("--samples", type=_positive, default=None, help="use only the first N test samples")
-    p.add_argument("--methods-T", type=_ints, default=(1, 2, 4, 8),
+    p.add_argument("--methods-T", type=_ints, default=(1, 2, 4),
                    help="T values of the seed-methods table (0: leave it out)")
-    p.add_argument("--tpp-seeds", type=_positive, default=3, help="TPP seeds in the methods table")
+    p.add_argument("--methods-samples", type=_positive, default=500,
+                   help="test samples of the seed-methods table (spikeport methods runs them all)")
+    p.add_argument("--tpp-seeds", type=_positive, default=1, help="TPP seeds in the methods table")
 
     p = add("run", "accuracy of one target on the test split")
     _model_args(p)
@@ -350,7 +352,8 @@ def cmd_demo(args) -> int:
 
     report = demo(args.out, model=args.model, Ts=args.T, lava_T=args.lava_T, lava_samples=args.lava_samples,
                   test_samples=args.samples, lava=args.lava_samples > 0,
-                  methods_Ts=tuple(t for t in args.methods_T if t > 0), tpp_seeds=args.tpp_seeds)
+                  methods_Ts=tuple(t for t in args.methods_T if t > 0), tpp_seeds=args.tpp_seeds,
+                  methods_samples=args.methods_samples)
     return 0 if all_exact(report) else 1
 
 

@@ -21,10 +21,12 @@ from spikeport.reports.demo_report import Report, accuracy_table, write_report
 from spikeport.reports.quantization import quantization_report
 
 
-def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), lava_T: int = 8,
-         lava_samples: int = 32, calib_samples: int = 512, test_samples: int | None = None,
-         lava: bool = True, progress: bool = True, methods_Ts: tuple[int, ...] = (1, 2, 4, 8),
-         tpp_seeds: int = 3) -> Report:
+def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8, 16), lava_T: int = 8,
+         lava_samples: int = 16, calib_samples: int = 512, test_samples: int | None = None,
+         lava: bool = True, progress: bool = True, methods_Ts: tuple[int, ...] = (1, 2, 4),
+         tpp_seeds: int = 1, methods_samples: int | None = 500) -> Report:
+    """``methods_samples``: the seed-methods table runs on the first that many test samples, without
+    the QCFS rows the accuracy table already has (``spikeport methods`` runs everything)."""
     t_start = time.perf_counter()
     prep = prepare(model, calib=calib_samples)
     loaded, data, calib, snn = prep.model, prep.data, prep.calib, prep.snn
@@ -75,8 +77,10 @@ def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
     bar.close()
     if methods_Ts:
         t0 = time.perf_counter()
+        n_methods = min(v for v in (methods_samples, test_samples, len(x)) if v is not None)
         table = compare_methods(model, Ts=methods_Ts, tpp_seeds=tpp_seeds, lava_Ts=(), verify_samples=50,
-                                test_samples=test_samples, calib_samples=calib_samples, progress=progress)
+                                test_samples=n_methods, calib_samples=calib_samples, progress=progress,
+                                baseline=False, prepared=prep)
         report.methods = asdict(table)
         report.methods_markdown = table.markdown()
         for r in table.rows:  # graded spikes reach the ANN at T = 1: they join the accuracy rows

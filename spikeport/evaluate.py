@@ -35,6 +35,7 @@ import numpy as np
 from spikeport.api import prepare, run
 from spikeport.models.data import DATASETS
 from spikeport.targets.lava.runner import lava_python
+from spikeport.targets.registry import get_target
 from spikeport.toolchain.errors import SpikeportError, TargetError
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.lowering import lower
@@ -226,14 +227,14 @@ class Evaluation:
         bar = tqdm(total=total, initial=total - len(todo), desc=f"eval {cfg.model} on {cfg.target}"
                    + (f" (rank {rank}/{world})" if world > 1 else ""), unit="sample",
                    disable=not self.progress or rank > 0, file=sys.stderr)
+        options = {"device": self.device} if target in ("torch_int", "sim") else {}
+        runner = get_target("lava" if target == "loihi2" else target, **options)  # one target: sim compiles once
         with path.open("a") as f:
             for c0 in range(0, len(todo), cfg.chunk):
                 idx = todo[c0:c0 + cfg.chunk]
                 x = data.x_test[idx]
                 t0 = time.perf_counter()
-                options = {"device": self.device} if target in ("torch_int", "sim") else {}
-                tr = run(q, x, cfg.T, "lava" if target == "loihi2" else target, record=True,
-                         sample_ids=np.asarray(idx), **options)
+                tr = runner.run(q, x, cfg.T, record=True, sample_ids=np.asarray(idx))
                 wall = time.perf_counter() - t0
                 counts = {p.name: tr.window_counts(p.name, S) for p in q.hidden}
                 synops = synaptic_ops(q, counts)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from spikeport.api import accuracy, ann_accuracy, prepare, run, verify
+from spikeport.api import Prepared, accuracy, ann_accuracy, prepare, run, verify
 from spikeport.models.zoo import CHECKPOINT_DIR
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.reference import run_reference
@@ -107,9 +107,11 @@ def _integer_rows(table: MethodTable, label: str, q: SNNGraph, x, y, T: int, ver
 def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), rho: int = 4,
                     tpp_seeds: int = 5, lava_Ts: tuple[int, ...] = (2, 8), lava_samples: int = 16,
                     verify_samples: int = 100, test_samples: int | None = None, calib_samples: int = 512,
-                    progress: bool = True) -> MethodTable:
-    """Run every method on ``model`` and its NQ twin (``<model>_nq``) for every T."""
-    prep = prepare(model, calib=calib_samples)
+                    progress: bool = True, baseline: bool = True, prepared: Prepared | None = None) -> MethodTable:
+    """Run every method on ``model`` and its NQ twin (``<model>_nq``) for every T. ``baseline=False``
+    leaves out the rows of plain QCFS conversion and its permuted-order ablation (for a caller that
+    has them already: the demo); ``prepared``: ``api.prepare(model)`` done already."""
+    prep = prepared or prepare(model, calib=calib_samples)
     loaded, data, snn = prep.model, prep.data, prep.snn
     x, y = data.x_test[:test_samples], data.y_test[:test_samples]
     nq_name = f"{model}_nq"
@@ -129,7 +131,8 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
     for T in Ts:
         variants: list[tuple[str, SNNGraph, dict]] = []
         t0 = time.perf_counter()
-        variants.append(("qcfs", snn, {}))
+        if baseline:
+            variants.append(("qcfs", snn, {}))
         ftbc = prep.method("ftbc", T)
         table.timings[f"ftbc_calibration_T{T}_s"] = time.perf_counter() - t0
         variants.append(("ftbc", ftbc, {"alpha": ftbc.meta["ftbc"]["alpha"]}))
@@ -157,12 +160,13 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
             latency = sub.rows[-1]["latency"]
         for target, vals in accs.items():
             table.add("tpp", target, T, vals, len(x), **({"latency": latency} if target == "sim" else {}))
-        bar.set_description(f"{model} T={T} permute")
-        table.add("permute", "torch_float", T, [accuracy(run_reference(snn, x, T, permute_seed=0), y)], len(x))
-        tick(len(x))
-        q = prep.quantize(snn, T)
-        table.add("permute", "torch_int", T, [accuracy(run_reference(q, x, T, permute_seed=0), y)], len(x))
-        tick(len(x))
+        if baseline:
+            bar.set_description(f"{model} T={T} permute")
+            table.add("permute", "torch_float", T, [accuracy(run_reference(snn, x, T, permute_seed=0), y)], len(x))
+            tick(len(x))
+            q = prep.quantize(snn, T)
+            table.add("permute", "torch_int", T, [accuracy(run_reference(q, x, T, permute_seed=0), y)], len(x))
+            tick(len(x))
         if T in lava_Ts and lava_samples:
             n = min(lava_samples, len(x))
             for label, s in [("qcfs", snn), ("ftbc", ftbc), (f"cos (rho={rho})", prep.method("cos", T, rho=rho)),
