@@ -34,7 +34,7 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/python scripts/lint_imports.py
 
 test: env lint
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2
 
 demo: env
 	$(VENV)/bin/spikeport demo --out $(OUT)

@@ -40,7 +40,7 @@ from spikeport.toolchain.errors import SpikeportError, TargetError
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import METHODS
-from spikeport.toolchain.ops import synaptic_ops
+from spikeport.toolchain.ops import fan_outs, synaptic_ops
 from spikeport.toolchain.profiles import PROFILES
 from spikeport.toolchain.trace import Trace
 from spikeport.toolchain.verify import compare
@@ -229,6 +229,7 @@ class Evaluation:
                    disable=not self.progress or rank > 0, file=sys.stderr)
         options = {"device": self.device} if target in ("torch_int", "sim") else {}
         runner = get_target("lava" if target == "loihi2" else target, **options)  # one target: sim compiles once
+        fans = fan_outs(q)  # synaptic fan-outs, once per run rather than per chunk
         with path.open("a") as f:
             for c0 in range(0, len(todo), cfg.chunk):
                 idx = todo[c0:c0 + cfg.chunk]
@@ -237,7 +238,7 @@ class Evaluation:
                 tr = runner.run(q, x, cfg.T, record=True, sample_ids=np.asarray(idx))
                 wall = time.perf_counter() - t0
                 counts = {p.name: tr.window_counts(p.name, S) for p in q.hidden}
-                synops = synaptic_ops(q, counts)
+                synops = synaptic_ops(q, counts, fans)
                 checks = {}
                 if cfg.verify_every:
                     pick = [j for j, i in enumerate(idx) if i % cfg.verify_every == 0]

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2` on 2 cores: one thread per worker (and for what
+    os.environ["OMP_NUM_THREADS"] = "1"  # it starts), else the workers' OpenMP threads spin against
+    torch.set_num_threads(1)  # each other and every tensor operation slows down several times
 
 from spikeport.api import dataset_for, load_model
 from spikeport.toolchain.convert import convert

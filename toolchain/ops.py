@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from spikeport.toolchain.snn import ConvSynapse, PoolSynapse, SNNGraph, Synapse
+from spikeport.toolchain.snn import INPUT, ConvSynapse, PoolSynapse, SNNGraph, Synapse
 
 
 def apply_synapse(syn: Synapse, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -143,14 +143,23 @@ def fan_out(syn: Synapse) -> np.ndarray:
     return np.count_nonzero(np.asarray(syn.weight), axis=0)
 
 
-def synaptic_ops(snn: SNNGraph, counts: dict[str, np.ndarray]) -> np.ndarray:
+def fan_outs(snn: SNNGraph) -> dict[tuple[str, int], np.ndarray]:
+    """``fan_out`` of every projection between populations, keyed by (population, input index):
+    computed once for callers that count synaptic operations batch after batch."""
+    return {(p.name, i): fan_out(pr.synapse).astype(np.float64) for p in snn.populations
+            for i, pr in enumerate(p.inputs) if pr.source != INPUT}
+
+
+def synaptic_ops(snn: SNNGraph, counts: dict[str, np.ndarray],
+                 fans: dict[tuple[str, int], np.ndarray] | None = None) -> np.ndarray:
     """Synaptic operations per sample, the chip's unit of work: each spike of a source neuron
     reaches each of its targets once. ``counts[name]`` is a (batch, neurons) array of spike counts;
-    the analog input projection (computed on the host) is not counted."""
+    the analog input projection (computed on the host) is not counted. ``fans``: ``fan_outs(snn)``."""
     total = None
     for p in snn.populations:
-        for pr in p.inputs:
+        for i, pr in enumerate(p.inputs):
             if pr.source in counts:
-                ops = np.asarray(counts[pr.source], dtype=np.float64) @ fan_out(pr.synapse).astype(np.float64)
+                fan = fans[(p.name, i)] if fans is not None else fan_out(pr.synapse).astype(np.float64)
+                ops = np.asarray(counts[pr.source], dtype=np.float64) @ fan
                 total = ops if total is None else total + ops
     return total if total is not None else np.zeros(0)
