@@ -218,7 +218,8 @@ def peers_table(res: dict) -> str:
         ratio = r["fastest_peer_over_sim"]
         lava, over = "not run", ""
         if r.get("lava_samples"):
-            lava = f"{r['lava_us'] / 1e3:,.0f} ms ({r['lava_samples']} samples, {_verdict(r['lava_exact'])})"
+            n = r['lava_samples']
+            lava = f"{r['lava_us'] / 1e3:,.0f} ms ({n} sample{'s' * (n != 1)}, {_verdict(r['lava_exact'])})"
             over = f"{r['sim_over_lava']:,.0f}x"
         lines.append(f"| {r['network']} | {r['T']} | {r['batch']} | {r['sim_us']:.0f} µs | {r['sim_compile_s']:.2f} s "
                      f"| {r['torch_float_us']:.0f} µs"
