@@ -24,8 +24,10 @@ def test_a_lava_worker_killed_mid_run_is_reported_and_the_next_run_is_clean(mlp,
     q, T = mlp.q(16), 16
     x = np.repeat(mlp.data.x_test[:1], 150, axis=0)  # about 2,500 streamed steps
     popen = subprocess.Popen
+    staged: list[str] = []  # the run's own staging folder: other tests' Lava runs may be alive beside it
 
     def killed_after_4s(*args, **kwargs):
+        staged.extend(a.split("/runtime/")[0] for a in args[0] if "spikeport-lava-" in str(a))
         proc = popen(*args, **kwargs)
         threading.Timer(4.0, lambda: os.killpg(proc.pid, signal.SIGKILL)).start()
         return proc
@@ -34,7 +36,8 @@ def test_a_lava_worker_killed_mid_run_is_reported_and_the_next_run_is_clean(mlp,
     with pytest.raises(TargetError, match=r"the Lava worker exited with status -9"):
         run_lava(lower(q, T), encode(q, x), chunk=150)
     monkeypatch.undo()
-    leftovers = subprocess.run(["pgrep", "-f", "spikeport-lava-"], capture_output=True, text=True).stdout.split()
+    assert staged, "the worker was started from a staged spikeport-lava- folder"
+    leftovers = subprocess.run(["pgrep", "-f", staged[0]], capture_output=True, text=True).stdout.split()
     assert [p for p in leftovers if int(p) != os.getpid()] == [], leftovers
     again = run_lava(lower(q, T), encode(q, x[:2]))  # the next run works
     assert again.final.shape == (2, 10)
