@@ -1,21 +1,23 @@
 """``sim``: a bit-accurate simulator of a :class:`ProcessNet` with Lava 0.10 fixed_pt semantics
 (the per-process arithmetic lives in :mod:`sim_models`), batched over samples and over time.
 
-How it schedules the work: every synapse delivers at least one step after the spike, so within a
-chunk of steps each group of populations that feed each other (one population with its
-self-connection, in a feedforward network) can run through all the chunk's steps before the next
-group starts; each synapse then carries the whole chunk's spikes in one batched convolution or
-matrix product. That is the computation of stepping the network step by step (``chunk=1``), in a
-different order; the tests check both against each other and against Lava. Soft-reset IF layers
-run in a fused int32 loop (``FastIF``) wherever a bound proves Lava's 24-bit folds cannot occur.
+How it schedules the work: every synapse delivers at least one step after the spike, so each
+group of populations that feed each other (one population with its self-connection, in a
+feedforward network) can run through a chunk of steps before its readers do; each synapse then
+carries the whole chunk's spikes in one batched convolution or matrix product. Each group's chunks
+start at its own input window (``_Run.schedule``), so a layer's window reaches its synapses as one
+batch. That is the computation of stepping the network step by step (``chunk=1``), in a different
+order; the tests check both against each other and against Lava. Soft-reset IF layers run in a
+fused float32 loop (``FastIF``) wherever a bound proves Lava's 24-bit folds cannot occur, and
+conv layers are kept in channels-last neuron order (``sim_layout``).
 
 Samples run side by side in a batch, each starting at step 1 (the streamed Lava run puts sample i
 at steps i*P + 1 ..; the LIFReset/quench construction makes the two equivalent, which the Lava
 tests check).
 
-Memory: each population's pending input and spikes for one chunk of ``CHUNK`` steps, freed as
-soon as its readers are done, so it grows with the batch and not with T; every step of every
-layer only when ``record`` asks for the spikes.
+Memory: each population's pending input and spikes for at most two chunks of ``CHUNK`` steps,
+so it grows with the batch and not with T; every step of every layer only when ``record`` asks
+for the spikes.
 """
 
 from __future__ import annotations
