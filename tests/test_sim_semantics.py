@@ -146,3 +146,28 @@ def test_float32_convolutions_of_spikes_are_exact_integers(channels_last, cin, c
         x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
     y = F.conv2d(x, w, None, stride, 1)
     assert torch.equal(y.double(), F.conv2d(x.double(), w.double(), None, stride, 1))
+
+
+def test_a_folded_pool_factors_into_sum_pool_and_small_conv_only_where_it_is_the_same_map():
+    """``ops.factor_pool`` (sim's and the peers' pooled convolutions): a kernel constant on stride x
+    stride blocks is a sum-pool and the small kernel; anything else is left alone."""
+    import torch
+    import torch.nn.functional as F
+
+    from spikeport.toolchain.ops import factor_pool
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(-9, 10, (6, 4, 3, 3))
+    folded = small.repeat(2, axis=2).repeat(2, axis=3)  # what folding a 2x2 average pool makes
+    f = factor_pool(folded, (4, 14, 14), (2, 2), (2, 2))
+    assert f is not None and f.pool == 2 and f.padding == (1, 1) and np.array_equal(f.weight, small)
+    x = torch.as_tensor(rng.random((3, 4, 14, 14)) < 0.3, dtype=torch.float64)
+    direct = F.conv2d(x, torch.as_tensor(folded, dtype=torch.float64), None, 2, 2)
+    pooled = F.conv2d(F.avg_pool2d(x, 2, divisor_override=1), torch.as_tensor(small, dtype=torch.float64), None, 1, 1)
+    assert torch.equal(direct, pooled)
+    broken = folded.copy()
+    broken[0, 0, 0, 1] += 1  # one block no longer constant
+    assert factor_pool(broken, (4, 14, 14), (2, 2), (2, 2)) is None
+    assert factor_pool(folded, (4, 15, 15), (2, 2), (2, 2)) is None  # odd image: the last row has no block
+    assert factor_pool(folded, (4, 14, 14), (2, 2), (1, 1)) is None  # padding not a multiple of the stride
+    assert factor_pool(folded, (4, 14, 14), (1, 1), (2, 2)) is None  # stride 1: nothing to pool
