@@ -644,10 +644,9 @@ def cmd_bench(args) -> int:
         from spikeport.toolchain.errors import SpikeportError
 
         n = 16 if args.quick else args.batch
-        lava = tuple(args.lava_samples or (0 if args.quick else 2, 0 if args.quick else 1, 0 if args.quick else 1))
+        lava = tuple(args.lava_samples or ((0, 0, 0) if args.quick else (2, 1, 1)))  # bench_peers pads with 0
         if len(lava) > 3:
             raise SpikeportError(f"--lava-samples takes up to three counts (CNN,VGG,ResNet-18), got {lava}")
-        lava += (0,) * (3 - len(lava))
         nets = [bundled_cnn(n), random_vgg(n), random_resnet18(n, width=8 if args.quick else 64)]
         res = bench_peers(nets, T=args.T or 8, batch=n, repeat=args.repeat, lava_samples=lava,
                           log=lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))

@@ -77,7 +77,7 @@ def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
     bar.close()
     if methods_Ts:
         t0 = time.perf_counter()
-        n_methods = min(v for v in (methods_samples, test_samples, len(x)) if v is not None)
+        n_methods = len(x) if methods_samples is None else min(methods_samples, len(x))
         table = compare_methods(model, Ts=methods_Ts, tpp_seeds=tpp_seeds, lava_Ts=(), verify_samples=50,
                                 test_samples=n_methods, calib_samples=calib_samples, progress=progress,
                                 baseline=False, prepared=prep)

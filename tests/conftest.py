@@ -52,3 +52,42 @@ def cnn() -> Bundle:
 @pytest.fixture(scope="session")
 def resnet() -> Bundle:
     return Bundle("resnet_digits")
+
+
+class LavaRunProcesses:
+    """Records the staging folder of each Lava worker a test starts (``runner.subprocess.Popen``
+    wrapped; ``kill_after`` seconds, if given, SIGKILLs the worker's process group) and lists the
+    processes still alive from them. Other tests' Lava runs may be alive beside them (pytest-xdist),
+    so a leak check must look at its own run's processes only."""
+
+    def __init__(self, monkeypatch, kill_after: float | None = None) -> None:
+        import signal
+        import subprocess
+        import threading
+
+        from spikeport.targets.lava import runner
+
+        self.folders: list[str] = []
+        popen = subprocess.Popen
+
+        def recording(*args, **kwargs):
+            self.folders.extend(a.split("/runtime/")[0] for a in args[0] if "spikeport-lava-" in str(a))
+            proc = popen(*args, **kwargs)
+            if kill_after is not None:
+                threading.Timer(kill_after, lambda: os.killpg(proc.pid, signal.SIGKILL)).start()
+            return proc
+
+        monkeypatch.setattr(runner.subprocess, "Popen", recording)
+
+    def leftovers(self) -> list[str]:
+        import subprocess
+
+        assert self.folders, "the worker was started from a staged spikeport-lava- folder"
+        found = subprocess.run(["pgrep", "-f", self.folders[0]], capture_output=True, text=True).stdout.split()
+        return [p for p in found if int(p) != os.getpid()]
+
+
+@pytest.fixture
+def lava_processes(monkeypatch):
+    """``lava_processes(kill_after=None)``: a :class:`LavaRunProcesses` for this test."""
+    return lambda kill_after=None: LavaRunProcesses(monkeypatch, kill_after)

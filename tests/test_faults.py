@@ -6,12 +6,10 @@ import resource
 import signal
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 
-from spikeport.targets.lava import runner
 from spikeport.targets.lava.runner import run_lava
 from spikeport.toolchain.errors import SpikeportError, TargetError
 from spikeport.toolchain.files import atomic_path, write_atomic
@@ -20,25 +18,14 @@ from spikeport.toolchain.reference import encode
 
 
 @pytest.mark.lava
-def test_a_lava_worker_killed_mid_run_is_reported_and_the_next_run_is_clean(mlp, monkeypatch):
+def test_a_lava_worker_killed_mid_run_is_reported_and_the_next_run_is_clean(mlp, monkeypatch, lava_processes):
     q, T = mlp.q(16), 16
     x = np.repeat(mlp.data.x_test[:1], 150, axis=0)  # about 2,500 streamed steps
-    popen = subprocess.Popen
-    staged: list[str] = []  # the run's own staging folder: other tests' Lava runs may be alive beside it
-
-    def killed_after_4s(*args, **kwargs):
-        staged.extend(a.split("/runtime/")[0] for a in args[0] if "spikeport-lava-" in str(a))
-        proc = popen(*args, **kwargs)
-        threading.Timer(4.0, lambda: os.killpg(proc.pid, signal.SIGKILL)).start()
-        return proc
-
-    monkeypatch.setattr(runner.subprocess, "Popen", killed_after_4s)
+    processes = lava_processes(kill_after=4.0)
     with pytest.raises(TargetError, match=r"the Lava worker exited with status -9"):
         run_lava(lower(q, T), encode(q, x), chunk=150)
     monkeypatch.undo()
-    assert staged, "the worker was started from a staged spikeport-lava- folder"
-    leftovers = subprocess.run(["pgrep", "-f", staged[0]], capture_output=True, text=True).stdout.split()
-    assert [p for p in leftovers if int(p) != os.getpid()] == [], leftovers
+    assert processes.leftovers() == []
     again = run_lava(lower(q, T), encode(q, x[:2]))  # the next run works
     assert again.final.shape == (2, 10)
 

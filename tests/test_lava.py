@@ -3,7 +3,6 @@ spike for spike, with samples streamed back to back through one compiled network
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 
 from spikeport.api import verify
-from spikeport.targets.lava import runner
 from spikeport.targets.lava.runner import WORKER, lava_python, run_lava, run_process
 from spikeport.targets.sim import simulate
 from spikeport.toolchain.errors import TargetError
@@ -79,23 +77,15 @@ def test_malformed_network_file_is_reported(tmp_path):
     assert "holds neither a spikeport Lava package nor a netx run" in err["message"]
 
 
-def test_a_hanging_worker_is_stopped_with_all_its_processes(mlp, monkeypatch):
+def test_a_hanging_worker_is_stopped_with_all_its_processes(mlp, monkeypatch, lava_processes):
     """A real Lava run far longer than the time limit: stopped, with its forked children, and reported."""
     q = mlp.q(64)
     x = np.repeat(mlp.data.x_test[:1], 400, axis=0)  # 26,000 streamed steps
-    popen, staged = subprocess.Popen, []  # the run's own staging folder: other tests' Lava runs may be alive
-
-    def recording(*args, **kwargs):
-        staged.extend(a.split("/runtime/")[0] for a in args[0] if "spikeport-lava-" in str(a))
-        return popen(*args, **kwargs)
-
-    monkeypatch.setattr(runner.subprocess, "Popen", recording)
+    processes = lava_processes()
     with pytest.raises(TargetError, match="did not finish within 8 s and was stopped"):
         run_lava(lower(q, 64), encode(q, x), timeout=8, chunk=400)
     monkeypatch.undo()
-    assert staged
-    leftovers = subprocess.run(["pgrep", "-f", staged[0]], capture_output=True, text=True).stdout.split()
-    assert [p for p in leftovers if int(p) != os.getpid()] == [], leftovers
+    assert processes.leftovers() == []
 
 
 def test_missing_lava_environment_is_a_clear_error(monkeypatch, tmp_path):
