@@ -25,11 +25,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import sparse
 
+from spikeport.targets.if_kernel import BLOCK, PoolPlan, integrate_fire, jobs_per_row
 from spikeport.targets.method_kernels import COSKernel, GradedKernel, MaxPoolKernel, TPPKernel
 from spikeport.toolchain.ops import exact_dtype, factor_pool
 from spikeport.toolchain.prng import prng_u32
@@ -212,20 +214,50 @@ class ConvModel:
         self.bound = None if p.num_message_bits else _row_abs_max(p.weight)
         self.cannot_wrap = self.bound is not None and self.bound < 1 << (self.bits - 1)
         self.overflow = 0
+        self._plan: PoolPlan | None = None
 
     def __call__(self, s: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-        p = self.p
-        c, h, w = p.in_shape
-        x = s.reshape(len(s), h, w, c).permute(0, 3, 1, 2) if self.in_hwc else s.reshape(len(s), c, h, w)
-        x = _message(x, p.num_message_bits).to(self.w.dtype, memory_format=self.layout)
+        x = self._image(s, self.p.in_shape)
+        x = _message(x, self.p.num_message_bits).to(self.w.dtype, memory_format=self.layout)
         if self.pooled is not None:
             x = F.avg_pool2d(x, self.pooled.pool, divisor_override=1)
+        return self._convolve(x)
+
+    def _image(self, s: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+        """(batch, C*H*W) in the source population's order as a (batch, C, H, W) tensor."""
+        c, h, w = shape
+        return s.reshape(len(s), h, w, c).permute(0, 3, 1, 2) if self.in_hwc else s.reshape(len(s), c, h, w)
+
+    def pool_plan(self) -> PoolPlan:
+        """Where each neuron of the source population (in its order) lands in ``from_pooled``'s
+        input: what ``if_kernel`` adds its spikes into. Jobs of whole pooled rows (H, W, C order)
+        or of whole samples (C, H, W order)."""
+        if self._plan is None:
+            c, h, w = self.p.in_shape
+            k = self.pooled.pool
+            if self.in_hwc:
+                y, x, ch = np.indices((h, w, c)).reshape(3, -1)
+                self._plan = PoolPlan.of(((y // k) * (w // k) + x // k) * c + ch, k * w * c)
+            else:
+                ch, y, x = np.indices((c, h, w)).reshape(3, -1)
+                self._plan = PoolPlan.of((ch * (h // k) + y // k) * (w // k) + x // k, c * h * w)
+        return self._plan
+
+    def from_pooled(self, pooled: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        """The synapse's output from the sum-pooled spikes (batch, C*H*W / pool**2), positions as
+        ``pool_plan`` numbers them: the same integers as ``self(spikes)``."""
+        c, h, w = self.p.in_shape
+        k = self.pooled.pool
+        return self._convolve(self._image(pooled, (c, h // k, w // k)).to(self.w.dtype, memory_format=self.layout))
+
+    def _convolve(self, x: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        p = self.p
         a = F.conv2d(x, self.w, None, self.stride, self.padding, p.dilation, p.groups)
         if self.out_hwc:  # the channels-last result is the target's (H, W, C) order as it is
             a = a.permute(0, 2, 3, 1)
         if self.cannot_wrap:
             return [(0, a)]
-        a = a.reshape(len(s), -1).to(torch.int64)
+        a = a.reshape(len(x), -1).to(torch.int64)
         wrapped = wrap(a, self.bits)  # Lava's signed 24-bit clamp of the conv output
         self.overflow += int((wrapped != a).sum())
         return [(0, wrapped)]
@@ -265,21 +297,46 @@ class LinkModel:
 SynapseModel = DenseModel | ConvModel | LinkModel
 
 
+class _State:
+    """An int64 state of a model's ``shape``, allocated when first used (zero until then): a
+    population the fused loop runs never needs its int64 u and v."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = "_" + name
+
+    def __get__(self, model, owner: type | None = None) -> torch.Tensor:
+        x = model.__dict__.get(self.key)
+        if x is None:
+            x = model.__dict__[self.key] = torch.zeros(model.shape, dtype=torch.int64, device=model.device)
+        return x
+
+    def __set__(self, model, value: torch.Tensor) -> None:
+        model.__dict__[self.key] = value
+
+
 class LIFModel:
     """LIF / LIFReset, one step at a time, in int64 with every fold and saturation of Lava's."""
+
+    u = _State()
+    v = _State()
 
     def __init__(self, p: LIFProcess, batch: int, profile: TargetProfile, device: torch.device) -> None:
         self.p = p
         self.act_shift, self.bits, self.decay_bits = profile.act_shift, profile.membrane_bits, profile.decay_bits
         self.u_max, self.v_max = 1 << (self.bits - 1), profile.v_max
         self.half_word = 1 << (profile.word_bits - 1)
-        self.u = torch.zeros((batch, p.size), dtype=torch.int64, device=device)
-        self.v = torch.zeros_like(self.u)
+        self.shape, self.device = (batch, p.size), device
         bias = np.asarray(p.bias_mant, dtype=np.int64)  # (N,), or (batch, N): a bias per sample (netx inputs)
         bias = torch.as_tensor(np.broadcast_to(bias, (batch, p.size) if bias.ndim == 2 else (p.size,)).copy())
         self.bias = shift(bias, p.bias_exp).to(device)
         self.vth = p.vth << self.act_shift
         self.overflow = 0
+
+    def u_as(self, dtype: torch.dtype) -> torch.Tensor:
+        """u converted to ``dtype`` (a FastIF's float32 state: exact, as |u| < 2**23), without
+        allocating the int64 state where it was never used."""
+        u = self.__dict__.get("_u")
+        return torch.zeros(self.shape, dtype=dtype, device=self.device) if u is None else u.to(dtype)
 
     def resets_at(self, t: int) -> bool:
         p = self.p
@@ -325,10 +382,13 @@ class FastIF:
     This is Lava's arithmetic exactly as long as u cannot leave the 24-bit range: then u never
     folds, v never saturates and ``v > vth << 6`` is ``u > (vth << 6) - bias``; and every value
     met on the way is an integer below 2**24 in magnitude, which float32 holds and adds exactly.
-    ``span`` proves that bound from the input before each run of steps; a step it cannot prove
-    goes through ``LIFModel`` instead, after ``sync`` has handed it the state. v is not kept: with
-    ``dv=4096`` it does not carry over from one step to the next. Spikes come out as float32 0/1,
-    the type the next synapse's convolution or product reads, so no conversion sits in between.
+    Two implementations: ``run`` (torch operations, any device), for which ``span`` proves that
+    bound from the input before each run of steps, and ``run_compiled`` (the CPU: ``if_kernel``,
+    every step of a block of neurons in one pass), which checks every partial sum as it goes. A
+    step neither can vouch for goes through ``LIFModel`` instead, after ``sync`` has handed it the
+    state. v is not kept: with ``dv=4096`` it does not carry over from one step to the next.
+    Spikes come out as float32 0/1, the type the next synapse's convolution or product reads, so
+    no conversion sits in between.
     """
 
     def __init__(self, lif: LIFModel, self_syn: DenseModel) -> None:
@@ -345,6 +405,10 @@ class FastIF:
         self.limit = lif.u_max - 1  # |u| up to this cannot fold, and v = u + bias cannot saturate
         self.u: torch.Tensor | None = None  # float32 state while the fast path owns it
         self.u_bound = 0  # an upper bound of |u|, kept without measuring where possible
+        self.lim = float(self.limit - self.bias_max)  # the compiled loop's bound on every partial sum of |u|
+        n = lif.p.size
+        self.spare: torch.Tensor | None = None  # the compiled loop writes the new state here
+        self.no_spikes = torch.zeros((0, n))  # the compiled loop's "nothing pending"
 
     @staticmethod
     def eligible(p, internal: list[SynapseModel], profile: TargetProfile) -> bool:
@@ -382,13 +446,80 @@ class FastIF:
         return k - j, bound
 
     def idle(self, t0: int, count: int, prev: torch.Tensor | None) -> bool:
-        """Whether steps t0 .. t0+count-1 leave the population as it is and silent, given that
-        nothing enters it: u integrates zero, so it stays, and no neuron is above threshold, no
-        subtraction is due and no reset falls in them."""
-        if (prev is not None and bool(prev.any())) or any(self.lif.resets_at(t0 + j) for j in range(count)):
+        """Whether steps t0 .. t0+count-1 are silent, given that nothing enters the population;
+        if so they are taken: u integrates zero, so it stays as it is up to a reset and zero after
+        one. Silent: no subtraction is due, no neuron is above threshold before a reset, and none
+        at u = 0 after one (a bias above threshold)."""
+        if prev is not None and bool(prev.any()):
             return False
+        first_reset = next((j for j in range(count) if self.lif.resets_at(t0 + j)), None)
         u = self.lif.u if self.u is None else self.u
-        return not bool((u > self.thr).any())
+        if first_reset != 0 and bool((u > self.thr).any()):
+            return False
+        if first_reset is None:
+            return True
+        if bool((torch.as_tensor(self.thr) < 0).any()):
+            return False
+        self.sync()
+        self.lif.u.zero_()
+        self.lif.v.zero_()
+        return True
+
+    def run_compiled(self, t0: int, a: torch.Tensor | None, consts: list[torch.Tensor | None], j0: int,
+                     spikes: torch.Tensor | None, pooled: torch.Tensor | None, plan: PoolPlan | None,
+                     prev: torch.Tensor | None, counts: np.ndarray) -> tuple[int, torch.Tensor | None]:
+        """Steps t0+j0 .. t0+j0+len(consts)-1 on the CPU in the compiled loop (``if_kernel``), as
+        far as they stay exact: returns how many ran (the state is then after them; the step that
+        would leave the 24-bit range and those after it are not run) and the last step's spikes
+        (float32 0/1), whose subtraction is due in the next step.
+
+        ``a`` (chunk, B, N) float32 synaptic input (exact integers, as a float32 inbox holds them;
+        steps past its end receive none) or None; ``consts[i]`` what else enters a_in at step
+        j0 + i, (1 or B, N) float32 (integers whose u-unit values 2**act_shift times larger are
+        exact) or None, at most two distinct tensors; ``spikes`` (chunk, B, N) float32 and
+        ``pooled`` (chunk, B, P) receive the spikes and their sum-pool by ``plan`` (either may be
+        None); ``counts[j]`` the number of spikes per sample."""
+        lif = self.lif
+        if self.u is None:
+            self.u = lif.u_as(torch.float32)  # |u| < 2**23 after Lava's fold: exact
+        if self.spare is None or self.spare.shape != self.u.shape:
+            self.spare = torch.empty_like(self.u)
+        batch, n = self.u.shape
+        k = len(consts)
+        prev = self.no_spikes if prev is None else prev.to(torch.float32)
+        last = torch.empty_like(self.u)
+        distinct = list({id(c): c for c in consts if c is not None}.values())
+        if len(distinct) > 2:
+            raise AssertionError("the compiled loop takes at most two source values per call")
+        c = [d.numpy() for d in distinct] + [np.zeros((0, n), np.float32)] * (2 - len(distinct))
+        which = np.array([0 if x is None else 1 + next(i for i, d in enumerate(distinct) if d is x)
+                          for x in consts], dtype=np.int8)
+        empty = np.zeros((0, batch, n), np.float32)
+        a_np = empty if a is None else a[j0:j0 + k].reshape(-1, batch, n).numpy()  # may end before step k
+        reset = np.array([lif.resets_at(t0 + j0 + i) for i in range(k)], dtype=np.bool_)
+        block = BLOCK if plan is None else plan.block
+        no_plan = np.zeros(0, np.int64)
+        per_job = np.empty((k, batch * jobs_per_row(n, block)), np.int32)
+        rows = batch if np.ndim(self.thr) == 2 else 1  # thresholds per sample where the bias is (netx inputs)
+        self_w, thr = (np.ascontiguousarray(np.broadcast_to(torch.as_tensor(v, dtype=torch.float32).numpy(), shape))
+                       for v, shape in ((self.self_w, (n,)), (self.thr, (rows, n))))
+        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # torch's share
+        for _ in range(2):  # the second run stops before the step the first found inexact: it cannot fail
+            done = integrate_fire(
+                self.u.numpy(), self.spare.numpy(), a_np[:k], float(1 << lif.act_shift), c[0], c[1], which[:k],
+                self_w, thr, prev.numpy(), reset[:k], self.lim,
+                empty if spikes is None else spikes[j0:j0 + k].numpy(),
+                no_plan if plan is None else plan.index, no_plan if plan is None else plan.runs,
+                empty if pooled is None else pooled[j0:j0 + k].numpy(), last.numpy(), per_job[:k], block)
+            if done == k or done == 0:
+                break
+            k = done
+        if done == 0:
+            return 0, None
+        self.u, self.spare = self.spare, self.u
+        self.u_bound = -1  # the torch path measures |u| before trusting a bound again
+        counts[j0:j0 + done] = per_job[:done].reshape(done, batch, -1).sum(axis=2)
+        return int(done), last
 
     def run(self, t0: int, inputs: list[list], j0: int, j1: int, prev: torch.Tensor | None,
             spikes: torch.Tensor) -> None:
@@ -397,7 +528,7 @@ class FastIF:
         whose subtraction is still due; ``spikes[j]`` (float32) receives each step's spikes."""
         lif = self.lif
         if self.u is None:
-            self.u = lif.u.to(torch.float32)
+            self.u = lif.u_as(torch.float32)
         u = self.u
         for j in range(j0, j1):
             if lif.resets_at(t0 + j):

@@ -29,12 +29,19 @@ def assert_same(a, b):
     assert a.overflow == b.overflow
 
 
+LOOPS = ("compiled", "torch", "general")  # the fast IF populations' two implementations, and none
+
+
+def run_as(mode, net, cur, **kw):
+    return simulate(net, cur, fast=mode != "general", loop="auto" if mode == "general" else mode, **kw)
+
+
 def schedules(net, cur, **kw):
     # the plain reading also keeps the network's own neuron order (no channels-last renumbering)
     plain = simulate(net, cur, record=True, chunk=1, fast=False, prepared=SimNet.build(net, channels_last=False), **kw)
     for chunk in (1, 2, 5, None):
-        for fast in (True, False):
-            yield chunk, fast, plain, simulate(net, cur, record=True, chunk=chunk, fast=fast, **kw)
+        for mode in LOOPS:
+            yield chunk, mode, plain, run_as(mode, net, cur, record=True, chunk=chunk, **kw)
 
 
 @pytest.mark.parametrize("bundle,T", [("mlp", 3), ("cnn", 4), ("resnet", 2)])
@@ -43,9 +50,9 @@ def test_every_schedule_equals_stepping(request, bundle, T):
     q = b.q(T)
     x = b.data.x_test[:6]
     net = lower(q, T)
-    for chunk, fast, plain, got in schedules(net, encode(q, x)):
+    for chunk, mode, plain, got in schedules(net, encode(q, x)):
         assert got.spikes and sum(int(s.sum()) for s in got.spikes.values()) > 0
-        assert_same(plain, got), (chunk, fast)
+        assert_same(plain, got), (chunk, mode)
 
 
 @pytest.mark.parametrize("method", ["ftbc", "cos", "tpp"])
@@ -58,10 +65,12 @@ def test_every_schedule_equals_stepping_for_the_seed_methods(mlp, method):
         assert_same(plain, got)
 
 
-def test_the_fused_loop_hands_steps_near_the_wrap_to_the_general_model(monkeypatch):
-    """Input currents that push u past 2**23 in the middle of the window: the steps the bound
-    cannot prove must fold exactly as Lava folds them, with the overflow events counted the same
-    way, and the fused loop must take over again where it can."""
+@pytest.mark.parametrize("loop", ["compiled", "torch"])
+def test_the_fused_loop_hands_steps_near_the_wrap_to_the_general_model(monkeypatch, loop):
+    """Input currents that push u past 2**23 in the middle of the window: the steps the fused loop
+    cannot vouch for (the torch loop: by a bound proved beforehand; the compiled loop: by checking
+    every partial sum) must fold exactly as Lava folds them, with the overflow events counted the
+    same way, and the fused loop must take over again where it can."""
     n = 5
     value = np.array([10, 20, -30, 5, 40])
     schedule = np.zeros((12, n), dtype=np.int64)
@@ -76,17 +85,24 @@ def test_the_fused_loop_hands_steps_near_the_wrap_to_the_general_model(monkeypat
     assert plain.overflow["h"] > 0  # the case is real: u does fold
 
     fused_steps, general_steps, idle_steps = [], [], []
-    run, step, idle = FastIF.run, LIFModel.step, FastIF.idle
+    run, run_compiled, step, idle = FastIF.run, FastIF.run_compiled, LIFModel.step, FastIF.idle
     monkeypatch.setattr(FastIF, "idle", lambda self, t0, count, prev: (lambda quiet: (
         idle_steps.extend(range(t0, t0 + count)) if quiet else None, quiet)[1])(idle(self, t0, count, prev)))
     monkeypatch.setattr(FastIF, "run", lambda self, t0, inputs, j0, j1, *r: (
         fused_steps.extend(range(t0 + j0, t0 + j1)), run(self, t0, inputs, j0, j1, *r))[1])
+
+    def compiled(self, t0, a, consts, j0, *rest):
+        done, last = run_compiled(self, t0, a, consts, j0, *rest)
+        fused_steps.extend(range(t0 + j0, t0 + j0 + done))
+        return done, last
+
+    monkeypatch.setattr(FastIF, "run_compiled", compiled)
     monkeypatch.setattr(LIFModel, "step", lambda self, t, a: (
         general_steps.append(t) if self.p.name == "h" else None, step(self, t, a))[1])
     for chunk in (1, 4, None):
         for steps in (fused_steps, general_steps, idle_steps):
             steps.clear()
-        assert_same(plain, simulate(net, {}, record=True, steps=14, chunk=chunk, fast=True))
+        assert_same(plain, simulate(net, {}, record=True, steps=14, chunk=chunk, loop=loop))
         assert fused_steps[:4] == [1, 2, 3, 4] and 6 in general_steps
         assert sorted(fused_steps + general_steps + idle_steps) == list(range(1, 15))  # each step once
 
@@ -158,9 +174,10 @@ def test_a_general_step_before_any_fused_step_invalidates_the_bound():
     plain = simulate(net, cur, record=True, chunk=1, fast=False)
     assert plain.overflow["l0"] > 0
     for chunk in (1, None):
-        assert_same(plain, simulate(net, cur, record=True, chunk=chunk, fast=True))
+        for loop in ("compiled", "torch"):
+            assert_same(plain, simulate(net, cur, record=True, chunk=chunk, loop=loop))
     with mock.patch.object(sim_models.FastIF, "sync", old_sync), pytest.raises(AssertionError):
-        assert_same(plain, simulate(net, cur, record=True, chunk=1, fast=True))
+        assert_same(plain, simulate(net, cur, record=True, chunk=1, loop="torch"))  # the bound is the torch loop's
 
 
 def test_channels_last_order_renumbers_conv_layers_and_changes_nothing(cnn):
@@ -180,3 +197,56 @@ def test_channels_last_order_renumbers_conv_layers_and_changes_nothing(cnn):
     for var in ("u", "v"):
         assert np.array_equal(plain.meta[var]["act2"], renumbered.meta[var]["act2"])
     assert plain.spikes["act2"].any() and plain.meta["u"]["act2"].any()
+
+
+def pooled_network(hw: int, seed: int):
+    """An integer network whose second layer reads the first through a 2x2 average pool folded
+    into its convolution (a block-constant 4x4 kernel at stride 2, as conversion makes it), at
+    ``hw`` x ``hw`` pixels: sim keeps 8x8 layers channels-last and 4x4 ones in (C, H, W) order."""
+    from spikeport.toolchain.profiles import LOIHI2
+    from spikeport.toolchain.snn import INPUT, ConvSynapse, DenseSynapse, Population, Projection, SNNGraph
+
+    rng = np.random.default_rng(seed)
+    c0, c1, c2, T = 2, 3, 4, 5
+    first = ConvSynapse(rng.normal(size=(c1, c0, 3, 3)) * 300, (c0, hw, hw), (c1, hw, hw), padding=(1, 1))
+    block = rng.integers(-60, 90, size=(c2, c1, 2, 2))
+    side = hw // 2 + 1  # (hw + 2 * 2 - 4) / 2 + 1
+    pooled = ConvSynapse(np.repeat(np.repeat(block, 2, axis=2), 2, axis=3), (c1, hw, hw), (c2, side, side),
+                         stride=(2, 2), padding=(2, 2))
+    n2 = int(np.prod(pooled.out_shape))
+    readout = DenseSynapse(rng.integers(-50, 50, size=(3, n2)), pooled.out_shape, (3,))
+    pops = [Population("a", (c1, hw, hw), "if", 256, 128, rng.integers(-40, 40, size=(c1, hw, hw)),
+                       [Projection(INPUT, first, unit=1.0)]),
+            Population("b", pooled.out_shape, "if", 128, 64, np.zeros(pooled.out_shape, np.int64),
+                       [Projection("a", pooled)]),
+            Population("out", (3,), "readout", 0, 0, np.zeros(3, np.int64), [Projection("b", readout)])]
+    snn = SNNGraph((c0, hw, hw), pops, profile=LOIHI2, T=T)
+    return snn, rng.random((6, c0, hw, hw)), T
+
+
+@pytest.mark.parametrize("hw", [4, 8])
+def test_the_compiled_loop_sum_pools_for_pooled_convolutions(monkeypatch, hw):
+    """A layer read only through a pooled convolution hands the convolution its spikes already
+    sum-pooled (``PoolPlan``), in either neuron order; with nothing recorded it keeps no spikes at
+    all. Readout, counts and overflows equal stepping the plain models, recorded spikes too."""
+    snn, x, T = pooled_network(hw, seed=hw)
+    net = lower(snn, T)
+    cur = encode(snn, x)
+    plain = simulate(net, cur, record=True, chunk=1, fast=False, prepared=SimNet.build(net, channels_last=False))
+    assert plain.spikes["a"].sum() > 0 and plain.spikes["b"].sum() > 0
+    assert ("a" in channels_last_order(net)) == (hw == 8)
+    plans = []
+    run_compiled = FastIF.run_compiled
+    monkeypatch.setattr(FastIF, "run_compiled", lambda self, t0, a, consts, j0, spikes, pooled, plan, *r: (
+        plans.append((self.lif.p.name, plan is not None, spikes is not None)),
+        run_compiled(self, t0, a, consts, j0, spikes, pooled, plan, *r))[1])
+    for chunk in (1, 3, None):
+        plans.clear()
+        assert_same(plain, simulate(net, cur, record=True, chunk=chunk, loop="compiled"))
+        assert ("a", True, True) in plans  # pooled, and the spikes kept for the record
+        plans.clear()
+        quiet = simulate(net, cur, chunk=chunk, loop="compiled")
+        assert ("a", True, False) in plans and ("a", True, True) not in plans  # pooled only
+        assert np.array_equal(plain.readout, quiet.readout) and np.array_equal(plain.final, quiet.final)
+        assert all(np.array_equal(plain.spike_counts[k], quiet.spike_counts[k]) for k in plain.spike_counts)
+        assert plain.overflow == quiet.overflow
