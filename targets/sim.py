@@ -61,6 +61,14 @@ CHUNK = 8  # steps scheduled together: enough to fill the batched convolutions, 
 # whole window at T=8 and 1.5x faster at T=32)
 
 
+def _peak(x: torch.Tensor) -> int:
+    """The largest |x| (0 for an empty tensor), in one pass."""
+    if not x.numel():
+        return 0
+    lo, hi = torch.aminmax(x)
+    return max(int(hi), -int(lo))
+
+
 def components(names: list[str], edges: list[tuple[str, str]]) -> list[list[str]]:
     """Strongly connected components of the population graph, in topological order (Tarjan).
 
@@ -104,14 +112,15 @@ def components(names: list[str], edges: list[tuple[str, str]]) -> list[list[str]
 
 
 class Inbox:
-    """Synaptic input waiting for one population, by absolute step: ``buf[i]`` is step ``base + i``.
-    It holds the chunk being simulated plus whatever delayed synapses sent beyond it, never the
-    whole run. ``dtype`` is float32 (the convolutions' own output type: no conversion) where the
-    incoming synapses' bounds keep every sum an integer below 2**24, else int64."""
+    """Synaptic input waiting for one population, by absolute step: ``buf[i]`` is step ``start + i``
+    and ``base`` the next step to be taken (``start`` is ahead of it where the next input begins
+    later). It holds the chunk being simulated plus whatever delayed synapses sent beyond it,
+    never the whole run. ``dtype`` is float32 (the convolutions' own output type: no conversion)
+    where the incoming synapses' bounds keep every sum an integer below 2**24, else int64."""
 
     def __init__(self, batch: int, size: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.base = 1
-        self.first, self.last = 1 << 62, 0  # the first and the last step anything was sent for
+        self.base = self.start = 1
+        self.last = 0  # the last step anything was sent for
         self.shape = (batch, size)
         self.dtype = dtype
         self.device = device
@@ -130,11 +139,17 @@ class Inbox:
         """Add the k steps in ``x`` (integer-valued, any dtype and layout, shape (k * batch, ...)) at
         steps ``step`` .. ``step + k - 1``, or at ``step + rows[i]``. ``owned``: nothing else holds
         ``x`` (a synapse's fresh result), so an empty inbox may keep it as its buffer, uncopied."""
-        lo = step - self.base
-        if lo < 0:
+        if step < self.base:
             raise AssertionError("synaptic input sent into the past")
+        if not len(self.buf):
+            self.start = step
+        elif step < self.start:  # before what the buffer holds (a shorter delay): zeros in front
+            old = self.buf
+            self.buf = torch.zeros((self.start - step + len(old), *self.shape), dtype=self.dtype, device=self.device)
+            self.buf[self.start - step:] = old
+            self.start = step
+        lo = step - self.start
         k = len(x) // self.shape[0]
-        self.first = min(self.first, step + (0 if rows is None else int(rows[0])))
         self.last = max(self.last, step + (k - 1 if rows is None else int(rows[-1])))
         old_len = len(self.buf)
         if rows is None:
@@ -162,15 +177,24 @@ class Inbox:
         to may be left out (the result is then shorter than ``count``: they receive nothing)."""
         if t0 != self.base:
             raise AssertionError("inbox read out of order")
-        self.base = t0 + count
-        if t0 > self.last or t0 + count <= self.first:  # nothing sent for these steps (the buffer holds zeros)
-            self.buf = self.buf[count:]
+        self.base = end = t0 + count
+        if not len(self.buf) or t0 > self.last or end <= self.start:  # nothing sent for these steps
+            gone = min(max(end - self.start, 0), len(self.buf))
+            self.buf, self.start = self.buf[gone:], self.start + gone
             return None
-        if pad:
-            new = self._grow(count)
-            if new is not None:
-                new.zero_()
-        out, self.buf = self.buf[:count], self.buf[count:]
+        lead = self.start - t0  # steps before the first one sent to (zeros)
+        if lead > 0:
+            out = torch.zeros((count, *self.shape), dtype=self.dtype, device=self.device)
+            part = self.buf[:count - lead]
+            out[lead:lead + len(part)] = part
+        else:
+            if pad:
+                new = self._grow(count)
+                if new is not None:
+                    new.zero_()
+            out = self.buf[:count]
+        gone = min(end - self.start, len(self.buf))
+        self.buf, self.start = self.buf[gone:], self.start + gone
         return out
 
 
@@ -226,8 +250,7 @@ class _Run:
         self.source_value = {s.name: self.pattern[s.name][0] + extra_in.get(s.dst, 0) for s in net.sources}
         if stream:  # a row per sample, whether or not the source carries a per-sample input
             self.source_value = {k: torch.broadcast_to(v, (stream, v.shape[-1])) for k, v in self.source_value.items()}
-        self.source_peak = {s.name: int(self.source_value[s.name].abs().max()) if self.source_value[s.name].numel()
-                            else 0 for s in net.sources}
+        self.source_peak = {s.name: _peak(self.source_value[s.name]) for s in net.sources}
         self.pattern_step = {s.name: self.pattern[s.name] - self.pattern[s.name][0] for s in net.sources
                              if s.schedule is not None}  # the changes from step to step (FTBC's time bias)
         self.fast: dict[str, FastIF] = {}

@@ -460,9 +460,8 @@ class FastIF:
             return True
         if bool((torch.as_tensor(self.thr) < 0).any()):
             return False
-        self.sync()
-        self.lif.u.zero_()
-        self.lif.v.zero_()
+        (self.lif.u if self.u is None else self.u).zero_()  # (v does not carry over: dv=4096)
+        self.u_bound = 0
         return True
 
     def run_compiled(self, t0: int, a: torch.Tensor | None, consts: list[torch.Tensor | None], j0: int,
