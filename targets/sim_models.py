@@ -332,6 +332,10 @@ class LIFModel:
         self.vth = p.vth << self.act_shift
         self.overflow = 0
 
+    def u_is_zero(self) -> bool:
+        """Whether u was never touched: still the zero it starts as."""
+        return self.__dict__.get("_u") is None
+
     def u_as(self, dtype: torch.dtype) -> torch.Tensor:
         """u converted to ``dtype`` (a FastIF's float32 state: exact, as |u| < 2**23), without
         allocating the int64 state where it was never used."""
@@ -401,6 +405,7 @@ class FastIF:
         thr = lif.vth - lif.bias
         self.thr: float | torch.Tensor = float(thr[0]) if len(thr) and bool((thr == thr[0]).all()) \
             else thr.to(torch.float32)
+        self.fires_at_zero = bool((torch.as_tensor(self.thr) < 0).any())  # a bias above threshold
         self.bias_max = int(lif.bias.abs().max()) if len(lif.bias) else 0
         self.limit = lif.u_max - 1  # |u| up to this cannot fold, and v = u + bias cannot saturate
         self.u: torch.Tensor | None = None  # float32 state while the fast path owns it
@@ -453,14 +458,17 @@ class FastIF:
         if prev is not None and bool(prev.any()):
             return False
         first_reset = next((j for j in range(count) if self.lif.resets_at(t0 + j)), None)
-        u = self.lif.u if self.u is None else self.u
-        if first_reset != 0 and bool((u > self.thr).any()):
-            return False
+        zero = self.u is None and self.lif.u_is_zero()  # (never used yet: nothing to read)
+        if first_reset != 0:
+            above = self.fires_at_zero if zero else bool(((self.lif.u if self.u is None else self.u) > self.thr).any())
+            if above:
+                return False
         if first_reset is None:
             return True
-        if bool((torch.as_tensor(self.thr) < 0).any()):
+        if self.fires_at_zero:
             return False
-        (self.lif.u if self.u is None else self.u).zero_()  # (v does not carry over: dv=4096)
+        if not zero:
+            (self.lif.u if self.u is None else self.u).zero_()  # (v does not carry over: dv=4096)
         self.u_bound = 0
         return True
 
