@@ -94,8 +94,9 @@ def integrate_fire(u: np.ndarray, u_new: np.ndarray, a: np.ndarray, a_scale: flo
                 i = 0
                 while i < n:
                     d, r = pool_index[lo + i], pool_run[lo + i]
+                    dst, src = pk[d:d + r], pb[i:i + r]
                     for j in range(r):
-                        pk[d + j] += pb[i + j]
+                        dst[j] += src[j]
                     i += r
         u_new[b, lo:hi] = ub
         last[b, lo:hi] = pb

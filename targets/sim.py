@@ -429,6 +429,7 @@ class _Run:
                 self.buffer(self.spike_buffers, n, count, f.lif.p.size)
             c = Chunk(count, spikes, pooled, np.zeros((count, self.batch), dtype=np.int64))
             prev = self.run_compiled(n, a, extra, extra_max, t0, c, prev)
+            prev = None if not c.per_step[-1].any() else prev  # a silent last step: no subtraction due
         else:
             c = Chunk(count, self.buffer(self.spike_buffers, n, count, f.lif.p.size))
             prev = self.run_torch(n, a, extra, extra_max, t0, c.spikes, prev)

@@ -332,6 +332,11 @@ class LIFModel:
         self.vth = p.vth << self.act_shift
         self.overflow = 0
 
+    def clear(self) -> None:
+        """Back to the zero state (Lava's reset), without writing zeros."""
+        self.__dict__.pop("_u", None)
+        self.__dict__.pop("_v", None)
+
     def u_is_zero(self) -> bool:
         """Whether u was never touched: still the zero it starts as."""
         return self.__dict__.get("_u") is None
@@ -467,8 +472,8 @@ class FastIF:
             return True
         if self.fires_at_zero:
             return False
-        if not zero:
-            (self.lif.u if self.u is None else self.u).zero_()  # (v does not carry over: dv=4096)
+        self.u = None  # back to the zero state, allocated again when next used (v does not carry over: dv=4096)
+        self.lif.clear()
         self.u_bound = 0
         return True
 
