@@ -666,7 +666,7 @@ class SimNet:
         inner = permute_net(net, order)
         links: list[SynapseModel] = [LinkModel(Link(f"{p.name}.in", p.src, p.name)) for p in inner.lifs
                                      if isinstance(p, MaxPoolProcess)]
-        syns = [DenseModel(p, dev, inner.profile) if isinstance(p, DenseProcess)
+        syns = [DenseModel(p, dev, inner.profile, p.src in order, p.dst in order) if isinstance(p, DenseProcess)
                 else ConvModel(p, dev, inner.profile, p.src in order, p.dst in order) for p in inner.synapses]
         return cls(inner, order, syns + links)
 

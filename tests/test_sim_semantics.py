@@ -171,3 +171,33 @@ def test_a_folded_pool_factors_into_sum_pool_and_small_conv_only_where_it_is_the
     assert factor_pool(folded, (4, 15, 15), (2, 2), (2, 2)) is None  # odd image: the last row has no block
     assert factor_pool(folded, (4, 14, 14), (2, 2), (1, 1)) is None  # padding not a multiple of the stride
     assert factor_pool(folded, (4, 14, 14), (1, 1), (2, 2)) is None  # stride 1: nothing to pool
+
+
+@pytest.mark.parametrize("k,stride,padding,groups,exp", [(1, 2, 0, 1, 0), (3, 1, 1, 1, -2), (3, 2, 1, 2, 1)])
+def test_a_delayed_convolution_runs_as_a_convolution_with_the_matrix_integers(k, stride, padding, groups, exp):
+    """Lowering turns a delayed convolution into a DelaySparse matrix and keeps the convolution
+    beside it; sim runs the convolution (``ConvMatrix``). Lava's weight processing (clipping, the
+    least significant bit of mixed-sign weights) on the kernel must give the matrix's integers, and
+    the weight exponent's floor the same values."""
+    import torch
+
+    from spikeport.targets.sim_models import ConvMatrix, DenseModel
+    from spikeport.toolchain.ops import conv_as_matrix
+    from spikeport.toolchain.snn import ConvSynapse
+
+    rng = np.random.default_rng(k + stride)
+    cin, cout, size = 4, 6, 8
+    out = (size + 2 * padding - k) // stride + 1
+    kernel = rng.integers(-300, 300, (cout, cin // groups, k, k))  # beyond 8 bits: Lava clips them
+    syn = ConvSynapse(kernel, (cin, size, size), (cout, out, out), (stride, stride), (padding, padding),
+                      groups=groups)
+    conv = ConvProcess("c", "a", "b", kernel, syn.in_shape, syn.out_shape, syn.stride, syn.padding, groups=groups)
+    as_conv = DenseProcess("c", "a", "b", conv_as_matrix(syn, kernel), weight_exp=exp, sign_mode="mixed", delay=2,
+                           sparse=True, conv=conv)
+    matrix = DenseModel(DenseProcess(**{**as_conv.__dict__, "conv": None}), torch.device("cpu"))
+    model = DenseModel(as_conv, torch.device("cpu"))
+    assert isinstance(model.blocks[0][1], ConvMatrix) and not isinstance(matrix.blocks[0][1], ConvMatrix)
+    x = torch.as_tensor(rng.random((16, cin * size * size)) < 0.4, dtype=torch.float32)
+    (d1, got), = model(x)
+    (d2, want), = matrix(x)
+    assert d1 == d2 == 2 and torch.equal(got.to(torch.int64), want.to(torch.int64)) and want.abs().sum() > 0

@@ -152,9 +152,13 @@ def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> 
                                             num_message_bits=bits))
                 continue
             if isinstance(pr.synapse, ConvSynapse):
-                w = conv_as_matrix(pr.synapse, mant)
+                s = pr.synapse
+                w = conv_as_matrix(s, mant)
+                conv = ConvProcess(name, pr.source, p.name, mant * 2, s.in_shape, s.out_shape, s.stride, s.padding,
+                                   s.dilation, s.groups, num_message_bits=bits)
                 synapses.append(DenseProcess(name, pr.source, p.name, w * 2, weight_exp=pr.weight_exp - 1,
-                                             sign_mode="mixed", delay=delay, sparse=True, num_message_bits=bits))
+                                             sign_mode="mixed", delay=delay, sparse=True, num_message_bits=bits,
+                                             conv=conv))
             else:
                 synapses.append(DenseProcess(name, pr.source, p.name, mant * 2, weight_exp=pr.weight_exp - 1,
                                              sign_mode="mixed", delay=delay, sparse=delay > 0 or sp.issparse(mant),

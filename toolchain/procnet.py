@@ -145,6 +145,8 @@ class DenseProcess:
     delay: int | np.ndarray = 0  # axonal delay, uniform or per synapse (DelaySparse); arrives at t + 1 + delay
     sparse: bool = False  # Sparse instead of Dense (same arithmetic)
     num_message_bits: int = 0  # 0: binary spikes; > 0: graded input values
+    conv: ConvProcess | None = None  # the convolution ``weights`` is the matrix of (a delayed one: Lava's
+    # Conv has no delay), kernel in the same units; Lava runs the matrix, ``sim`` may run the convolution
 
 
 @dataclass
