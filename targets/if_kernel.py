@@ -19,8 +19,7 @@ from numba import njit, prange
 BLOCK = 1024  # neurons per job: their u, pending spikes and parameters stay in L1/L2 over the steps
 
 
-@njit(parallel=True, cache=True, boundscheck=False, nogil=True)
-def integrate_fire(u: np.ndarray, u_new: np.ndarray, a: np.ndarray, a_scale: float, c0: np.ndarray,
+def _integrate_fire(u: np.ndarray, u_new: np.ndarray, a: np.ndarray, a_scale: float, c0: np.ndarray,
                    c1: np.ndarray, which: np.ndarray, self_w: np.ndarray, thr: np.ndarray, prev: np.ndarray,
                    reset: np.ndarray, lim: float, out: np.ndarray, pool_index: np.ndarray, pool_run: np.ndarray,
                    pooled: np.ndarray, last: np.ndarray, counts: np.ndarray, block: int) -> int:  # pragma: no cover
@@ -101,6 +100,13 @@ def integrate_fire(u: np.ndarray, u_new: np.ndarray, a: np.ndarray, a_scale: flo
         u_new[b, lo:hi] = ub
         last[b, lo:hi] = pb
     return first_bad.min()
+
+
+_compile = {"cache": True, "boundscheck": False, "nogil": True}
+integrate_fire = njit(parallel=True, **_compile)(_integrate_fire)
+# one thread: no thread pool at all (an OpenMP pool spins after each call, beside torch's own: two
+# test workers on two cores ran 2-4x slower with it)
+integrate_fire_serial = njit(**_compile)(_integrate_fire)
 
 
 def jobs_per_row(n: int, block: int = BLOCK) -> int:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from spikeport.targets.if_kernel import BLOCK, PoolPlan, integrate_fire, jobs_per_row
+from spikeport.targets.if_kernel import BLOCK, PoolPlan, integrate_fire, integrate_fire_serial, jobs_per_row
 from spikeport.targets.method_kernels import COSKernel, GradedKernel, MaxPoolKernel, TPPKernel
 from spikeport.toolchain.ops import exact_dtype, factor_pool
 from spikeport.toolchain.prng import prng_u32
@@ -539,9 +539,12 @@ class FastIF:
         rows = batch if np.ndim(self.thr) == 2 else 1  # thresholds per sample where the bias is (netx inputs)
         self_w, thr = (np.ascontiguousarray(np.broadcast_to(torch.as_tensor(v, dtype=torch.float32).numpy(), shape))
                        for v, shape in ((self.self_w, (n,)), (self.thr, (rows, n))))
-        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # torch's share
+        threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)  # torch's share of the machine
+        kernel = integrate_fire if threads > 1 else integrate_fire_serial
+        if threads > 1:
+            numba.set_num_threads(threads)
         for _ in range(2):  # the second run stops before the step the first found inexact: it cannot fail
-            done = integrate_fire(
+            done = kernel(
                 self.u.numpy(), self.spare.numpy(), a_np[:k], float(1 << lif.act_shift), c[0], c[1], which[:k],
                 self_w, thr, prev.numpy(), reset[:k], self.lim,
                 empty if spikes is None else spikes[j0:j0 + k].numpy(),

@@ -250,3 +250,32 @@ def test_the_compiled_loop_sum_pools_for_pooled_convolutions(monkeypatch, hw):
         assert np.array_equal(plain.readout, quiet.readout) and np.array_equal(plain.final, quiet.final)
         assert all(np.array_equal(plain.spike_counts[k], quiet.spike_counts[k]) for k in plain.spike_counts)
         assert plain.overflow == quiet.overflow
+
+
+def test_the_compiled_loop_on_two_threads_equals_it_on_one(monkeypatch, cnn):
+    """On one torch thread (as in the test workers) sim calls the compiled loop's serial build, on
+    two the parallel one, whose jobs (blocks of neurons, whole pooled rows) must not share a sum."""
+    import torch
+
+    from spikeport.targets import sim_models
+
+    calls = []
+    parallel = sim_models.integrate_fire
+    monkeypatch.setattr(sim_models, "integrate_fire", lambda *a: (calls.append(1), parallel(*a))[1])
+    q, x = cnn.q(4), cnn.data.x_test[:16]
+    net = lower(q, 4)
+    cur = encode(q, x)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = simulate(net, cur, record=True)
+        assert not calls
+        torch.set_num_threads(2)
+        two = simulate(net, cur, record=True)
+        quiet = simulate(net, cur)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls
+    assert_same(one, two)
+    assert np.array_equal(one.readout, quiet.readout)
+    assert all(np.array_equal(one.spike_counts[k], quiet.spike_counts[k]) for k in one.spike_counts)

@@ -6,10 +6,11 @@ Two families of cases:
 * **Networks** (:func:`random_case`): small integer SNNs through the real lowering. Every neuron
   model (IF, IF with FTBC's time bias, COS, TPP, graded spikes of 1 to 8 levels), T from 1 to
   32, 1 to 4 hidden layers of conv (kernel 1-4, stride, padding, dilation, grouped and
-  depthwise) or dense synapses, residual projections (dense or 1x1 conv) that the lowering must
-  delay, spiking max-pools (any kernel, stride, padding and ceil mode) after conv layers, readout
-  biases, 8-bit mantissas that often sit at -128 and 127, and inputs from gentle to far past the
-  head-room. Thresholds are sized to each layer's input, so that most layers fire.
+  depthwise) or dense synapses, 2x2 average pools folded into the convolution after them,
+  residual projections (dense or 1x1 conv) that the lowering must delay, spiking max-pools (any
+  kernel, stride, padding and ceil mode) after conv layers, readout biases, 8-bit mantissas that
+  often sit at -128 and 127, and inputs from gentle to far past the head-room. Thresholds are
+  sized to each layer's input, so that most layers fire.
 * **Lava arithmetic** (:func:`random_process_case`): process networks built directly, without the
   lowering, to reach what it never produces: leaky LIFs (any du, dv), odd mixed-sign weights that
   Lava truncates, sign modes, 1-8 weight bits, negative weight exponents, bias exponents, per-synapse
@@ -133,6 +134,22 @@ def _random_conv(rng: np.random.Generator, in_shape: tuple[int, int, int]) -> Co
     return ConvSynapse(weight, in_shape, (cout, oh, ow), (stride, stride), (pad, pad), (dil, dil), groups)
 
 
+def _fold_pool(conv: ConvSynapse) -> ConvSynapse:
+    """A 2x2 average pool before ``conv``'s kernel at stride 1, folded into it as conversion folds it
+    (the kernel repeated over 2x2 blocks, at stride 2): what ``sim`` runs as a sum-pool, which its IF
+    loop computes as it fires (``if_kernel.PoolPlan``). Left as it is where the image has no 2x2
+    blocks."""
+    h, w = conv.in_shape[1:]
+    if h % 2 or w % 2:
+        return conv
+    k, pad = conv.weight.shape[2], conv.padding[0]
+    out = (conv.out_shape[0], h // 2 + 2 * pad - k + 1, w // 2 + 2 * pad - k + 1)
+    if min(out[1:]) < 1:
+        return conv
+    folded = np.repeat(np.repeat(conv.weight, 2, axis=2), 2, axis=3)
+    return ConvSynapse(folded, conv.in_shape, out, (2, 2), (2 * pad, 2 * pad), (1, 1), conv.groups)
+
+
 def _random_pool(rng: np.random.Generator, in_shape: tuple[int, int, int]) -> PoolSynapse | None:
     """A max-pool window torch accepts (padding at most half the kernel), ceil mode included."""
     c, h, w = in_shape
@@ -175,6 +192,7 @@ def random_case(seed: int) -> Case:
     else:
         neuron = TPP(int(rng.integers(0, 1000)), str(rng.choice(["zero", "half"])))
     graded_rng = np.random.default_rng([seed, 2])  # drawn apart, like the pools: the other draws stay put
+    folded_rng = np.random.default_rng([seed, 3])  # average pools folded into the next convolution
     if isinstance(neuron, IF) and not ftbc and graded_rng.random() < 0.15:
         neuron = Graded(int(graded_rng.integers(1, 9)))
     if rng.random() < 0.65:
@@ -197,6 +215,9 @@ def random_case(seed: int) -> Case:
             proj = Projection(INPUT, syn, unit=1.0)
         else:
             syn.weight = _mantissas(rng, syn.weight.shape)
+            if folded_rng.random() < 0.5 and isinstance(syn, ConvSynapse):
+                syn = _fold_pool(syn)
+                out_shape = syn.out_shape
             proj = Projection(source, syn, weight_exp=int(rng.integers(0, 5)))
         inputs = [proj]
         same = [p for p in pops[:-1] if p.shape == out_shape]
