@@ -2,14 +2,15 @@
 
 A check that has never failed proves nothing. Each mutant below plants one fault in a monkeypatch of
 the real code (never a flag in the product), then runs the checks a user relies on, in order, until
-one fails: ``verify`` against the integer reference on the bundled MLP and residual network, then
+one fails: ``verify`` against the integer reference on the bundled MLP, residual network and CNN, then
 the fuzzer's network cases and its Lava-arithmetic cases (against the plain Lava model and the
 reference). A mutant no check catches is MISSED, and the command exits 1.
 
 The faults are those a bit-accurate simulator can realistically get wrong: a threshold off by one,
 timing, silent layers, the readout, Lava's register widths and weight processing, the bias
 exponent, axonal delays, the flush-step quench, the seed methods' own arithmetic, the spiking
-max-pool's and the graded spikes' cap.
+max-pool's and the graded spikes' cap, the channels-last layout, and the compiled IF loop's
+sum-pooling and range check.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 from spikeport.api import prepare, verify
 from spikeport.quality.fuzz import check, check_process, random_case, random_process_case
-from spikeport.targets import method_kernels, sim, sim_models
+from spikeport.targets import if_kernel, method_kernels, sim, sim_models
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,15 @@ def _wrong_tpp_stream() -> contextlib.AbstractContextManager:
     return mock.patch.object(sim_models, "prng_u32", lambda seed, *a: real(seed + 1, *a))
 
 
+def _pool_plan_shifted(self, plan, *_args):
+    """The compiled loop sums each spike into the next pooled position (its block's neighbour)."""
+    return if_kernel.PoolPlan.of((plan.index + 1) % plan.size, plan.block)
+
+
+def _no_range_check(self, _result, *_args):
+    self.lim = float(1 << 30)  # the compiled loop trusts every sum it adds, however large
+
+
 def _hwc_read_as_chw(self, *_args):
     self.in_hwc = False  # a convolution reads its channels-last source as if it were (C, H, W)
 
@@ -172,6 +182,10 @@ MUTANTS: list[Mutant] = [
            lambda: _wrap(method_kernels.GradedKernel, "__init__", _graded_cap_plus_one)),
     Mutant("channels-last-misread", "a convolution reads its channels-last source layer in (C, H, W) order",
            lambda: _wrap(sim_models.ConvModel, "__init__", _hwc_read_as_chw)),
+    Mutant("pool-shifted", "the compiled IF loop sum-pools each spike into the next pooled position",
+           lambda: _wrap(sim_models.ConvModel, "pool_plan", _pool_plan_shifted)),
+    Mutant("no-range-check", "the compiled IF loop does not check its partial sums against the 24-bit range",
+           lambda: _wrap(sim_models.FastIF, "__init__", _no_range_check)),
 ]
 
 
@@ -193,10 +207,12 @@ class Checks:
 
     def __init__(self, network_cases: int = 40, process_cases: int = 24) -> None:
         mlp, resnet = prepare("mlp_digits", calib=256), prepare("resnet_digits", calib=256)
+        cnn = prepare("cnn_mnist", calib=256)  # average pools folded into convolutions: sim's sum-pooling loop
         self.verify_runs = [("verify mlp_digits", mlp.quantize(mlp.snn, 4), mlp.data.x_test[:24], 4),
                             ("verify resnet_digits", resnet.quantize(resnet.snn, 3), resnet.data.x_test[:24], 3),
                             ("verify mlp_digits graded", mlp.quantize(mlp.method("graded", 1), 1),
-                             mlp.data.x_test[:24], 1)]
+                             mlp.data.x_test[:24], 1),
+                            ("verify cnn_mnist", cnn.quantize(cnn.snn, 3), cnn.data.x_test[:16], 3)]
         self.network_seeds = range(network_cases)
         self.process_seeds = range(process_cases)
 
