@@ -192,6 +192,8 @@ def _measure(net: Network, T: int, batch: int, repeat: int, lava_samples: int, h
         row[f"{peer}_us"] = best_time(lambda fn=fn: fn(xt), repeat)[0] / per
     peers = [row[f"{p}_us"] for p in PEERS if row.get(f"{p}_us")]
     row["fastest_peer_over_sim"] = min(peers) / row["sim_us"] if peers else None
+    row["sim_synapse_us"] = synapse_time(lambda: sim.run(q, x, T)) / per
+    row["ceiling"] = min(peers) / row["sim_synapse_us"] if peers else None
     log(f"peers: {net.name}: sim against torch_int on the {len(x)} timed samples")
     checks, _ = verify(q, x, T, targets=("sim",))
     row["sim_exact"], row["sim_values"] = all(c.exact for c in checks), sum(c.values for c in checks)
@@ -203,10 +205,27 @@ def _measure(net: Network, T: int, batch: int, repeat: int, lava_samples: int, h
     return row
 
 
+SYNAPSE_OPS = ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::mm", "aten::addmm", "aten::bmm",
+               "aten::avg_pool2d", "aten::_sparse_mm", "aten::addmm_")
+
+
+def synapse_time(call: Callable[[], object]) -> float:
+    """Seconds one ``call`` of sim spends in its convolutions, sum-pools and matrix products
+    (torch's profiler, own time of those operators): the part every simulator of the same network
+    computes, in the peers' float32 as in sim's exact float32. The fastest peer's time over it is
+    the most any simulator doing the same dense operations could lead by."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in SYNAPSE_OPS) * 1e-6
+
+
 def peers_table(res: dict) -> str:
     lines = ["| network | T | batch | sim (integer, bit-exact) | sim compile (once) | torch_float | SpikingJelly | "
-             "snnTorch | fastest peer / sim | sim = torch_int | Lava steady (= torch_int, sim) | Lava / sim |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "snnTorch | fastest peer / sim | sim's convolutions and products | ceiling | sim = torch_int | "
+             "Lava steady (= torch_int, sim) | Lava / sim |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(r, key):
         v = r.get(f"{key}_us")
@@ -215,7 +234,7 @@ def peers_table(res: dict) -> str:
                                                                    if agree is not None else "")
 
     for r in res["rows"]:
-        ratio = r["fastest_peer_over_sim"]
+        ratio, ceiling = r["fastest_peer_over_sim"], r.get("ceiling")
         lava, over = "not run", ""
         if r.get("lava_samples"):
             n = r['lava_samples']
@@ -224,12 +243,16 @@ def peers_table(res: dict) -> str:
         lines.append(f"| {r['network']} | {r['T']} | {r['batch']} | {r['sim_us']:.0f} µs | {r['sim_compile_s']:.2f} s "
                      f"| {r['torch_float_us']:.0f} µs"
                      f" | {cell(r, 'spikingjelly')} | {cell(r, 'snntorch')} | "
-                     f"{'' if ratio is None else f'{ratio:.2f}x'} | "
+                     f"{'' if ratio is None else f'{ratio:.2f}x'} | {r.get('sim_synapse_us', 0):.0f} µs | "
+                     f"{'' if ceiling is None else f'{ceiling:.2f}x'} | "
                      f"{_verdict(r['sim_exact'])} ({r['sim_values']:,} values) | {lava} | {over} |")
     return "\n".join(lines) + ("\n\nµs per sample-step (batch x T); agreement: predictions equal to torch_float's; "
                                "fastest peer / sim: how many times sim's time the faster peer takes; sim compile: "
                                "lowering and building the models, once per network and T (SimTarget.compile), "
-                               "not in sim's time, as the peers' construction is not in theirs.")
+                               "not in sim's time, as the peers' construction is not in theirs; sim's "
+                               "convolutions and products: the part of sim's time in the dense operations every "
+                               "simulator of the network runs (torch's profiler), and ceiling: the fastest peer's "
+                               "time over it, the most a simulator running those operations could lead by.")
 
 
 def _verdict(exact: bool) -> str:
