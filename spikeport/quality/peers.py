@@ -25,8 +25,11 @@ few of them, against Lava in the same run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -216,9 +219,30 @@ def synapse_time(call: Callable[[], object]) -> float:
     the most any simulator doing the same dense operations could lead by."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU])
+    with _quiet_fd2():
+        prof.start()
+    try:
         call()
+    finally:
+        with _quiet_fd2():
+            prof.stop()
     return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in SYNAPSE_OPS) * 1e-6
+
+
+@contextlib.contextmanager
+def _quiet_fd2() -> Iterator[None]:
+    """The profiler's C++ side prints a line to file descriptor 2 as it starts and as it stops,
+    which no setting turns off: those two moments run with it pointed at /dev/null."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def peers_table(res: dict) -> str:
