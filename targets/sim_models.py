@@ -537,7 +537,8 @@ class FastIF:
         no_plan = np.zeros(0, np.int64)
         per_job = np.empty((k, batch * jobs_per_row(n, block)), np.int32)
         rows = batch if np.ndim(self.thr) == 2 else 1  # thresholds per sample where the bias is (netx inputs)
-        self_w, thr = (np.ascontiguousarray(np.broadcast_to(torch.as_tensor(v, dtype=torch.float32).numpy(), shape))
+        # (writable copies: numba compiles a read-only array, as broadcast_to makes, as another type)
+        self_w, thr = (np.array(np.broadcast_to(torch.as_tensor(v, dtype=torch.float32).numpy(), shape))
                        for v, shape in ((self.self_w, (n,)), (self.thr, (rows, n))))
         threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)  # torch's share of the machine
         kernel = integrate_fire if threads > 1 else integrate_fire_serial
