@@ -8,16 +8,18 @@ carries the whole chunk's spikes in one batched convolution or matrix product. E
 start at its own input window (``_Run.schedule``), so a layer's window reaches its synapses as one
 batch. That is the computation of stepping the network step by step (``chunk=1``), in a different
 order; the tests check both against each other and against Lava. Soft-reset IF layers run in a
-fused float32 loop (``FastIF``) wherever a bound proves Lava's 24-bit folds cannot occur, and
-conv layers are kept in channels-last neuron order (``sim_layout``).
+fused float32 loop (``FastIF``; on the CPU compiled, ``if_kernel``) wherever it can vouch that
+Lava's 24-bit folds do not occur; a layer read only by pooled convolutions hands them its spikes
+sum-pooled by that loop (``Chunk.pooled``); conv layers are kept in channels-last neuron order
+(``sim_layout``).
 
 Samples run side by side in a batch, each starting at step 1 (the streamed Lava run puts sample i
 at steps i*P + 1 ..; the LIFReset/quench construction makes the two equivalent, which the Lava
 tests check).
 
-Memory: each population's pending input and spikes for at most two chunks of ``CHUNK`` steps,
-so it grows with the batch and not with T; every step of every layer only when ``record`` asks
-for the spikes.
+Memory: each population's pending input and spikes for at most two chunks (a window and its
+flush step where that is at most ``2 * CHUNK`` steps, else ``CHUNK``), so it grows with the
+batch and hardly with T; every step of every layer only when ``record`` asks for the spikes.
 """
 
 from __future__ import annotations
@@ -706,7 +708,9 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
     ``sample_ids`` key TPP's random numbers (default 0..batch-1); ``spikes_in`` (steps, batch, N)
     feeds the synapses whose source is ``"input"`` (netx networks); ``record_state`` names LIFs whose
     u and v are kept for every step (``trace.meta["u"]``, ``trace.meta["v"]``); ``chunk`` is the
-    number of steps scheduled together (default ``CHUNK``; 1 steps the whole network step by step);
+    number of steps scheduled together (default: a window and its flush step where that is at most
+    ``2 * CHUNK`` steps, so that one call of the compiled loop covers both; else ``CHUNK``; 1 steps
+    the whole network step by step);
     ``fast=False`` runs every population through the general models (for cross-checks);
     ``loop`` how the fast soft-reset IF populations run: ``"compiled"`` (``if_kernel``, CPU only),
     ``"torch"`` (torch operations, any device), ``"auto"`` the first on the CPU, else the second;
