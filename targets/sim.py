@@ -274,7 +274,6 @@ class _Run:
                 plans = [s.pool_plan() for s in readers]
                 if all(np.array_equal(p.index, plans[0].index) for p in plans):
                     self.pool_out[n] = plans[0]
-        self.pool_index = {n: torch.as_tensor(p.index) for n, p in self.pool_out.items()}
         readout = self.neurons[net.readout]
         self.readout = torch.zeros((steps, batch, readout.p.size), dtype=torch.int64)
         self.hidden = [n for n in names if n != net.readout]
@@ -447,7 +446,7 @@ class _Run:
         f, scale = self.fast[n], 1 << self.net.profile.act_shift
         a_float, exact_input = a, True
         if a is not None and a.dtype != torch.float32:  # an int64 inbox: float32 where it is exact
-            exact_input = max(int(a.amax()), -int(a.amin())) < FLOAT32_EXACT
+            exact_input = _peak(a) < FLOAT32_EXACT
             a_float = a.to(torch.float32) if exact_input else None
         as_float: dict[int, torch.Tensor] = {}  # each source value as float32, converted once per chunk
 
@@ -477,7 +476,7 @@ class _Run:
             if c.spikes is not None:
                 c.spikes[j] = s
             if c.pooled is not None:
-                c.pooled[j].zero_().index_add_(1, self.pool_index[n], s.to(torch.float32))
+                c.pooled[j].zero_().index_add_(1, torch.as_tensor(self.pool_out[n].index), s.to(torch.float32))
             c.per_step[j] = s.sum(1).numpy()
             prev = s
             j += 1
@@ -608,9 +607,10 @@ class _Run:
             else:  # FastIF's float32 0/1 and graded uint8 payloads are >= 0; external input may be signed
                 flags = spikes if spikes.dtype in (torch.float32, torch.uint8) else spikes != 0
             flags = flags.reshape(c.count, -1)
-            active = flags.amax(dim=1).numpy(force=True) > 0 if not (bool(flags[0].any()) and bool(flags[-1].any())) \
-                else None
-        if active is None or (active[0] and active[-1]):  # a layer in its window: send every step
+            # (spikes in the first and the last step settle it without looking at the others)
+            active = np.ones(c.count, dtype=bool) if bool(flags[0].any()) and bool(flags[-1].any()) \
+                else flags.amax(dim=1).numpy(force=True) > 0
+        if active[0] and active[-1]:  # a layer in its window: send every step
             rows = torch.arange(c.count)  # (a silent step in between sends zeros: the same sums)
         else:
             rows = torch.as_tensor(np.flatnonzero(active))

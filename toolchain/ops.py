@@ -155,11 +155,11 @@ def synaptic_ops(snn: SNNGraph, counts: dict[str, np.ndarray],
     """Synaptic operations per sample, the chip's unit of work: each spike of a source neuron
     reaches each of its targets once. ``counts[name]`` is a (batch, neurons) array of spike counts;
     the analog input projection (computed on the host) is not counted. ``fans``: ``fan_outs(snn)``."""
+    fans = fan_outs(snn) if fans is None else fans
     total = None
     for p in snn.populations:
         for i, pr in enumerate(p.inputs):
             if pr.source in counts:
-                fan = fans[(p.name, i)] if fans is not None else fan_out(pr.synapse).astype(np.float64)
-                ops = np.asarray(counts[pr.source], dtype=np.float64) @ fan
+                ops = np.asarray(counts[pr.source], dtype=np.float64) @ fans[(p.name, i)]
                 total = ops if total is None else total + ops
     return total if total is not None else np.zeros(0)
