@@ -34,6 +34,7 @@ import torch
 
 from spikeport.targets.base import check_graph
 from spikeport.targets.if_kernel import PoolPlan
+from spikeport.targets.int8_kernels import resolve
 from spikeport.targets.sim_layout import channels_last_order, permute_net, restore_order
 from spikeport.targets.sim_models import (
     FLOAT32_EXACT,
@@ -662,14 +663,18 @@ class SimNet:
     synapses: list[SynapseModel]
 
     @classmethod
-    def build(cls, net: ProcessNet, device: str | torch.device = "cpu", channels_last: bool = True) -> SimNet:
+    def build(cls, net: ProcessNet, device: str | torch.device = "cpu", channels_last: bool = True,
+              int8: bool | None = None) -> SimNet:
+        """``int8``: binary synapses on oneDNN's int8 kernels (``int8_kernels.resolve``: by default
+        where the CPU has int8 dot-product instructions and they prove exact here)."""
         dev = torch.device(device)
         order = channels_last_order(net) if channels_last else {}
         inner = permute_net(net, order)
         links: list[SynapseModel] = [LinkModel(Link(f"{p.name}.in", p.src, p.name)) for p in inner.lifs
                                      if isinstance(p, MaxPoolProcess)]
-        syns = [DenseModel(p, dev, inner.profile, p.src in order, p.dst in order) if isinstance(p, DenseProcess)
-                else ConvModel(p, dev, inner.profile, p.src in order, p.dst in order) for p in inner.synapses]
+        use = resolve(int8, dev)
+        syns = [(DenseModel if isinstance(p, DenseProcess) else ConvModel)(
+                    p, dev, inner.profile, p.src in order, p.dst in order, use) for p in inner.synapses]
         return cls(inner, order, syns + links)
 
     def currents(self, currents: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -703,7 +708,7 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
              steps: int | None = None, device: str | torch.device = "cpu", sample_ids: np.ndarray | None = None,
              spikes_in: np.ndarray | None = None, record_state: tuple[str, ...] = (),
              chunk: int | None = None, fast: bool = True, prepared: SimNet | None = None,
-             stream: bool = False, batch: int | None = None, loop: str = "auto") -> Trace:
+             stream: bool = False, batch: int | None = None, loop: str = "auto", int8: bool | None = None) -> Trace:
     """Run one window per sample (batched). ``currents[pop]`` is (batch, N) for input-fed layers;
     ``sample_ids`` key TPP's random numbers (default 0..batch-1); ``spikes_in`` (steps, batch, N)
     feeds the synapses whose source is ``"input"`` (netx networks); ``record_state`` names LIFs whose
@@ -714,6 +719,8 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
     ``fast=False`` runs every population through the general models (for cross-checks);
     ``loop`` how the fast soft-reset IF populations run: ``"compiled"`` (``if_kernel``, CPU only),
     ``"torch"`` (torch operations, any device), ``"auto"`` the first on the CPU, else the second;
+    ``int8`` whether binary synapses run on oneDNN's int8 kernels (``SimNet.build``; None: where
+    they are fast and exact on this CPU);
     ``prepared`` is ``SimNet.build(net)`` built beforehand; ``batch`` is needed only when
     neither currents nor spikes say it (a LIF whose ``bias_mant`` is (batch, N): netx input layers).
 
@@ -737,8 +744,8 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
     steps = steps or net.frame
     chunk = max(1, min(chunk or (net.period if net.period <= 2 * CHUNK else CHUNK), steps))
     with exact_arithmetic(dev):
-        run = _Run(prepared or SimNet.build(net, dev), currents, batch, steps, dev, ids, record, record_state, fast,
-                   n_stream, loop)
+        run = _Run(prepared or SimNet.build(net, dev, int8=int8), currents, batch, steps, dev, ids, record,
+                   record_state, fast, n_stream, loop)
         run.schedule(chunk, spikes_in)
         return run.trace()
 
@@ -750,10 +757,13 @@ class SimTarget:
     pipelined = True
     needs_integer = True
 
-    def __init__(self, batch: int = 64, device: str = "cpu", progress=None, stream: bool = False) -> None:
+    def __init__(self, batch: int = 64, device: str = "cpu", progress=None, stream: bool = False,
+                 int8: bool | None = None) -> None:
         """``stream=True``: each batch of samples runs one after another, as the Lava target streams
-        them (see :func:`simulate`); otherwise side by side, each from a clean state."""
+        them (see :func:`simulate`); otherwise side by side, each from a clean state. ``int8``: see
+        :meth:`SimNet.build`."""
         self.batch = batch
+        self.int8 = int8
         self.device = device
         self.progress = progress
         self.stream = stream
@@ -764,7 +774,7 @@ class SimTarget:
         for a ResNet-18, as long as simulating 10 of its samples). Graphs are values (every pass
         returns a new one), so the same object is the same network."""
         if self._compiled is None or self._compiled[0] is not snn or self._compiled[1] != T:
-            self._compiled = (snn, T, SimNet.build(lower(snn, T), self.device))
+            self._compiled = (snn, T, SimNet.build(lower(snn, T), self.device, int8=self.int8))
         return self._compiled[2]
 
     def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from scipy import sparse
 
 from spikeport.targets.if_kernel import BLOCK, PoolPlan, integrate_fire, integrate_fire_serial, jobs_per_row
+from spikeport.targets.int8_kernels import U8_MAX, Int8Conv, Int8Linear
 from spikeport.targets.method_kernels import COSKernel, GradedKernel, MaxPoolKernel, TPPKernel
 from spikeport.toolchain.ops import exact_dtype, factor_pool
 from spikeport.toolchain.prng import prng_u32
@@ -111,9 +112,11 @@ def _row_abs_max(w) -> int:
 class MatrixOp:
     """One integer weight matrix applied to a (batch, n_in) input: diagonal, CSR or dense."""
 
-    def __init__(self, w, device: torch.device, max_input: int = 1) -> None:
-        """``max_input``: the largest input value (1: binary spikes; graded payloads: more)."""
-        self.diag = self.w = None
+    def __init__(self, w, device: torch.device, max_input: int = 1, int8: bool = False) -> None:
+        """``max_input``: the largest input value (1: binary spikes; graded payloads: more);
+        ``int8``: a dense matrix with binary input whose sums fit float32 runs on oneDNN's int8
+        kernels where its weights allow (graded payloads stay in float: external ones may be signed)."""
+        self.diag = self.w = self.int8 = None
         self.diag_shifted: tuple[int, torch.Tensor] | None = None
         self.bound = _row_abs_max(w)
         square = w.shape[0] == w.shape[1]
@@ -134,6 +137,8 @@ class MatrixOp:
                         torch.as_tensor(w.data, dtype=dtype), w.shape, device=device)
         else:
             self.w = torch.as_tensor(w, dtype=exact_dtype(w, max_input), device=device)
+            if int8 and self.w.dtype == torch.float32 and max_input == 1:
+                self.int8 = Int8Linear.of(w)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.diag is not None:
@@ -141,6 +146,8 @@ class MatrixOp:
         return self._product(x).to(torch.int64)  # exact integers (exact_dtype), so the cast loses nothing
 
     def _product(self, x: torch.Tensor) -> torch.Tensor:
+        if self.int8 is not None:
+            return self.int8(x)
         x = x.to(self.w.dtype)
         return (self.w @ x.T).T if self.w.layout == torch.sparse_csr else x @ self.w.T
 
@@ -168,7 +175,7 @@ class ConvMatrix(MatrixOp):
     took a fifth of ``sim``'s time on ResNet-18."""
 
     def __init__(self, conv: ConvModel, bound: int) -> None:
-        self.diag, self.diag_shifted, self.conv, self.bound = None, None, conv, bound
+        self.diag, self.diag_shifted, self.conv, self.bound, self.int8 = None, None, conv, bound, None
         self.w = conv.w
 
     def _product(self, x: torch.Tensor) -> torch.Tensor:
@@ -181,8 +188,8 @@ class DenseModel:
     matrix made from a convolution runs as that convolution (``ConvMatrix``)."""
 
     def __init__(self, p: DenseProcess, device: torch.device, profile: TargetProfile = LOIHI2,
-                 in_hwc: bool = False, out_hwc: bool = False) -> None:
-        """``in_hwc`` / ``out_hwc``: as ``ConvModel``'s, for a matrix run as its convolution."""
+                 in_hwc: bool = False, out_hwc: bool = False, int8: bool = False) -> None:
+        """``in_hwc`` / ``out_hwc`` / ``int8``: as ``ConvModel``'s, for a matrix run as its convolution."""
         self.p = p
         w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits, profile.weight_bits)
         top = max_message(p.num_message_bits)
@@ -190,15 +197,15 @@ class DenseModel:
             conv = None
             if p.conv is not None and p.sign_mode is not None:
                 kernel = lava_weights(p.conv.weight, p.sign_mode, p.num_weight_bits, profile.weight_bits)
-                conv = ConvModel(replace(p.conv, weight=kernel), device, profile, in_hwc, out_hwc)
+                conv = ConvModel(replace(p.conv, weight=kernel), device, profile, in_hwc, out_hwc, int8)
             # (where a sum could reach Conv's 24-bit wrap, which Dense does not have, the matrix runs)
             self.blocks = [(int(p.delay), ConvMatrix(conv, _row_abs_max(w)) if conv is not None and conv.cannot_wrap
-                            else MatrixOp(w, device, top))]
+                            else MatrixOp(w, device, top, int8))]
         else:
             dense = w.toarray() if sparse.issparse(w) else np.asarray(w)
             delays = np.asarray(p.delay)
             self.blocks = [(int(d), MatrixOp(sparse.csr_matrix(np.where(delays == d, dense, 0)), device, top))
-                           for d in np.unique(delays[dense != 0])] or [(0, MatrixOp(dense, device, top))]
+                           for d in np.unique(delays[dense != 0])] or [(0, MatrixOp(dense, device, top, int8))]
         self.bound = None if p.num_message_bits else \
             sum(_shift_bound(m.bound, p.weight_exp) for _, m in self.blocks)
         # binary input and every sum below 2**24: float32 all the way (the inbox's type, no conversion)
@@ -219,10 +226,12 @@ class ConvModel:
     input can reach the wrap, it returns the float result (exact integers) without checking, as
     (batch, C, H, W) in channels-last layout (oneDNN's fast path: about 1.6x on CPUs). A kernel
     that is an average pool folded into the convolution runs as the sum-pool and the smaller
-    convolution (``ops.factor_pool``: stride² times fewer multiply-accumulates, the same sums)."""
+    convolution (``ops.factor_pool``: stride² times fewer multiply-accumulates, the same sums).
+    With ``int8``, a binary synapse that cannot wrap runs on oneDNN's u8 x s8 kernels
+    (``int8_kernels``) where its kernel fits a signed byte."""
 
     def __init__(self, p: ConvProcess, device: torch.device, profile: TargetProfile = LOIHI2,
-                 in_hwc: bool = False, out_hwc: bool = False) -> None:
+                 in_hwc: bool = False, out_hwc: bool = False, int8: bool = False) -> None:
         """``in_hwc`` / ``out_hwc``: the source / target population keeps its neurons in (H, W, C)
         order (``sim_layout``): read and write them as the channels-last tensors they are."""
         self.p, self.bits, self.in_hwc, self.out_hwc = p, profile.membrane_bits, in_hwc, out_hwc
@@ -237,15 +246,23 @@ class ConvModel:
         self.w = torch.as_tensor(w, dtype=dtype, device=device).contiguous(memory_format=self.layout)
         self.bound = None if p.num_message_bits else _row_abs_max(p.weight)
         self.cannot_wrap = self.bound is not None and self.bound < 1 << (self.bits - 1)
+        # (a sum-pooled input reaches pool², which a byte must hold)
+        self.int8 = Int8Conv.of(w, self.stride, self.padding, p.dilation, p.groups) if int8 and self.cannot_wrap \
+            and (self.pooled is None or self.pooled.pool ** 2 <= U8_MAX) else None
         self.overflow = 0
         self._plan: PoolPlan | None = None
 
     def __call__(self, s: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-        x = self._image(s, self.p.in_shape)
-        x = _message(x, self.p.num_message_bits).to(self.w.dtype, memory_format=self.layout)
+        x = _message(self._image(s, self.p.in_shape), self.p.num_message_bits)
         if self.pooled is not None:
-            x = F.avg_pool2d(x, self.pooled.pool, divisor_override=1)
-        return self._convolve(x)
+            x = F.avg_pool2d(x.to(self.w.dtype, memory_format=self.layout), self.pooled.pool, divisor_override=1)
+        return self._convolve(self._typed(x))
+
+    def _typed(self, x: torch.Tensor) -> torch.Tensor:
+        """The input as the convolution reads it: bytes for the int8 kernel, else the weights' type."""
+        if self.int8 is not None:
+            return x.to(torch.uint8, memory_format=torch.channels_last)
+        return x.to(self.w.dtype, memory_format=self.layout)
 
     def _image(self, s: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
         """(batch, C*H*W) in the source population's order as a (batch, C, H, W) tensor."""
@@ -272,11 +289,12 @@ class ConvModel:
         ``pool_plan`` numbers them: the same integers as ``self(spikes)``."""
         c, h, w = self.p.in_shape
         k = self.pooled.pool
-        return self._convolve(self._image(pooled, (c, h // k, w // k)).to(self.w.dtype, memory_format=self.layout))
+        return self._convolve(self._typed(self._image(pooled, (c, h // k, w // k))))
 
     def _convolve(self, x: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         p = self.p
-        a = F.conv2d(x, self.w, None, self.stride, self.padding, p.dilation, p.groups)
+        a = self.int8(x) if self.int8 is not None else \
+            F.conv2d(x, self.w, None, self.stride, self.padding, p.dilation, p.groups)
         if self.out_hwc:  # the channels-last result is the target's (H, W, C) order as it is
             a = a.permute(0, 2, 3, 1)
         if self.cannot_wrap:

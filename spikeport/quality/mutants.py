@@ -9,8 +9,8 @@ reference). A mutant no check catches is MISSED, and the command exits 1.
 The faults are those a bit-accurate simulator can realistically get wrong: a threshold off by one,
 timing, silent layers, the readout, Lava's register widths and weight processing, the bias
 exponent, axonal delays, the flush-step quench, the seed methods' own arithmetic, the spiking
-max-pool's and the graded spikes' cap, the channels-last layout, and the compiled IF loop's
-sum-pooling and range check.
+max-pool's and the graded spikes' cap, the channels-last layout, the compiled IF loop's
+sum-pooling and range check, and the int8 synapse kernels' weights.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from spikeport.api import prepare, verify
 from spikeport.quality.fuzz import check, check_process, random_case, random_process_case
-from spikeport.targets import if_kernel, method_kernels, sim, sim_models
+from spikeport.targets import if_kernel, int8_kernels, method_kernels, sim, sim_models
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,21 @@ def _no_range_check(self, _result, *_args):
     self.lim = float(1 << 30)  # the compiled loop trusts every sum it adds, however large
 
 
+@contextlib.contextmanager
+def _int8_odd_weights_lost() -> Iterator[None]:
+    real = int8_kernels.byte_form
+
+    def even_only(w):
+        form = real(w)
+        return None if form is None else (form[0] & ~np.int8(1), form[1])
+
+    # the int8 kernels wherever the operators exist (as on a CPU whose probe passed), with the
+    # fault oneDNN plants on CPUs without VNNI: each weight's least significant bit lost
+    with mock.patch.object(sim, "resolve", lambda int8, device: device.type == "cpu"), \
+            mock.patch.object(int8_kernels, "byte_form", even_only):
+        yield
+
+
 def _hwc_read_as_chw(self, *_args):
     self.in_hwc = False  # a convolution reads its channels-last source as if it were (C, H, W)
 
@@ -186,6 +201,8 @@ MUTANTS: list[Mutant] = [
            lambda: _wrap(sim_models.ConvModel, "pool_plan", _pool_plan_shifted)),
     Mutant("no-range-check", "the compiled IF loop does not check its partial sums against the 24-bit range",
            lambda: _wrap(sim_models.FastIF, "__init__", _no_range_check)),
+    Mutant("int8-odd-weights", "the int8 synapse kernels drop each weight's least significant bit",
+           _int8_odd_weights_lost),
 ]
 
 
