@@ -12,8 +12,9 @@ def test_peers_run_the_same_network_and_agree_with_torch_float():
     for peer in ("spikingjelly", "snntorch"):  # same layers, thresholds, soft reset, v0 = theta / 2
         assert row[f"{peer}_us"] > 0 and row[f"{peer}_agrees"] >= 0.9, row
     assert "| cnn_mnist | 4 | 16 |" in peers_table(res)
-    # the convolutions and products are part of sim's time, and bound its lead from above
-    assert 0 < row["sim_synapse_us"] < row["sim_us"] and row["ceiling"] > row["fastest_peer_over_sim"]
+    # the convolutions and products are part of sim's time; on int8 kernels sim is timed on float32 ones too
+    assert 0 < row["sim_synapse_us"] < row["sim_us"]
+    assert row["sim_kernels"] in ("int8", "float32") and (row["sim_kernels"] == "int8") == ("sim_float32_us" in row)
 
 
 def test_peers_build_residual_networks():

@@ -36,6 +36,7 @@ import torch
 
 from spikeport.api import run, verify
 from spikeport.quality.perf import Network, best_time, lava_figures
+from spikeport.targets.int8_kernels import resolve
 from spikeport.targets.sim import SimTarget
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
@@ -182,6 +183,11 @@ def _measure(net: Network, T: int, batch: int, repeat: int, lava_samples: int, h
     per = batch * T * 1e-6
     log(f"peers: {net.name}: sim, torch_float")
     row["sim_us"] = best_time(lambda: sim.run(q, x, T), repeat)[0] / per
+    row["sim_kernels"] = "int8" if resolve(sim.int8, torch.device(sim.device)) else "float32"
+    if row["sim_kernels"] == "int8":  # the same sim on the float32 kernels the peers use, for comparison
+        as_float = SimTarget(batch=batch, int8=False)
+        as_float.run(q, x, T)
+        row["sim_float32_us"] = best_time(lambda: as_float.run(q, x, T), repeat)[0] / per
     ref = run(snn, x, T, "torch_float")
     row["torch_float_us"] = best_time(lambda: run(snn, x, T, "torch_float"), repeat)[0] / per
     xt = torch.as_tensor(x, dtype=torch.float32)
@@ -196,7 +202,6 @@ def _measure(net: Network, T: int, batch: int, repeat: int, lava_samples: int, h
     peers = [row[f"{p}_us"] for p in PEERS if row.get(f"{p}_us")]
     row["fastest_peer_over_sim"] = min(peers) / row["sim_us"] if peers else None
     row["sim_synapse_us"] = synapse_time(lambda: sim.run(q, x, T)) / per
-    row["ceiling"] = min(peers) / row["sim_synapse_us"] if peers else None
     log(f"peers: {net.name}: sim against torch_int on the {len(x)} timed samples")
     checks, _ = verify(q, x, T, targets=("sim",))
     row["sim_exact"], row["sim_values"] = all(c.exact for c in checks), sum(c.values for c in checks)
@@ -209,14 +214,14 @@ def _measure(net: Network, T: int, batch: int, repeat: int, lava_samples: int, h
 
 
 SYNAPSE_OPS = ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::mm", "aten::addmm", "aten::bmm",
-               "aten::avg_pool2d", "aten::_sparse_mm", "aten::addmm_")
+               "aten::avg_pool2d", "aten::_sparse_mm", "aten::addmm_", "onednn::qconv2d_pointwise",
+               "onednn::qlinear_pointwise")
 
 
 def synapse_time(call: Callable[[], object]) -> float:
     """Seconds one ``call`` of sim spends in its convolutions, sum-pools and matrix products
-    (torch's profiler, own time of those operators): the part every simulator of the same network
-    computes, in the peers' float32 as in sim's exact float32. The fastest peer's time over it is
-    the most any simulator doing the same dense operations could lead by."""
+    (torch's profiler, own time of those operators, int8 or float32): the part every simulator of
+    the same network computes; the rest is neurons, bookkeeping and Python."""
     from torch.profiler import ProfilerActivity, profile
 
     prof = profile(activities=[ProfilerActivity.CPU])
@@ -246,9 +251,9 @@ def _quiet_fd2() -> Iterator[None]:
 
 
 def peers_table(res: dict) -> str:
-    lines = ["| network | T | batch | sim (integer, bit-exact) | sim compile (once) | torch_float | SpikingJelly | "
-             "snnTorch | fastest peer / sim | sim's convolutions and products | ceiling | sim = torch_int | "
-             "Lava steady (= torch_int, sim) | Lava / sim |",
+    lines = ["| network | T | batch | sim (integer, bit-exact) | sim on float32 kernels | sim compile (once) | "
+             "torch_float | SpikingJelly | snnTorch | fastest peer / sim | sim's convolutions and products | "
+             "sim = torch_int | Lava steady (= torch_int, sim) | Lava / sim |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(r, key):
@@ -258,25 +263,27 @@ def peers_table(res: dict) -> str:
                                                                    if agree is not None else "")
 
     for r in res["rows"]:
-        ratio, ceiling = r["fastest_peer_over_sim"], r.get("ceiling")
+        ratio, as_float = r["fastest_peer_over_sim"], r.get("sim_float32_us")
         lava, over = "not run", ""
         if r.get("lava_samples"):
             n = r['lava_samples']
             lava = f"{r['lava_us'] / 1e3:,.0f} ms ({n} sample{'s' * (n != 1)}, {_verdict(r['lava_exact'])})"
             over = f"{r['sim_over_lava']:,.0f}x"
-        lines.append(f"| {r['network']} | {r['T']} | {r['batch']} | {r['sim_us']:.0f} µs | {r['sim_compile_s']:.2f} s "
+        lines.append(f"| {r['network']} | {r['T']} | {r['batch']} | {r['sim_us']:.0f} µs ({r['sim_kernels']}) | "
+                     f"{'(the same)' if as_float is None else f'{as_float:.0f} µs'} | {r['sim_compile_s']:.2f} s "
                      f"| {r['torch_float_us']:.0f} µs"
                      f" | {cell(r, 'spikingjelly')} | {cell(r, 'snntorch')} | "
                      f"{'' if ratio is None else f'{ratio:.2f}x'} | {r.get('sim_synapse_us', 0):.0f} µs | "
-                     f"{'' if ceiling is None else f'{ceiling:.2f}x'} | "
                      f"{_verdict(r['sim_exact'])} ({r['sim_values']:,} values) | {lava} | {over} |")
     return "\n".join(lines) + ("\n\nµs per sample-step (batch x T); agreement: predictions equal to torch_float's; "
                                "fastest peer / sim: how many times sim's time the faster peer takes; sim compile: "
                                "lowering and building the models, once per network and T (SimTarget.compile), "
-                               "not in sim's time, as the peers' construction is not in theirs; sim's "
-                               "convolutions and products: the part of sim's time in the dense operations every "
-                               "simulator of the network runs (torch's profiler), and ceiling: the fastest peer's "
-                               "time over it, the most a simulator running those operations could lead by.")
+                               "not in sim's time, as the peers' construction is not in theirs; sim's kernels: "
+                               "int8 where the CPU has int8 dot-product instructions and they prove exact "
+                               "(targets/int8_kernels.py), float32 (the peers' kernels) elsewhere, and the same sim "
+                               "on float32 kernels beside it; sim's convolutions and products: the part of sim's "
+                               "time in the dense operations every simulator of the network runs (torch's "
+                               "profiler).")
 
 
 def _verdict(exact: bool) -> str:
