@@ -37,7 +37,7 @@ def _integrate_fire(u: np.ndarray, u_new: np.ndarray, a: np.ndarray, a_scale: fl
     the spikes of the step before (or (0, N): none); ``reset`` (K,) the steps whose start zeroes
     u; ``thr`` (1 or B, N): a neuron spikes where u > thr.
 
-    ``out`` (K, B, N) float32 receives the 0/1 spikes (or is (0, B, N): not wanted); ``pooled``
+    ``out`` (K, B, N) float32 or bool receives the spikes (or is (0, B, N): not wanted); ``pooled``
     (K, B, P), where ``pool_index`` (N,) is not empty, the sum of the spikes of the neurons whose
     ``pool_index`` is each p: the sum-pool a pooled convolution reads, without the spikes written
     and read in between (``pool_run``: the length of the run of consecutive positions that starts

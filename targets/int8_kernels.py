@@ -47,8 +47,9 @@ def _scales(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.full((n,), float(1 << k), dtype=torch.float32), torch.zeros(n, dtype=torch.int64)
 
 
-def _as_u8(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype == torch.uint8 else x.to(torch.uint8)
+def as_bytes(x: torch.Tensor) -> torch.Tensor:
+    """x as uint8: bool spikes reinterpreted in place (the same byte), other types converted."""
+    return x.view(torch.uint8) if x.dtype == torch.bool else x if x.dtype == torch.uint8 else x.to(torch.uint8)
 
 
 class Int8Conv:
@@ -66,7 +67,7 @@ class Int8Conv:
         return None if form is None else cls(*form, stride, padding, dilation, groups)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = _as_u8(x).contiguous(memory_format=torch.channels_last)
+        x = as_bytes(x).contiguous(memory_format=torch.channels_last)
         return torch.ops.onednn.qconv2d_pointwise(x, 1.0, 0, self.w, self.scale, self.zero, None, *self.geometry,
                                                   1.0, 0, torch.float32, "none", [], "")
 
@@ -85,7 +86,7 @@ class Int8Linear:
         return None if form is None else cls(*form)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.onednn.qlinear_pointwise(_as_u8(x).contiguous(), 1.0, 0, self.w, self.scale, self.zero, None,
+        return torch.ops.onednn.qlinear_pointwise(as_bytes(x).contiguous(), 1.0, 0, self.w, self.scale, self.zero, None,
                                                   1.0, 0, torch.float32, "none", [], "")
 
 

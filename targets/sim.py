@@ -260,6 +260,9 @@ class _Run:
         self.pending: dict[str, torch.Tensor] = {}
         self.spike_buffers: dict[str, torch.Tensor] = {}
         self.pool_buffers: dict[str, torch.Tensor] = {}
+        # the compiled loop writes spikes as the int8 kernels read them (bool: a byte, viewed as
+        # uint8 without a copy), else as the float32 the float kernels read
+        self.spike_dtype = torch.bool if self.compiled and sn.int8 else torch.float32
         for n in names:
             internal = [s for s in self.syns if s.p.src == n and s.p.dst == n]
             if (fast and n != net.readout and n not in record_state
@@ -428,7 +431,7 @@ class _Run:
         if self.compiled:
             pooled = self.buffer(self.pool_buffers, n, count, self.pool_out[n].size) if n in self.pool_out else None
             spikes = None if pooled is not None and n not in self.recorded else \
-                self.buffer(self.spike_buffers, n, count, f.lif.p.size)
+                self.buffer(self.spike_buffers, n, count, f.lif.p.size, self.spike_dtype)
             c = Chunk(count, spikes, pooled, np.zeros((count, self.batch), dtype=np.int64))
             prev = self.run_compiled(n, a, extra, extra_max, t0, c, prev)
             prev = None if not c.per_step[-1].any() else prev  # a silent last step: no subtraction due
@@ -523,14 +526,15 @@ class _Run:
             a_j = a_j + prev.to(torch.int64) * f.self_w_a
         return f.lif.step(t0 + j, a_j)
 
-    def buffer(self, buffers: dict[str, torch.Tensor], n: str, count: int, size: int) -> torch.Tensor:
-        """A float32 (count, batch, size) buffer for a FastIF population's spikes or their
+    def buffer(self, buffers: dict[str, torch.Tensor], n: str, count: int, size: int,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A (count, batch, size) buffer for a FastIF population's spikes or their
         sum-pool, reused from chunk to chunk (nothing holds on to a chunk's spikes once its group
         has run: they are sent, counted and recorded by copy), so it is not handed fresh pages by
         the system each time."""
         buf = buffers.get(n)
         if buf is None or len(buf) < count:
-            buf = buffers[n] = torch.empty((count, self.batch, size), dtype=torch.float32, device=self.dev)
+            buf = buffers[n] = torch.empty((count, self.batch, size), dtype=dtype, device=self.dev)
         return buf[:count]
 
     @staticmethod
@@ -661,6 +665,7 @@ class SimNet:
     net: ProcessNet  # in sim's neuron order
     order: dict[str, np.ndarray]  # population -> network index of the neuron at each position
     synapses: list[SynapseModel]
+    int8: bool = False  # binary synapses on oneDNN's int8 kernels where they fit
 
     @classmethod
     def build(cls, net: ProcessNet, device: str | torch.device = "cpu", channels_last: bool = True,
@@ -675,7 +680,7 @@ class SimNet:
         use = resolve(int8, dev)
         syns = [(DenseModel if isinstance(p, DenseProcess) else ConvModel)(
                     p, dev, inner.profile, p.src in order, p.dst in order, use) for p in inner.synapses]
-        return cls(inner, order, syns + links)
+        return cls(inner, order, syns + links, use)
 
     def currents(self, currents: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per-sample input currents, (samples, N) in the network's order, in sim's."""

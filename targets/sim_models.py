@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from scipy import sparse
 
 from spikeport.targets.if_kernel import BLOCK, PoolPlan, integrate_fire, integrate_fire_serial, jobs_per_row
-from spikeport.targets.int8_kernels import U8_MAX, Int8Conv, Int8Linear
+from spikeport.targets.int8_kernels import U8_MAX, Int8Conv, Int8Linear, as_bytes
 from spikeport.targets.method_kernels import COSKernel, GradedKernel, MaxPoolKernel, TPPKernel
 from spikeport.toolchain.ops import exact_dtype, factor_pool
 from spikeport.toolchain.prng import prng_u32
@@ -261,7 +261,7 @@ class ConvModel:
     def _typed(self, x: torch.Tensor) -> torch.Tensor:
         """The input as the convolution reads it: bytes for the int8 kernel, else the weights' type."""
         if self.int8 is not None:
-            return x.to(torch.uint8, memory_format=torch.channels_last)
+            return as_bytes(x).contiguous(memory_format=torch.channels_last)
         return x.to(self.w.dtype, memory_format=self.layout)
 
     def _image(self, s: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
@@ -438,8 +438,9 @@ class FastIF:
     every step of a block of neurons in one pass), which checks every partial sum as it goes. A
     step neither can vouch for goes through ``LIFModel`` instead, after ``sync`` has handed it the
     state. v is not kept: with ``dv=4096`` it does not carry over from one step to the next.
-    Spikes come out as float32 0/1, the type the next synapse's convolution or product reads, so
-    no conversion sits in between.
+    Spikes come out in the type the next synapse's convolution or product reads, so no conversion
+    sits in between: float32 0/1 for the float kernels, bool (bytes) from the compiled loop for
+    the int8 ones.
     """
 
     def __init__(self, lif: LIFModel, self_syn: DenseModel) -> None:
@@ -530,7 +531,7 @@ class FastIF:
         ``a`` (chunk, B, N) float32 synaptic input (exact integers, as a float32 inbox holds them;
         steps past its end receive none) or None; ``consts[i]`` what else enters a_in at step
         j0 + i, (1 or B, N) float32 (integers whose u-unit values 2**act_shift times larger are
-        exact) or None, at most two distinct tensors; ``spikes`` (chunk, B, N) float32 and
+        exact) or None, at most two distinct tensors; ``spikes`` (chunk, B, N) float32 or bool and
         ``pooled`` (chunk, B, P) receive the spikes and their sum-pool by ``plan`` (either may be
         None); ``counts[j]`` the number of spikes per sample."""
         lif = self.lif
