@@ -239,12 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("bench", "speed benchmarks, side by side in one run (figures for BENCHMARKS.md)")
-    p.add_argument("--suite", choices=["perf", "netx", "families", "peers"], default="perf",
+    p.add_argument("--suite", choices=["perf", "netx", "families", "peers", "kernels"], default="perf",
                    help="perf: the MNIST-5k CNN and a VGG-style net on sim, torch, Lava and the float ANN, with "
                    "scaling tables; netx: lava-dl's pilotnet_lif and ntidigits, sim vs Lava; families: the "
                    "standard CNN families through both importers, verified, with sizes and Loihi 2 estimates; "
                    "peers: sim beside SpikingJelly and snnTorch (optional, pip install --no-deps spikingjelly "
-                   "snntorch loguru) on the same networks")
+                   "snntorch loguru) on the same networks; kernels: one convolution or product at a time on "
+                   "float32 and int8 kernels")
     p.add_argument("--T", type=_positive, default=None, help="time steps (perf, netx: 8; families: 4)")
     p.add_argument("--batch", type=_positive, default=64)
     p.add_argument("--lava-samples", type=_ints, default=None, help="samples streamed through Lava per network "
@@ -421,6 +422,9 @@ def cmd_info(args) -> int:
 
     print(f"\n# resources at T={args.T} (an estimate from published chip limits)")
     print("\n".join(estimate(lower(q, args.T)).lines()))
+    from spikeport.targets.int8_kernels import describe
+
+    print(f"\n# sim on this machine\nsynapse kernels: {describe()}")
     return 0
 
 
@@ -652,6 +656,13 @@ def cmd_bench(args) -> int:
                           log=lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))
         _bench_output(args, res, peers_table(res), "peers")
         return 0
+    if args.suite == "kernels":
+        from spikeport.quality.kernels import bench_kernels, kernels_table
+
+        res = bench_kernels(images=64 if args.quick else 512, repeat=args.repeat,
+                            log=lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))
+        _bench_output(args, res, kernels_table(res), "kernels")
+        return 0 if all(r["equal"] for r in res["rows"]) else 1
     if args.suite == "netx":
         from spikeport.quality.bench_netx import bench_netx, table
 

@@ -135,3 +135,13 @@ def resolve(int8: bool | None, device: torch.device) -> bool:
     if int8 and why:
         raise ValueError(f"int8=True: {why}")
     return why is None and (bool(int8) or has_int8_dot_product())
+
+
+def describe() -> str:
+    """One line on what ``sim``'s binary synapses run on here, and why."""
+    why = probe()
+    if why is None and has_int8_dot_product():
+        return "int8 (oneDNN u8 x s8 -> s32; this CPU has int8 dot-product instructions and the probe is exact)"
+    if why is None:
+        return "float32 (this CPU lacks int8 dot-product instructions; int8=True would still be exact, and slower)"
+    return f"float32 ({why})"

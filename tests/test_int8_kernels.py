@@ -117,3 +117,22 @@ def test_sim_with_int8_kernels_equals_sim_without(exact_here, request, bundle):
     assert np.array_equal(a.readout, b_.readout) and a.overflow == b_.overflow
     for k in a.spikes:
         assert np.array_equal(a.spikes[k], b_.spikes[k]), k
+
+
+def test_info_says_what_sims_synapses_run_on(capsys):
+    from spikeport.cli import main
+
+    assert main(["info", "mlp_digits"]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("synapse kernels: "))
+    assert line.removeprefix("synapse kernels: ").startswith("int8" if resolve(None, CPU) else "float32")
+
+
+def test_the_kernels_bench_compares_both_kernels(exact_here, capsys):
+    import json
+
+    from spikeport.cli import main
+
+    assert main(["bench", "--suite", "kernels", "--quick", "--repeat", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert len(res["rows"]) >= 6 and all(r["equal"] and r["float32_ms"] > 0 and r["int8_ms"] > 0 for r in res["rows"])
+    assert res["sim_uses"].startswith("int8" if resolve(None, CPU) else "float32")
