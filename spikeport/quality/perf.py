@@ -323,7 +323,7 @@ class PerfConfig:
     repeat: int = 3
     device: str = "cpu"
     methods: tuple[str, ...] = ("ftbc", "cos", "tpp")
-    scaling_T: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    scaling_T: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
     scaling_batch: tuple[int, ...] = (1, 8, 64, 256)
     scaling_width: tuple[int, ...] = (8, 16, 32, 64)
 
