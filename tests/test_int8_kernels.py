@@ -84,11 +84,45 @@ def test_the_probe_refuses_kernels_that_lose_odd_weights():
     assert probe.__wrapped__() == probe()  # and the unplanted kernels' verdict does not depend on the call
 
 
-def test_resolve_follows_the_setting():
+def test_resolve_follows_the_setting(monkeypatch):
     assert resolve(False, CPU) is False
     with pytest.raises(ValueError, match="CPU kernels"):
         resolve(True, torch.device("meta"))
     assert resolve(None, torch.device("meta")) is False
+    # a CPU without int8 dot-product instructions: float32 by default, int8 only when asked
+    monkeypatch.setattr(int8_kernels, "has_int8_dot_product", lambda: False)
+    assert resolve(None, CPU) is False and int8_kernels.describe().startswith("float32 (this CPU lacks")
+    assert resolve(True, CPU) is (probe() is None)
+    # kernels the probe refuses: never used, and asking for them is an error that says why
+    monkeypatch.setattr(int8_kernels, "has_int8_dot_product", lambda: True)
+    monkeypatch.setattr(int8_kernels, "probe", lambda: "oneDNN's int8 convolution differs from float64 on this CPU")
+    assert resolve(None, CPU) is False and "differs from float64" in int8_kernels.describe()
+    with pytest.raises(ValueError, match="int8=True: oneDNN's int8 convolution differs"):
+        resolve(True, CPU)
+
+
+def test_without_int8_kernels_sim_keeps_float32_throughout(monkeypatch, cnn):
+    """The fallback a CPU without VNNI takes: no synapse on int8 kernels, the compiled loop's
+    spikes in float32 (what the float kernels read), the same integers as with them."""
+    from spikeport.targets import sim as sim_module
+
+    T = 3
+    net = lower(cnn.q(T), T)
+    cur = encode(cnn.q(T), cnn.data.x_test[:6])
+    monkeypatch.setattr(int8_kernels, "has_int8_dot_product", lambda: False)
+    plain = SimNet.build(net)
+    assert plain.int8 is False and not any(_on_int8(s) for s in plain.synapses)
+    dtypes = set()
+    run_compiled = sim_module._Run.run_compiled
+    monkeypatch.setattr(sim_module._Run, "run_compiled", lambda self, n, a, e, m, t0, c, prev: (
+        dtypes.add(None if c.spikes is None else c.spikes.dtype), run_compiled(self, n, a, e, m, t0, c, prev))[1])
+    a = simulate(net, cur, record=True, prepared=plain)
+    assert torch.float32 in dtypes and torch.bool not in dtypes
+    if probe() is None:
+        dtypes.clear()
+        b = simulate(net, cur, record=True, prepared=SimNet.build(net, int8=True))
+        assert torch.bool in dtypes and torch.float32 not in dtypes
+        assert np.array_equal(a.readout, b.readout) and all(np.array_equal(a.spikes[k], b.spikes[k]) for k in a.spikes)
 
 
 def _on_int8(s) -> bool:
