@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive, default=None, help="first N test samples (default: all)")
     p.add_argument("--stream", action="store_true", help="sim: run the samples one after another as Lava "
                    "streams them (differs from side by side only where membranes leave the head-room)")
+    _sim_kernels_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("verify", "compare torch_int, sim and lava spike for spike (exit 1 on any mismatch)")
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=8)
     p.add_argument("--samples", type=_positive, default=16, help="first N test samples")
     p.add_argument("--targets", default="sim,lava", help="comma-separated: sim, lava")
+    _sim_kernels_arg(p)
     p.add_argument("--timeout", type=_seconds, default=900.0, help="seconds before a Lava worker is stopped")
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -358,6 +360,15 @@ def cmd_demo(args) -> int:
     return 0 if all_exact(report) else 1
 
 
+SIM_KERNELS = {"auto": None, "int8": True, "float32": False}  # SimTarget's int8 setting
+
+
+def _sim_kernels_arg(p) -> None:
+    p.add_argument("--sim-kernels", choices=list(SIM_KERNELS), default="auto",
+                   help="sim's binary synapses: int8 (oneDNN's integer kernels; an error where they are not exact "
+                   "here), float32, or auto: int8 where the CPU has int8 dot-product instructions (spikeport info)")
+
+
 def cmd_run(args) -> int:
     from spikeport.api import accuracy, run
 
@@ -370,6 +381,8 @@ def cmd_run(args) -> int:
             from spikeport.toolchain.errors import SpikeportError
             raise SpikeportError("--stream applies to the sim target")
         options["stream"] = True
+    if args.target == "sim":
+        options["int8"] = SIM_KERNELS[args.sim_kernels]
     trace = run(net, x, args.T, args.target, **options)
     acc = accuracy(trace, y)
     overflow = int(sum(trace.overflow.values()))
@@ -392,7 +405,9 @@ def cmd_verify(args) -> int:
         raise SpikeportError(f"unknown verification target(s) {bad}; choose from sim, lava")
     q = p.quantize(snn, args.T, args.profile)
     rows, _ = verify(q, p.data.x_test[:args.samples], args.T, targets=targets,
-                     target_options={"lava": {"timeout": args.timeout}}, device=args.device)
+                     target_options={"lava": {"timeout": args.timeout},
+                                     "sim": {"device": args.device, "int8": SIM_KERNELS[args.sim_kernels]}},
+                     device=args.device)
     return _print_checks(rows, args.json)
 
 

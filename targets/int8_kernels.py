@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spikeport.toolchain.errors import SpikeportError
+
 U8_MAX = 255
 S8_MIN, S8_MAX = -128, 127
 LINEAR_MIN_WEIGHTS = 1 << 16  # below this a float32 product is as fast (a 512x10 readout: 2x faster)
@@ -130,11 +132,11 @@ def resolve(int8: bool | None, device: torch.device) -> bool:
     probe passes; ``True`` wherever the probe passes (an error where not); ``False`` never."""
     if int8 is False or device.type != "cpu":
         if int8 and device.type != "cpu":
-            raise ValueError(f"int8=True: the int8 kernels are oneDNN's CPU kernels, not {device.type}'s")
+            raise SpikeportError(f"int8=True: the int8 kernels are oneDNN's CPU kernels, not {device.type}'s")
         return False
     why = probe()
     if int8 and why:
-        raise ValueError(f"int8=True: {why}")
+        raise SpikeportError(f"int8=True: {why}")
     return why is None and (bool(int8) or has_int8_dot_product())
 
 

@@ -15,6 +15,7 @@ from spikeport.targets import int8_kernels
 from spikeport.targets.int8_kernels import Int8Conv, Int8Linear, byte_form, probe, resolve
 from spikeport.targets.sim import SimNet, simulate
 from spikeport.targets.sim_models import ConvMatrix, ConvModel, DenseModel, lava_weights
+from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.reference import encode
 
@@ -27,7 +28,7 @@ def exact_here():
     why = probe()
     if why is not None:
         assert not resolve(None, CPU)
-        with pytest.raises(ValueError, match="int8=True"):
+        with pytest.raises(SpikeportError, match="int8=True"):
             resolve(True, CPU)
         pytest.skip(f"int8 kernels refused on this CPU, as they must be: {why}")
 
@@ -86,7 +87,7 @@ def test_the_probe_refuses_kernels_that_lose_odd_weights():
 
 def test_resolve_follows_the_setting(monkeypatch):
     assert resolve(False, CPU) is False
-    with pytest.raises(ValueError, match="CPU kernels"):
+    with pytest.raises(SpikeportError, match="CPU kernels"):
         resolve(True, torch.device("meta"))
     assert resolve(None, torch.device("meta")) is False
     # a CPU without int8 dot-product instructions: float32 by default, int8 only when asked
@@ -97,7 +98,7 @@ def test_resolve_follows_the_setting(monkeypatch):
     monkeypatch.setattr(int8_kernels, "has_int8_dot_product", lambda: True)
     monkeypatch.setattr(int8_kernels, "probe", lambda: "oneDNN's int8 convolution differs from float64 on this CPU")
     assert resolve(None, CPU) is False and "differs from float64" in int8_kernels.describe()
-    with pytest.raises(ValueError, match="int8=True: oneDNN's int8 convolution differs"):
+    with pytest.raises(SpikeportError, match="int8=True: oneDNN's int8 convolution differs"):
         resolve(True, CPU)
 
 
@@ -170,3 +171,15 @@ def test_the_kernels_bench_compares_both_kernels(exact_here, capsys):
     res = json.loads(capsys.readouterr().out)
     assert len(res["rows"]) >= 6 and all(r["equal"] and r["float32_ms"] > 0 and r["int8_ms"] > 0 for r in res["rows"])
     assert res["sim_uses"].startswith("int8" if resolve(None, CPU) else "float32")
+
+
+def test_the_cli_runs_sim_on_the_kernels_asked_for(capsys, monkeypatch):
+    """``--sim-kernels``: float32 everywhere; int8 only where the probe passes, else one line that says why."""
+    from spikeport.cli import main
+
+    assert main(["verify", "mlp_digits", "--targets", "sim", "--samples", "4", "--T", "4",
+                 "--sim-kernels", "float32"]) == 0
+    assert "exact" in capsys.readouterr().out
+    monkeypatch.setattr(int8_kernels, "probe", lambda: "oneDNN's int8 convolution differs from float64 on this CPU")
+    assert main(["run", "mlp_digits", "--samples", "4", "--T", "4", "--sim-kernels", "int8"]) != 0
+    assert "int8=True: oneDNN's int8 convolution differs" in capsys.readouterr().err
