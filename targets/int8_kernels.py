@@ -97,7 +97,10 @@ def has_int8_dot_product() -> bool:
     """The CPU has int8 dot-product instructions (LLVM's view of the host, through numba)."""
     from llvmlite import binding
 
-    features = binding.get_host_cpu_features()
+    try:
+        features = binding.get_host_cpu_features()
+    except RuntimeError:  # LLVM cannot read this host's features: assume none
+        return False
     return any(features.get(f, False) for f in ("avx512vnni", "avxvnni", "amx-int8"))
 
 
