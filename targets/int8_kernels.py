@@ -50,7 +50,7 @@ def _scales(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.full((n,), float(1 << k), dtype=torch.float32), torch.zeros(n, dtype=torch.int64)
 
 
-def as_bytes(x: torch.Tensor) -> torch.Tensor:
+def _as_bytes(x: torch.Tensor) -> torch.Tensor:
     """x as uint8: bool spikes reinterpreted in place (the same byte), other types converted."""
     return x.view(torch.uint8) if x.dtype == torch.bool else x if x.dtype == torch.uint8 else x.to(torch.uint8)
 
@@ -70,7 +70,7 @@ class Int8Conv:
         return None if form is None else cls(*form, stride, padding, dilation, groups)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = as_bytes(x).contiguous(memory_format=torch.channels_last)
+        x = _as_bytes(x).contiguous(memory_format=torch.channels_last)
         return torch.ops.onednn.qconv2d_pointwise(x, 1.0, 0, self.w, self.scale, self.zero, None, *self.geometry,
                                                   1.0, 0, torch.float32, "none", [], "")
 
@@ -89,7 +89,8 @@ class Int8Linear:
         return None if form is None else cls(*form)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.onednn.qlinear_pointwise(as_bytes(x).contiguous(), 1.0, 0, self.w, self.scale, self.zero, None,
+        x = _as_bytes(x).contiguous()
+        return torch.ops.onednn.qlinear_pointwise(x, 1.0, 0, self.w, self.scale, self.zero, None,
                                                   1.0, 0, torch.float32, "none", [], "")
 
 

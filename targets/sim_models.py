@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from scipy import sparse
 
 from spikeport.targets.if_kernel import BLOCK, PoolPlan, integrate_fire, integrate_fire_serial, jobs_per_row
-from spikeport.targets.int8_kernels import U8_MAX, Int8Conv, Int8Linear, as_bytes
+from spikeport.targets.int8_kernels import U8_MAX, Int8Conv, Int8Linear
 from spikeport.targets.method_kernels import COSKernel, GradedKernel, MaxPoolKernel, TPPKernel
 from spikeport.toolchain.ops import exact_dtype, factor_pool
 from spikeport.toolchain.prng import prng_u32
@@ -259,10 +259,9 @@ class ConvModel:
         return self._convolve(self._typed(x))
 
     def _typed(self, x: torch.Tensor) -> torch.Tensor:
-        """The input as the convolution reads it: bytes for the int8 kernel, else the weights' type."""
-        if self.int8 is not None:
-            return as_bytes(x).contiguous(memory_format=torch.channels_last)
-        return x.to(self.w.dtype, memory_format=self.layout)
+        """The input as the convolution reads it: the int8 kernel takes it as it is (``Int8Conv``
+        makes its bytes), the float one in the weights' type and layout."""
+        return x if self.int8 is not None else x.to(self.w.dtype, memory_format=self.layout)
 
     def _image(self, s: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
         """(batch, C*H*W) in the source population's order as a (batch, C, H, W) tensor."""

@@ -4,8 +4,6 @@ them equal to ``sim`` without them on every layer and step."""
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
 import torch
@@ -73,13 +71,9 @@ def test_int8_matrix_product_equals_float64(exact_here):
 def test_the_probe_refuses_kernels_that_lose_odd_weights():
     """What oneDNN does on CPUs without VNNI (weights halved against 16-bit saturation), planted:
     the probe must say so, and ``sim`` then keeps float32."""
-    real = int8_kernels.byte_form
+    from spikeport.quality.mutants import odd_weights_lost
 
-    def even_only(w):
-        form = real(w)
-        return None if form is None else (form[0] & ~np.int8(1), form[1])
-
-    with mock.patch.object(int8_kernels, "byte_form", even_only):
+    with odd_weights_lost():
         why = probe.__wrapped__()
     assert why is not None and "differs from float64" in why
     assert probe.__wrapped__() == probe()  # and the unplanted kernels' verdict does not depend on the call

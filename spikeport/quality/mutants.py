@@ -148,18 +148,22 @@ def _no_range_check(self, _result, *_args):
     self.lim = float(1 << 30)  # the compiled loop trusts every sum it adds, however large
 
 
-@contextlib.contextmanager
-def _int8_odd_weights_lost() -> Iterator[None]:
+def odd_weights_lost() -> contextlib.AbstractContextManager:
+    """The fault oneDNN plants on CPUs without VNNI: each weight's byte loses its least
+    significant bit (``int8_kernels.byte_form`` patched)."""
     real = int8_kernels.byte_form
 
     def even_only(w):
         form = real(w)
         return None if form is None else (form[0] & ~np.int8(1), form[1])
 
-    # the int8 kernels wherever the operators exist (as on a CPU whose probe passed), with the
-    # fault oneDNN plants on CPUs without VNNI: each weight's least significant bit lost
-    with mock.patch.object(sim, "resolve", lambda int8, device: device.type == "cpu"), \
-            mock.patch.object(int8_kernels, "byte_form", even_only):
+    return mock.patch.object(int8_kernels, "byte_form", even_only)
+
+
+@contextlib.contextmanager
+def _int8_odd_weights_lost() -> Iterator[None]:
+    # the int8 kernels wherever the operators exist (as on a CPU whose probe passed), with the fault
+    with mock.patch.object(sim, "resolve", lambda int8, device: device.type == "cpu"), odd_weights_lost():
         yield
 
 

@@ -36,7 +36,6 @@ import torch
 
 from spikeport.api import run, verify
 from spikeport.quality.perf import Network, best_time, lava_figures
-from spikeport.targets.int8_kernels import resolve
 from spikeport.targets.sim import SimTarget
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
@@ -183,7 +182,7 @@ def _measure(net: Network, T: int, batch: int, repeat: int, lava_samples: int, h
     per = batch * T * 1e-6
     log(f"peers: {net.name}: sim, torch_float")
     row["sim_us"] = best_time(lambda: sim.run(q, x, T), repeat)[0] / per
-    row["sim_kernels"] = "int8" if resolve(sim.int8, torch.device(sim.device)) else "float32"
+    row["sim_kernels"] = "int8" if sim.compile(q, T).int8 else "float32"  # (what the compiled SimNet resolved)
     if row["sim_kernels"] == "int8":  # the same sim on the float32 kernels the peers use, for comparison
         as_float = SimTarget(batch=batch, int8=False)
         as_float.run(q, x, T)
