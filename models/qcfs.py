@@ -24,6 +24,8 @@ class QCFS(nn.Module):
         self.noise_std = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.float()  # under autocast: the staircase in float32, so its steps fall where they will in the SNN
         y = torch.clamp(x / self.lam, 0.0, 1.0)
         if self.mode == "quantized":
             q = staircase(y, self.levels)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeport.models.data import Dataset, load_dataset
+from spikeport.models.data import Dataset, input_shape, load_dataset
 from spikeport.models.zoo import ARCHITECTURES, bundled_checkpoint, load_checkpoint
 from spikeport.targets.registry import get_target
 from spikeport.toolchain import ir
@@ -77,7 +77,7 @@ def load_model(spec: str | Path, maxpool: str = "error") -> LoadedModel:
         path = bundled_checkpoint(str(spec))
     module, ckpt = load_checkpoint(path)
     _, dataset, flat = ARCHITECTURES[ckpt["arch"]]
-    shape = load_dataset(dataset, flat=flat).input_shape
+    shape = input_shape(dataset, flat=flat)
     with _naming(path):
         graph = import_model(module, shape, maxpool)
     graph.name = path.stem

@@ -64,9 +64,10 @@ def _positive(text: str) -> int:
 
 
 def _data(text: str) -> str:
-    if text in ("digits", "mnist5k") or text.endswith(".npz"):
+    if text in ("digits", "mnist5k", "cifar10", "cifar100") or text.endswith(".npz") or Path(text).exists():
         return text
-    raise argparse.ArgumentTypeError(f"expected digits, mnist5k or a path to an .npz file, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected digits, mnist5k, cifar10, cifar100 or a path (an .npz file, a CIFAR "
+                                     f"python folder or .tar.gz, an image folder with train/ and test/), got {text!r}")
 
 
 def _floats(text: str) -> list[float]:
@@ -321,9 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=8)
 
     p = add("train", "train a model of the zoo with the QCFS recipe")
-    p.add_argument("arch", choices=["cnn_mnist", "mlp_digits", "resnet_digits", "vgg_mnist", "maxpool_cnn_mnist"])
+    p.add_argument("arch", choices=["cnn_mnist", "mlp_digits", "resnet_digits", "vgg_mnist", "maxpool_cnn_mnist",
+                                    "resnet20_cifar10", "vgg16_cifar10"])
     p.add_argument("--levels", type=_positive, default=8, help="QCFS quantization levels L")
-    p.add_argument("--epochs", type=_positive, default=40)
+    p.add_argument("--epochs", type=_positive, default=None, help="epochs (default 40; CIFAR networks 200); "
+                   "with --budget the most it may choose")
+    p.add_argument("--budget", type=_seconds, default=None, help="wall-clock seconds: choose the epoch count "
+                   "that fits, timed on this machine (recorded in the checkpoint)")
+    p.add_argument("--data", type=_data, default=None, help="the data set (default: the architecture's; "
+                   "CIFAR networks: cifar10 under $SPIKEPORT_DATA, or a path)")
+    p.add_argument("--log", action="store_true", help="a line per epoch instead of a progress bar")
+    _device_arg(p)
     p.add_argument("--seeds", type=_ints, default=(0,), help="seeds to train; the best on the "
                    "held-out selection metric is kept, e.g. 0,1,2")
     p.add_argument("--nq", action="store_true", help="NQ: train with noise refitted to the SNN-ANN gap")
@@ -444,12 +453,16 @@ def cmd_info(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from spikeport.models.train import TrainConfig, train_and_save
+    from spikeport.models.train import recipe, train_and_save
 
-    cfg = TrainConfig(args.arch, levels=args.levels, epochs=args.epochs, noise=args.nq, noise_T=args.noise_T)
-    meta = train_and_save(cfg, args.out, seeds=args.seeds)
+    extra = {k: v for k, v in (("epochs", args.epochs), ("data", args.data), ("budget_seconds", args.budget),
+                               ("device", args.device)) if v is not None}
+    cfg = recipe(args.arch, args.levels, noise=args.nq, noise_T=args.noise_T, **extra)
+    meta = train_and_save(cfg, args.out, seeds=args.seeds, progress=not args.log,
+                          log=(lambda line: print(line, flush=True)) if args.log else None)
     print(f"{args.out}: ANN test accuracy {100 * meta['ann_test_acc']:.2f}% "
-          f"(unquantized activations {100 * meta['ann_clip_test_acc']:.2f}%)")
+          f"(unquantized activations {100 * meta['ann_clip_test_acc']:.2f}%) on {meta['dataset']}, "
+          f"{meta['epochs_trained']} epochs in {meta['train_seconds']:.0f} s on {meta['device']}")
     return 0
 
 
