@@ -42,8 +42,9 @@ from torch import nn
 
 from spikeport.models.data import SPLIT_SEED, Dataset, load_dataset
 from spikeport.models.qcfs import QCFS
-from spikeport.models.zoo import ARCHITECTURES, average_pools, build_model, save_checkpoint
+from spikeport.models.zoo import ARCHITECTURES, average_pools, build_model, load_checkpoint, save_checkpoint
 from spikeport.toolchain.convert import convert
+from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.import_torch import import_torch
 from spikeport.toolchain.interpret import run_graph
 from spikeport.toolchain.passes import normalize
@@ -81,6 +82,7 @@ class TrainConfig:
     bf16: bool = False  # autocast convolutions and products to bfloat16 (CUDA); the staircase stays float32
     float16_storage: bool = False  # the checkpoint stores float16 weights; accuracy is measured after that
     budget_seconds: float | None = None  # choose the epoch count (at most `epochs`) to fit this wall time
+    init: str | None = None  # start from this checkpoint's weights (a continuation: a second, shorter schedule)
 
 
 CIFAR_ARCHS = ("resnet20_cifar10", "vgg16_cifar10")
@@ -276,7 +278,14 @@ def train(cfg: TrainConfig, progress: bool = True, log=None) -> tuple[nn.Module,
     select_T = cfg.select_T or cfg.levels
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = build_model(cfg.arch, levels=cfg.levels, **cfg.arch_kwargs).to(dev)
+    model = build_model(cfg.arch, levels=cfg.levels, **cfg.arch_kwargs)
+    if cfg.init:
+        start, ckpt = load_checkpoint(cfg.init)
+        if ckpt["arch"] != cfg.arch or ckpt["arch_kwargs"].get("levels") != cfg.levels:
+            raise SpikeportError(f"{cfg.init}: a {ckpt['arch']} with L={ckpt['arch_kwargs'].get('levels')}, not the "
+                                 f"{cfg.arch} with L={cfg.levels} asked for")
+        model.load_state_dict(start.state_dict())
+    model = model.to(dev)
     if dev.type == "cuda" and not flat:
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True

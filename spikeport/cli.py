@@ -332,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=_data, default=None, help="the data set (default: the architecture's; "
                    "CIFAR networks: cifar10 under $SPIKEPORT_DATA, or a path)")
     p.add_argument("--log", action="store_true", help="a line per epoch instead of a progress bar")
+    p.add_argument("--init", default=None, help="continue from this checkpoint's weights (same architecture and L)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate (default: the recipe's)")
+    p.add_argument("--warmup", type=_positive_float, default=None, help="one-cycle warm-up fraction")
     _device_arg(p)
     p.add_argument("--seeds", type=_ints, default=(0,), help="seeds to train; the best on the "
                    "held-out selection metric is kept, e.g. 0,1,2")
@@ -456,7 +459,8 @@ def cmd_train(args) -> int:
     from spikeport.models.train import recipe, train_and_save
 
     extra = {k: v for k, v in (("epochs", args.epochs), ("data", args.data), ("budget_seconds", args.budget),
-                               ("device", args.device)) if v is not None}
+                               ("device", args.device), ("init", args.init), ("lr", args.lr),
+                               ("warmup", args.warmup)) if v is not None}
     cfg = recipe(args.arch, args.levels, noise=args.nq, noise_T=args.noise_T, **extra)
     meta = train_and_save(cfg, args.out, seeds=args.seeds, progress=not args.log,
                           log=(lambda line: print(line, flush=True)) if args.log else None)
