@@ -19,6 +19,7 @@ official train/test split is kept as it is.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import os
@@ -66,19 +67,23 @@ def data_home() -> Path:
 
 
 # -- a pickle reader that cannot run code ------------------------------------------------------------
-def _reconstruct_fn():
+def _numpy_private(module: str, name: str):
+    """numpy's array builders, under numpy 2's module names or numpy 1's."""
+    import importlib
+
     try:
-        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+        return getattr(importlib.import_module(f"numpy._core.{module}"), name)
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
+        return getattr(importlib.import_module(f"numpy.core.{module}"), name)
 
 
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct_fn(),
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct_fn(),
+_ALLOWED: dict[tuple[str, str], object] = {
+    (f"numpy{core}.{module}", name): _numpy_private(module, name)
+    for core in ("._core", ".core") for module, name in (("multiarray", "_reconstruct"), ("numeric", "_frombuffer"))
+} | {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,  # how protocol 2 writes bytes from Python 3 (text -> bytes only)
 }
 
 
