@@ -265,11 +265,37 @@ def test_per_channel_thresholds_become_one_threshold_with_the_factors_in_the_wei
     assert row.exact and row.spikes > 0, row.line()
 
 
-def test_channels_of_different_kinds_are_refused():
+def test_channels_of_different_kinds_are_layers_of_their_own_or_refused():
+    """A child-less module that computes no element-wise function is traced through (issue 23): channel
+    0 a ReLU and channel 1 clipped at 1, written as slices and a concatenation, are two layers. The same
+    written as one element-wise function (two kinds of channel, no single threshold per channel) is
+    refused, naming the op."""
+    from spikeport.api import verify
+    from spikeport.toolchain.convert import convert
+    from spikeport.toolchain.quantize import quantize
+
     class Mixed(nn.Module):
         def forward(self, x):  # channel 0 a ReLU, channel 1 clipped at 1
             return torch.cat([torch.relu(x[:, :1]), torch.clamp(x[:, 1:], 0, 1)], 1)
 
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), Mixed(), nn.Flatten(), nn.Linear(2 * 6 * 6, 2))
-    with pytest.raises(UnsupportedOpError, match="one threshold or one per channel"):
+    class Masked(nn.Module):
+        def forward(self, x):
+            return torch.where(torch.arange(2).view(1, 2, 1, 1) == 0, torch.relu(x), torch.clamp(x, 0, 1))
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), Mixed(), nn.Flatten(), nn.Linear(2 * 6 * 6, 2)).eval()
+    with torch.no_grad():
+        net[0].weight.abs_()  # both channels active
+    graph = import_model(net, (1, 8, 8))
+    assert sorted(n.kind for n in graph.nodes if isinstance(n.op, ir.ACTIVATIONS)) == ["QCFS", "ReLU"]
+    x = np.random.default_rng(0).random((10, 1, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = net.double()(torch.from_numpy(x).double()).numpy()
+    assert np.allclose(forward(graph, x, dtype=torch.float64), want, atol=1e-9)
+    q = quantize(convert(graph, x[:8]), x[:8], 4)
+    (row,), _ = verify(q, x[8:], 4, targets=("sim",))
+    assert row.exact and row.spikes > 0, row.line()
+    net = net.float()
+    net[1] = Masked()
+    with pytest.raises(UnsupportedOpError, match=r"unsupported op where at node 'where'.*inside Masked '1'"):
         import_model(net, (1, 8, 8))

@@ -118,3 +118,39 @@ def probe(fn: ArrayFn, shape: tuple[int, ...]) -> ir.ReLU | ir.QCFS | ir.Identit
         return out.reshape(rows, channels, inner).transpose(1, 0, 2).reshape(channels, -1)[:, :n]
 
     return classify_channels(channel_fn, channels)
+
+
+def affine(fn: ArrayFn, shape: tuple[int, ...]) -> ir.BatchNorm | ir.Identity | None:
+    """Recognise ``fn(z) = a * z + b`` element by element, with ``a`` and ``b`` one per channel
+    (the first axis of ``shape``; a flat shape has one per feature): an input normalisation
+    ``(x - mean) / std`` written inside the model, a scale, a shift. Returns it as the per-channel
+    affine op the IR has (a BatchNorm with mean 0, variance 1, eps 0: ``gamma * z + beta``, the op
+    :func:`~spikeport.toolchain.passes.prepend_normalization` makes for ``--mean``/``--std``), the
+    identity when ``a = 1`` and ``b = 0`` exactly, or None when ``fn`` is not such a map. ``fn`` maps
+    float64 ``(rows, *shape)`` to the same shape."""
+    if not shape:
+        return None
+    channels = shape[0]
+    rng = np.random.default_rng(0)
+    z = np.concatenate([np.zeros((1, *shape)), np.ones((1, *shape)), rng.uniform(-1e3, 1e3, (2, *shape)),
+                        np.full((1, *shape), 1e6), np.full((1, *shape), -1e6)])
+    try:
+        y = np.asarray(fn(z.copy()), dtype=np.float64)  # a copy: an in-place op (relu_) must not change z
+    except Exception:  # a function that does not run on these values is not an affine map
+        return None
+    if y.shape != z.shape or not np.all(np.isfinite(y)):
+        return None
+    b = y[0].reshape(channels, -1)
+    a = (y[1] - y[0]).reshape(channels, -1)
+    scale = 1.0 + float(np.abs(b).max())
+    if not (np.allclose(a, a[:, :1], rtol=1e-9, atol=1e-9) and np.allclose(b, b[:, :1], rtol=1e-9,
+                                                                                atol=1e-9 * scale)):
+        return None  # not one value per channel: a constant per pixel, or not element-wise
+    a, b = a[:, 0].copy(), b[:, 0].copy()
+    per = (1, channels) + (1,) * (len(shape) - 1)
+    want = a.reshape(per) * z + b.reshape(per)
+    if not np.allclose(y, want, rtol=1e-6, atol=1e-6 * scale):
+        return None
+    if np.all(a == 1.0) and np.all(b == 0.0):
+        return ir.Identity()
+    return ir.BatchNorm(np.zeros(channels), np.ones(channels), a, b, 0.0)

@@ -50,16 +50,35 @@ def _as_conv(node: ir.Node, in_shape: tuple[int, ...]) -> ConvSynapse | None:
             w = np.zeros((op.channels, c, 1, 1))
             w[op.offset + np.arange(c), np.arange(c)] = 1.0
             return ConvSynapse(w, in_shape, out, (1, 1), (0, 0), (1, 1), 1)
-        case ir.Select() if len(out) == 3 and out[1:] == in_shape[1:]:
-            # a channel map (shuffle, split): out[k, y, x] = in[m(k), y, x] is a 1x1 convolution
-            hw = in_shape[1] * in_shape[2]
-            idx = np.asarray(op.index).reshape(out[0], hw)
-            src = idx[:, 0] // hw
-            if np.array_equal(idx, src[:, None] * hw + np.arange(hw)[None, :]):
-                w = np.zeros((out[0], c, 1, 1))
-                w[np.arange(out[0]), src] = 1.0
-                return ConvSynapse(w, in_shape, out, (1, 1), (0, 0), (1, 1), 1)
+        case ir.Select() if len(out) == 3:
+            return _select_as_conv(np.asarray(op.index), in_shape, out)
     return None
+
+
+def _select_as_conv(index: np.ndarray, in_shape: tuple[int, int, int], out: tuple[int, ...]) -> ConvSynapse | None:
+    """A channel map with a strided window, ``out[k, y, x] = in[m(k), y0 + sy y, x0 + sx x]`` (a channel
+    shuffle or split: y0 = x0 = 0, s = 1; a strided slice ``x[:, :, ::2, ::2]``: s = 2), as a
+    convolution with stride (sy, sx) and a (y0 + 1, x0 + 1) kernel holding one 1, when the slice runs
+    to the end of H and W as the convolution's windows do; None otherwise."""
+    c, h, w = in_shape
+    co, ho, wo = out
+    if index.size != co * ho * wo or index.size == 0:
+        return None
+    src_c, rest = np.divmod(index.reshape(co, ho, wo), h * w)
+    ys, xs = np.divmod(rest, w)
+    y0, x0 = int(ys[0, 0, 0]), int(xs[0, 0, 0])
+    sy = int(ys[0, 1, 0]) - y0 if ho > 1 else max(1, h - y0)
+    sx = int(xs[0, 0, 1]) - x0 if wo > 1 else max(1, w - x0)
+    if sy < 1 or sx < 1 or (h - y0 - 1) // sy + 1 != ho or (w - x0 - 1) // sx + 1 != wo:
+        return None
+    src = src_c[:, 0, 0]
+    if not (np.array_equal(src_c, np.broadcast_to(src[:, None, None], src_c.shape))
+            and np.array_equal(ys, np.broadcast_to((y0 + sy * np.arange(ho))[None, :, None], ys.shape))
+            and np.array_equal(xs, np.broadcast_to((x0 + sx * np.arange(wo))[None, None, :], xs.shape))):
+        return None
+    weight = np.zeros((co, c, y0 + 1, x0 + 1))
+    weight[np.arange(co), src, y0, x0] = 1.0
+    return ConvSynapse(weight, in_shape, tuple(out), (sy, sx), (0, 0), (1, 1), 1)
 
 
 def _per_channel(node: ir.Node, in_shape: tuple[int, int, int]) -> sparse.csr_matrix:

@@ -3,11 +3,13 @@
 Supported ops: Conv, Gemm, MatMul (+ bias Add), BatchNormalization, Relu, AveragePool and MaxPool
 (ceil_mode and count_include_pad included; MaxPool is kept for the passes to replace or make
 spiking), GlobalAveragePool, ReduceMean over H and W, Concat along the channels, Add of two
-activations (residual), Dropout, Identity. Chains of element-wise ops with scalar or per-channel constants (Mul,
-Div, Add, Sub, Floor, Ceil, Round, Clip, Relu, Max, Min, Neg) are evaluated as one function and
-recognised by what they compute: ReLU, a QCFS staircase (how QCFS exports) or a clipped ReLU
-(ReLU6). Chains of rearrangements (Reshape, Transpose, Flatten, Split, Slice, Squeeze, Unsqueeze:
-channel shuffles and splits) that return to a (C, H, W) or flat layout become one Select, found by
+activations (residual), Pad with constant zeros (:func:`passes.zero_padding`), Dropout, Identity.
+Chains of element-wise ops with scalar or per-channel constants (Mul, Div, Add, Sub, Floor, Ceil,
+Round, Clip, Relu, Max, Min, Neg) are evaluated as one function and recognised by what they compute:
+a per-channel affine map (an input normalisation ``(x - mean) / std``: a BatchNorm node), ReLU, a
+QCFS staircase (how QCFS exports) or a clipped ReLU (ReLU6). Chains of rearrangements (Reshape,
+Transpose, Flatten, Split, Slice with or without steps, Squeeze, Unsqueeze: channel shuffles and
+splits, strided subsampling) that return to a (C, H, W) or flat layout become one Select, found by
 running them on an index map; the shape arithmetic exporters emit for them (Shape, Gather, Concat
 of constants ...) is folded. Anything else raises an error naming the op and the node.
 
@@ -26,7 +28,7 @@ from onnx import numpy_helper
 
 from spikeport.toolchain import activations, ir
 from spikeport.toolchain.errors import ModelFileError, SpikeportError, UnsupportedOpError
-from spikeport.toolchain.passes import infer_shapes
+from spikeport.toolchain.passes import infer_shapes, zero_padding
 
 ELEMENTWISE = {"Mul", "Div", "Add", "Sub", "Floor", "Ceil", "Round", "Clip", "Relu", "Max", "Min", "Neg",
                "Identity"}
@@ -266,13 +268,13 @@ class _Importer:
                 env[op_node.output[0]] = _eval_elementwise(op_node.op_type, args, _attrs(op_node))
             return np.broadcast_to(env[tensor], z.shape)
 
-        op = activations.probe(fn, tuple(self.shape(root)))
+        op = activations.affine(fn, tuple(self.shape(root))) or activations.probe(fn, tuple(self.shape(root)))
         last = ops[-1]
         if op is None:
             raise UnsupportedOpError(
                 f"unsupported activation: element-wise ops {[o.op_type for o in ops]} ending at node "
-                f"{last.name!r} compute neither ReLU, a QCFS staircase, a clipped ReLU nor the identity, "
-                "with one threshold or one per channel")
+                f"{last.name!r} compute neither ReLU, a QCFS staircase, a clipped ReLU, the identity nor a "
+                "per-channel affine map, with one threshold or one per channel")
         self.alias[tensor] = root if isinstance(op, ir.Identity) else self.emit(last, op, [root])
         return self.alias[tensor]
 
@@ -386,15 +388,14 @@ class _Importer:
         roots = {self.root_of(i) for i in dyn}
         const_in = [consts[i] for i in node.input if i and i in consts]
         scalar_consts = all(np.size(c) == 1 for c in const_in)
-        if op == "Add" and len(dyn) == 1 and not scalar_consts:  # bias after MatMul
-            src = self.close(dyn[0])
+        if op == "Add" and len(dyn) == 1 and not scalar_consts and dyn[0] in self.alias:  # bias after MatMul
+            src = self.alias[dyn[0]]
             prev = next(n for n in self.nodes if n.name == src)
             const = const_in[0].reshape(-1)
             if isinstance(prev.op, ir.Linear) and prev.op.bias is None and len(const) == prev.op.weight.shape[0]:
                 prev.op.bias = const.astype(np.float64)
                 self.alias[node.output[0]] = src
                 return
-            raise UnsupportedOpError(f"unsupported op {where}: adds a constant tensor to an activation")
         if len(roots) == 1 and None not in roots and not scalar_consts:
             # constants per channel: (1, C, 1, 1) or (C, 1, 1) against (batch, C, H, W): a per-channel threshold
             shape = (1, *self.shape(next(iter(roots))))
@@ -408,8 +409,8 @@ class _Importer:
         if op == "Add" and len(dyn) == 2 and not any(i in consts for i in node.input):
             self.alias[node.output[0]] = self.emit(node, ir.Add(), [self.close(i) for i in dyn])
             return
-        raise UnsupportedOpError(f"unsupported op {where}: only element-wise ops with scalar constants on "
-                                 "one activation, or the sum of two activations, are supported")
+        raise UnsupportedOpError(f"unsupported op {where}: only element-wise ops with scalar or per-channel "
+                                 "constants on one activation, or the sum of two activations, are supported")
 
     # -- one handler per op ----------------------------------------------------------------------
     def op_Conv(self, node, a, dyn, where) -> None:
@@ -484,6 +485,39 @@ class _Importer:
 
     def op_Dropout(self, node, a, dyn, where) -> None:
         self.alias[node.output[0]] = self.close(dyn[0])
+
+    def op_Pad(self, node, a, dyn, where) -> None:
+        """Constant zero padding (an option-A ResNet shortcut pads the channels): an Embed or a
+        one-hot convolution (:func:`passes.zero_padding`)."""
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        if mode != "constant":
+            raise UnsupportedOpError(f"unsupported op {where}: mode {mode!r} (only constant zero padding is "
+                                     "supported)")
+        if dyn != [node.input[0]]:
+            raise UnsupportedOpError(f"unsupported op {where}: pads or value computed from an activation")
+        inputs = [*node.input, "", "", ""]
+        pads = a.get("pads", self.consts.get(inputs[1]))
+        value = self.consts.get(inputs[2]) if inputs[2] else a.get("value", 0.0)
+        if pads is None:
+            raise UnsupportedOpError(f"unsupported op {where}: no constant pads")
+        if np.any(np.asarray(value, dtype=np.float64) != 0):
+            raise UnsupportedOpError(f"unsupported op {where}: pads with the value {np.asarray(value).tolist()}, "
+                                     "not zero (only zero padding is a linear map of spikes)")
+        x = self.close(dyn[0])
+        shape = tuple(self.shape(x))
+        rank = len(shape) + 1
+        pads = [int(v) for v in np.asarray(pads).reshape(-1)]
+        axes = [int(v) % rank for v in np.asarray(self.consts[inputs[3]]).reshape(-1)] if inputs[3] in self.consts \
+            else list(range(rank))
+        if len(pads) != 2 * len(axes):
+            raise UnsupportedOpError(f"unsupported op {where}: {len(pads)} pads for {len(axes)} axes")
+        per = dict.fromkeys(range(rank), (0, 0))
+        per.update({ax: (pads[k], pads[k + len(axes)]) for k, ax in enumerate(axes)})
+        if per[0] != (0, 0):
+            raise UnsupportedOpError(f"unsupported op {where}: pads the batch axis")
+        op = zero_padding(shape, [per[ax] for ax in range(1, rank)], where)
+        self.alias[node.output[0]] = x if op is None else self.emit(node, op, [x])
 
 
 def import_onnx(path: str | Path) -> ir.Graph:

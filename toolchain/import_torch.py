@@ -6,9 +6,18 @@ probing it), AvgPool2d and AdaptiveAvgPool2d (exact divisions), global average p
 ``mean`` over H and W, MaxPool2d (kept as such: the passes replace it or make it spiking),
 residual additions, ``torch.cat`` along the channels, and every rearrangement of the features that
 returns to a (C, H, W) or flat layout (flatten, view, reshape, transpose, permute, chunk, split,
-narrow: channel shuffles and splits), Dropout and Identity. A module called more than once (a
-shared ``self.relu``) becomes one node per call. Anything else raises :class:`UnsupportedOpError`
-naming the operation and the node.
+narrow, strided slicing ``x[:, :, ::2, ::2]``: channel shuffles and splits, subsampling), constant
+zero padding (``F.pad``, ``nn.ZeroPad2d``: :func:`passes.zero_padding`), per-channel affine maps of an
+activation with constant operands (``(x - mean) / std`` with buffers: a BatchNorm node), Dropout and
+Identity. Pooling and view arguments computed from traced sizes (``F.avg_pool2d(x, x.size()[3])``,
+``x.view(x.size(0), -1)``) take the values they have on the example input. A module called more
+than once (a shared ``self.relu``) becomes one node per call. Anything else raises
+:class:`UnsupportedOpError` naming the operation and the node.
+
+Child-less modules outside torch.nn are probed before tracing: one that computes an element-wise
+activation or a per-channel affine map is a leaf (its node is what it computes); any other one (the
+CIFAR ResNets' ``LambdaLayer`` holding a lambda, a small wrapper around tensor ops) is traced
+through, and an error inside it names it.
 
 One handler per kind of node (``_MODULES``, ``_FUNCTIONS``, ``_METHODS``), as lava-dl's netx has one
 ``create_<layer>`` per layer type.
@@ -25,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from spikeport.toolchain import activations, ir
+from spikeport.toolchain import activations, ir, passes
 from spikeport.toolchain.errors import SpikeportError, UnsupportedOpError
 
 
@@ -37,11 +46,105 @@ def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def _torch_layer(m: nn.Module) -> bool:
+    """A torch.nn layer: a leaf for torch.fx by default (nn.Sequential is traced through)."""
+    return fx.Tracer().is_leaf_module(m, "")
+
+
+def _childless(m: nn.Module) -> bool:
+    return not any(True for _ in m.children())
+
+
 class _Tracer(fx.Tracer):
-    """torch.nn layers and every module without children are leaves (activations get probed)."""
+    """torch.nn layers are leaves, and so are the child-less modules in ``leaves`` (found by
+    :func:`_probe_modules` to compute an element-wise activation or a per-channel affine map). Any
+    other child-less module is traced through; ``traced_into`` records them (path -> class name)."""
+
+    def __init__(self, leaves: set[str]) -> None:
+        super().__init__()
+        self.leaves = leaves
+        self.traced_into: dict[str, str] = {}
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return super().is_leaf_module(m, qualname) or not any(True for _ in m.children())
+        if super().is_leaf_module(m, qualname):
+            return True
+        if not _childless(m):
+            return False
+        if qualname in self.leaves:
+            return True
+        self.traced_into[qualname] = type(m).__name__
+        return False
+
+    def call_module(self, m: nn.Module, forward: Callable, args: tuple, kwargs: dict) -> Any:
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except SpikeportError:
+            raise
+        except Exception as exc:
+            path = self.path_of_module(m)
+            if path not in self.traced_into:
+                raise
+            raise UnsupportedOpError(
+                f"{type(m).__name__} {path!r} computes no element-wise activation or per-channel affine map, so "
+                f"spikeport traces through it, and torch.fx cannot: {exc}") from exc
+
+
+def _classify(fn: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...]) -> ir.Op | None:
+    """What an element-wise function of activations shaped ``shape`` computes: a per-channel affine
+    map (a BatchNorm node, or the identity; evaluated in float64, so the constants are exact) or an
+    activation (ReLU, QCFS, clipped ReLU; evaluated in float32, as it runs); None if neither."""
+
+    def f64(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return fn(torch.tensor(x, dtype=torch.float64)).double().numpy()
+
+    def f32(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return fn(torch.as_tensor(x, dtype=torch.float64).float()).double().numpy()
+
+    op = activations.affine(f64, shape)
+    if op is not None:
+        return op
+    try:
+        return activations.probe(f32, shape)
+    except Exception:  # it does not run on the probe's values: not an element-wise function
+        return None
+
+
+def _probe_modules(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, dict[tuple[int, ...], ir.Op]]:
+    """Runs the model once on zeros and classifies every child-less module outside torch.nn by what
+    it computes on the shapes it is called with (:func:`_classify`). Returns those that compute an
+    element-wise activation or affine map on every call (path -> {input shape: op}): the tracer keeps
+    them as leaves. The others (a module that slices, pads, reshapes, or is called with several
+    tensors) are traced through."""
+    calls: dict[str, list[tuple[int, ...] | None]] = {}
+    modules = {name: m for name, m in model.named_modules() if name and _childless(m) and not _torch_layer(m)}
+
+    def recorder(name: str) -> Callable:
+        def hook(m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+            one = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor) and args[0].dim() > 1
+            same = one and isinstance(out, torch.Tensor) and out.shape == args[0].shape
+            calls.setdefault(name, []).append(tuple(args[0].shape[1:]) if same else None)
+        return hook
+
+    handles = [m.register_forward_hook(recorder(name), with_kwargs=True) for name, m in modules.items()]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *input_shape))
+    except Exception as exc:
+        raise SpikeportError(f"model {type(model).__name__} does not run on inputs of shape "
+                             f"(batch, {', '.join(map(str, input_shape))}): {exc}") from exc
+    finally:
+        for h in handles:
+            h.remove()
+    found: dict[str, dict[tuple[int, ...], ir.Op]] = {}
+    for name, shapes in calls.items():
+        if None in shapes:
+            continue
+        ops = {shape: _classify(modules[name], shape) for shape in dict.fromkeys(shapes)}
+        if all(op is not None for op in ops.values()):
+            found[name] = ops
+    return found
 
 
 class _Recorder(fx.Interpreter):
@@ -119,21 +222,38 @@ def _probe_activation(fn: Callable[[torch.Tensor], torch.Tensor], shape: tuple[i
     return op
 
 
-_ADD = {operator.add, torch.add}
+_ADD = {operator.add, operator.iadd, torch.add}
 _SHAPE_METHODS = {"view", "reshape", "transpose", "permute", "contiguous", "flatten", "chunk", "split", "narrow",
                   "squeeze", "unsqueeze"}
 _SHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.transpose, torch.permute, torch.chunk, torch.split,
                     torch.narrow, torch.squeeze, torch.unsqueeze, operator.getitem}
 _DROP = {F.dropout, F.dropout2d}
+_PAD = {F.pad: ("pad", "mode", "value"), torch.constant_pad_nd: ("pad", "value")}  # the arguments after the input
+
+
+def _pads_per_axis(pad: tuple[int, ...] | list[int], dims: int, where: str) -> list[tuple[int, int]]:
+    """``F.pad``'s (last-axis-first) pad list as (before, after) per axis after the batch axis."""
+    pad = [int(v) for v in pad]
+    if len(pad) % 2 or len(pad) // 2 > dims:
+        raise UnsupportedOpError(f"unsupported op {where}: pad {pad} for a {dims}-D tensor")
+    per = [(0, 0)] * dims
+    for k in range(len(pad) // 2):
+        per[dims - 1 - k] = (pad[2 * k], pad[2 * k + 1])
+    if per[0] != (0, 0):
+        raise UnsupportedOpError(f"unsupported op {where}: pads the batch axis")
+    return per[1:]
 
 
 class _TorchImporter:
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...]) -> None:
         self.model = model.eval()
+        self.probed = _probe_modules(self.model, tuple(input_shape))
+        tracer = _Tracer(set(self.probed))
         try:
-            graph = _Tracer().trace(self.model)
+            graph = tracer.trace(self.model)
         except Exception as exc:
             raise SpikeportError(f"torch.fx cannot trace {type(model).__name__}: {exc}") from exc
+        self.traced_into = tracer.traced_into
         self.gm = fx.GraphModule(self.model, graph)
         rec = _Recorder(self.gm)
         try:
@@ -148,6 +268,12 @@ class _TorchImporter:
         self.nodes: list[ir.Node] = []
         self.alias: dict[str, str] = {}  # fx node -> IR node (identity-like nodes map to their input)
         self.pending: dict[str, str] = {}  # fx node of a rearrangement -> the fx node it starts from
+        # the nodes whose value depends on the input; the others (buffers, parameters, arithmetic on
+        # them) are constants, read from ``values`` where an op uses them as operands
+        self.dynamic: set[str] = set()
+        for n in self.gm.graph.nodes:
+            if n.op == "placeholder" or any(a.name in self.dynamic for a in n.all_input_nodes):
+                self.dynamic.add(n.name)
 
     # -- helpers ---------------------------------------------------------------------------------
     def shape_of(self, n: fx.Node) -> tuple[int, ...]:
@@ -157,11 +283,18 @@ class _TorchImporter:
     def emit(self, n: fx.Node, op: ir.Op, inputs: list[str], where: str) -> str:
         # named after the module path ("features.3") where there is one; a module called twice
         # (torchvision's BasicBlock calls self.relu twice) is two nodes: "layer1.0.relu", "layer1.0.relu#2"
-        base = str(n.target) if n.op == "call_module" else n.name
+        inside = self.inside(n)
+        base = str(n.target) if n.op == "call_module" else f"{inside[0]}.{n.name}" if inside else n.name
         name = ir.unique_name(base, {m.name for m in self.nodes})
         self.nodes.append(ir.Node(name, op, inputs, self.shape_of(n), source=where))
         self.alias[n.name] = name
         return name
+
+    def inside(self, n: fx.Node) -> tuple[str, str] | None:
+        """(path, class name) of the innermost traced-through child-less module ``n`` comes from."""
+        stack = n.meta.get("nn_module_stack") or {}
+        path = next(reversed(stack), None)
+        return (path, self.traced_into[path]) if path in self.traced_into else None
 
     def ir_name(self, a: fx.Node, user: fx.Node) -> str:
         """The IR node holding ``a``'s value, turning a pending rearrangement into a Select."""
@@ -169,7 +302,7 @@ class _TorchImporter:
             return self.materialize(a)
         if a.name in self.alias:
             return self.alias[a.name]
-        if a.op == "get_attr":
+        if a.op == "get_attr" or a.name not in self.dynamic:
             raise UnsupportedOpError(f"node {user.name!r} uses the constant tensor {a.target!r} as an operand "
                                      "(only activations may flow between layers)")
         raise UnsupportedOpError(f"node {user.name!r} uses {a.name!r}, which is not an activation")
@@ -245,14 +378,38 @@ class _TorchImporter:
             self.start_rearrangement(n)
         elif isinstance(m, nn.Dropout | nn.Dropout2d | nn.Identity):
             self.alias[n.name] = ins[0]
-        elif not any(True for _ in m.children()) and in_shape and self.shape_of(n) == in_shape:
+        elif isinstance(m, nn.ConstantPad1d | nn.ConstantPad2d | nn.ConstantPad3d):
+            self.zero_pad(n, m.padding, "constant", m.value, where)
+        elif n.target in self.probed and in_shape in self.probed[n.target]:
+            self.place(n, self.probed[n.target][in_shape], ins, where)
+        elif _childless(m) and in_shape and self.shape_of(n) == in_shape:
             self.activation(n, m, in_shape, ins, where)
         else:
             raise UnsupportedOpError(f"unsupported layer {where}")
 
-    def activation(self, n: fx.Node, fn: Callable, in_shape: tuple[int, ...], ins: list[str], where: str) -> None:
-        op = _probe_activation(fn, in_shape, where)
+    def place(self, n: fx.Node, op: ir.Op, ins: list[str], where: str) -> None:
         if isinstance(op, ir.Identity):
+            self.alias[n.name] = ins[0]
+        else:
+            self.emit(n, op, ins, where)
+
+    def activation(self, n: fx.Node, fn: Callable, in_shape: tuple[int, ...], ins: list[str], where: str) -> None:
+        self.place(n, _probe_activation(fn, in_shape, where), ins, where)
+
+    def zero_pad(self, n: fx.Node, pad, mode: str, value, where: str) -> None:
+        """Constant zero padding (F.pad, nn.ZeroPad2d): an Embed or a one-hot convolution."""
+        if mode != "constant":
+            raise UnsupportedOpError(f"unsupported op {where}: {mode!r} padding (only constant zero padding is "
+                                     "supported)")
+        if value not in (None, 0):
+            raise UnsupportedOpError(f"unsupported op {where}: pads with the value {value}, not zero (only zero "
+                                     "padding is a linear map of spikes)")
+        src = n.args[0]
+        shape = self.shape_of(src)
+        pads = [pad] * 2 * len(shape[1:]) if isinstance(pad, int) else pad
+        op = passes.zero_padding(shape, _pads_per_axis(pads, len(shape) + 1, where), where)
+        ins = [self.ir_name(src, n)]
+        if op is None:
             self.alias[n.name] = ins[0]
         else:
             self.emit(n, op, ins, where)
@@ -277,12 +434,15 @@ class _TorchImporter:
         if fn in _SHAPE_FUNCTIONS:
             self.start_rearrangement(n)
             return
-        if fn in _ADD:
+        if fn in _ADD and len(self.dynamic_tensors(n)) != 1:
             ins = self.tensor_inputs(n)
-            if len(ins) < 2 or any(not isinstance(a, fx.Node) for a in n.args):
+            if len(ins) < 2 or any(not isinstance(a, fx.Node) for a in n.args) or n.kwargs:
                 raise UnsupportedOpError(f"unsupported op {where}: only the sum of two activations (a residual "
-                                         "connection) is supported, not adding a constant")
+                                         "connection) is supported")
             self.emit(n, ir.Add(), ins, where)
+        elif fn in _PAD:
+            kw = self.arguments(n, _PAD[fn])
+            self.zero_pad(n, kw["pad"], kw.get("mode", "constant"), kw.get("value"), where)
         elif fn is torch.cat:
             dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0)
             if len(self.shape_of(n)) != 3 or dim % 4 != 1:
@@ -292,25 +452,23 @@ class _TorchImporter:
         elif fn in _DROP:
             self.alias[n.name] = self.tensor_inputs(n)[0]
         elif fn is F.avg_pool2d:
-            kw = dict(zip(["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
-                           "divisor_override"], n.args[1:]))
-            kw.update(n.kwargs)
+            kw = self.arguments(n, ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                                    "divisor_override"))
             self.emit(n, _avgpool(kw["kernel_size"], kw.get("stride"), kw.get("padding", 0), kw.get("ceil_mode", False),
                                   kw.get("count_include_pad", True), kw.get("divisor_override"), where),
                       self.tensor_inputs(n), where)
         elif fn is F.max_pool2d:
-            kw = dict(zip(["kernel_size", "stride", "padding", "dilation", "ceil_mode"], n.args[1:]))
-            kw.update(n.kwargs)
+            kw = self.arguments(n, ("kernel_size", "stride", "padding", "dilation", "ceil_mode"))
             self.emit(n, _maxpool(kw["kernel_size"], kw.get("stride"), kw.get("padding", 0), kw.get("dilation", 1),
                                   kw.get("ceil_mode", False), where), self.tensor_inputs(n), where)
         elif fn is F.adaptive_avg_pool2d:
-            self.emit(n, _adaptive(n.args[1] if len(n.args) > 1 else n.kwargs["output_size"],
-                                   self.shape_of(n.args[0]), where), self.tensor_inputs(n), where)
+            self.emit(n, _adaptive(self.arguments(n, ("output_size",))["output_size"], self.shape_of(n.args[0]),
+                                   where), self.tensor_inputs(n), where)
         elif fn is torch.mean:
             self.global_mean(n, n.args[1] if len(n.args) > 1 else n.kwargs.get("dim"),
                              bool(n.args[2] if len(n.args) > 2 else n.kwargs.get("keepdim", False)), where)
         else:
-            self.elementwise(n, lambda t: fn(t, *self._rest(n), **self._kwargs(n)), where)
+            self.elementwise(n, where)
 
     def call_method(self, n: fx.Node) -> None:
         where = f"Tensor.{n.target} at node {n.name!r}"
@@ -320,23 +478,44 @@ class _TorchImporter:
             self.global_mean(n, n.args[1] if len(n.args) > 1 else n.kwargs.get("dim"),
                              bool(n.args[2] if len(n.args) > 2 else n.kwargs.get("keepdim", False)), where)
         else:
-            self.elementwise(n, lambda t: getattr(t, n.target)(*self._rest(n), **self._kwargs(n)), where)
+            self.elementwise(n, where)
 
-    def _rest(self, n: fx.Node) -> list:
-        return [self.values[a.name] if isinstance(a, fx.Node) else a for a in n.args[1:]]
+    def arguments(self, n: fx.Node, names: tuple[str, ...]) -> dict[str, Any]:
+        """The arguments after the input by name, with the values traced sizes and constants had on
+        the example (``F.avg_pool2d(x, x.size()[3])``)."""
+        kw = dict(zip(names, n.args[1:]))
+        kw.update(n.kwargs)
+        return {k: fx.node.map_arg(v, lambda a: self.values[a.name]) for k, v in kw.items()}
 
-    def _kwargs(self, n: fx.Node) -> dict:
-        return {k: self.values[v.name] if isinstance(v, fx.Node) else v for k, v in n.kwargs.items()}
+    def dynamic_tensors(self, n: fx.Node) -> list[fx.Node]:
+        """The activations ``n`` reads (its operands that depend on the input and hold tensors)."""
+        return [a for a in n.all_input_nodes if a.name in self.dynamic and (
+            isinstance(self.values.get(a.name), torch.Tensor) or a.name in self.alias or a.name in self.pending)]
 
-    def elementwise(self, n: fx.Node, fn: Callable, where: str) -> None:
-        """A function of one activation, applied element by element (relu, relu6, hardtanh, clamp, a
-        user's own QCFS): probed; anything else is an unsupported op."""
-        tensors = [a for a in n.all_input_nodes if isinstance(self.values.get(a.name), torch.Tensor)]
-        in_shape = self.shape_of(n.args[0]) if n.args and isinstance(n.args[0], fx.Node) else ()
+    def elementwise(self, n: fx.Node, where: str) -> None:
+        """A function of one activation (any other operands constants: buffers, parameters, numbers),
+        applied element by element: a per-channel affine map (``(x - mean) / std``) becomes a
+        BatchNorm node; relu, relu6, hardtanh, clamp, a user's own QCFS are probed; anything else is an
+        unsupported op."""
+        tensors = self.dynamic_tensors(n)
+        in_shape = self.shape_of(tensors[0]) if len(tensors) == 1 else ()
         if len(tensors) != 1 or not in_shape or self.shape_of(n) != in_shape:
             raise UnsupportedOpError(f"unsupported op {where}")
+        src = tensors[0]
+
+        def fn(t: torch.Tensor) -> torch.Tensor:
+            args = fx.node.map_arg(n.args, lambda a: t if a is src else self.values[a.name])
+            kwargs = fx.node.map_arg(n.kwargs, lambda a: t if a is src else self.values[a.name])
+            return getattr(args[0], n.target)(*args[1:], **kwargs) if n.op == "call_method" else \
+                n.target(*args, **kwargs)
+
+        op = activations.affine(lambda x: fn(torch.tensor(x, dtype=torch.float64)).double().numpy(), in_shape)
+        ins = [self.ir_name(src, n)]
+        if op is not None:
+            self.place(n, op, ins, where)
+            return
         try:
-            self.activation(n, fn, in_shape, self.tensor_inputs(n), where)
+            self.activation(n, fn, in_shape, ins, where)
         except UnsupportedOpError as exc:
             raise UnsupportedOpError(f"unsupported op {where}: {exc}") from None
 
@@ -348,9 +527,9 @@ class _TorchImporter:
                 if self.nodes:
                     raise UnsupportedOpError(f"model has more than one input ({n.name!r})")
                 self.emit(n, ir.Input(self.input_shape), [], "input")
-            elif n.op == "get_attr" or (n.op == "call_method" and n.target == "size") \
+            elif n.op == "get_attr" or n.name not in self.dynamic or (n.op == "call_method" and n.target == "size") \
                     or (n.op == "call_function" and n.target is getattr):
-                continue
+                continue  # constants (operands of the ops that use them), sizes
             elif n.op == "output":
                 out = n.args[0]
                 if not isinstance(out, fx.Node) or not isinstance(self.values.get(out.name), torch.Tensor):
@@ -361,7 +540,15 @@ class _TorchImporter:
                      and not isinstance(self.values.get(n.name), torch.Tensor)):
                 continue  # arithmetic on sizes (view(b, c // g, ...)), an element of a size tuple
             else:
-                getattr(self, n.op)(n)
+                try:
+                    getattr(self, n.op)(n)
+                except UnsupportedOpError as exc:
+                    inside = self.inside(n)
+                    if inside is None:
+                        raise
+                    raise UnsupportedOpError(f"{exc} (inside {inside[1]} {inside[0]!r}, which spikeport traced "
+                                             "through: it is no activation or per-channel affine map it "
+                                             "recognises)") from None
         if output_name is None or not self.nodes:
             raise SpikeportError("the traced model has no output")
         # keep only what the output depends on, in order; make the output node last

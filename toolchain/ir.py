@@ -108,8 +108,9 @@ class Concat:
 @dataclass
 class Select:
     """A rearrangement of the features: ``out.flat = in.flat[index]``, shaped ``shape``. Channel
-    shuffles, channel splits (chunk, split) and reshape/transpose chains that return to a (C, H, W)
-    or flat layout all become one Select, found by running them on an index map."""
+    shuffles, channel splits (chunk, split), strided slices (``x[:, :, ::2, ::2]``) and
+    reshape/transpose chains that return to a (C, H, W) or flat layout all become one Select, found
+    by running them on an index map."""
 
     index: np.ndarray  # (prod(shape),) int64 positions in the flattened input
     shape: tuple[int, ...]
@@ -117,9 +118,10 @@ class Select:
 
 @dataclass
 class Embed:
-    """Input i of a Concat, placed at channels ``offset`` .. of ``channels`` (zeros elsewhere). The
-    converter makes these when it splits a concatenation into one synapse per input; importers never
-    produce them."""
+    """The input placed at channels ``offset`` .. of ``channels`` (zeros elsewhere): input i of a
+    Concat, which the converter makes when it splits a concatenation into one synapse per input, or a
+    zero padding of the channels (``F.pad(x, (0, 0, 0, 0, p, p))``, ONNX Pad), which the importers make
+    (:func:`~spikeport.toolchain.passes.zero_padding`)."""
 
     offset: int
     channels: int

@@ -214,6 +214,40 @@ def prepend_normalization(graph: ir.Graph, mean: list[float], std: list[float]) 
     return ir.Graph([graph.input, norm, *rest], graph.name)
 
 
+def zero_padding(shape: tuple[int, ...], pads: list[tuple[int, int]], where: str) -> ir.Conv2d | ir.Embed | None:
+    """Constant zero padding of a ``(C, H, W)`` or ``(features,)`` activation (``pads``: (before,
+    after) per axis after the batch axis) as the linear op it is, in ops every backend already runs:
+
+    - channels (features) only: an :class:`~spikeport.toolchain.ir.Embed` (input channel c at
+      channel c + before, zeros elsewhere), as a concatenation's inputs are placed;
+    - H or W too: a convolution without bias whose kernel holds a single 1 per channel (a 1x1
+      identity for symmetric padding; for (t, b) a kernel of 2 max(t, b) - t - b + 1 rows with the 1
+      at row max(t, b) - t, and the padding max(t, b)), embedding the channels where they are padded.
+
+    Both compose into the synapses around them (an option-A ResNet shortcut ``x[:, :, ::2, ::2]``
+    padded by p channels on each side becomes one 1x1 stride-2 convolution). None when every pad is
+    zero. Negative padding (cropping) is refused, naming ``where``."""
+    if len(pads) != len(shape) or len(shape) not in (1, 3):
+        raise UnsupportedOpError(f"unsupported op {where}: padding of a {len(shape) + 1}-D tensor (only "
+                                 "(batch, C, H, W) and (batch, features) activations)")
+    if any(p < 0 for pair in pads for p in pair):
+        raise UnsupportedOpError(f"unsupported op {where}: negative padding (cropping), (before, after) per axis "
+                                 f"after the batch axis: {pads}; only zero padding (pads >= 0)")
+    (cb, ce), c = pads[0], shape[0]
+    if len(shape) == 1 or pads[1:] == [(0, 0), (0, 0)]:
+        return None if cb == ce == 0 else ir.Embed(cb, c + cb + ce)
+    (t, b), (left, right) = pads[1:]
+    ph, pw = max(t, b), max(left, right)
+    kh, kw = 2 * ph - t - b + 1, 2 * pw - left - right + 1
+    if cb == ce == 0:  # depthwise
+        weight = np.zeros((c, 1, kh, kw))
+        weight[:, 0, ph - t, pw - left] = 1.0
+        return ir.Conv2d(weight, None, (1, 1), (ph, pw), (1, 1), c)
+    weight = np.zeros((c + cb + ce, c, kh, kw))
+    weight[cb + np.arange(c), np.arange(c), ph - t, pw - left] = 1.0
+    return ir.Conv2d(weight, None, (1, 1), (ph, pw), (1, 1), 1)
+
+
 def normalize(graph: ir.Graph, maxpool: str = "error") -> ir.Graph:
     """The passes every import goes through; ``maxpool`` is one of :data:`MAXPOOL_MODES`."""
     graph = check_finite(graph)
