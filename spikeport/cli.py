@@ -242,13 +242,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("bench", "speed benchmarks, side by side in one run (figures for BENCHMARKS.md)")
-    p.add_argument("--suite", choices=["perf", "netx", "families", "peers", "kernels"], default="perf",
+    p.add_argument("--suite", choices=["perf", "netx", "families", "peers", "kernels", "cifar10"], default="perf",
                    help="perf: the MNIST-5k CNN and a VGG-style net on sim, torch, Lava and the float ANN, with "
                    "scaling tables; netx: lava-dl's pilotnet_lif and ntidigits, sim vs Lava; families: the "
                    "standard CNN families through both importers, verified, with sizes and Loihi 2 estimates; "
                    "peers: sim beside SpikingJelly and snnTorch (optional, pip install --no-deps spikingjelly "
                    "snntorch loguru) on the same networks; kernels: one convolution or product at a time on "
-                   "float32 and int8 kernels")
+                   "float32 and int8 kernels; cifar10: the seed methods on the zoo's CIFAR-10 networks (--data), "
+                   "float and integer, beside the published figures")
+    p.add_argument("--data", type=_data, default="cifar10", help="cifar10: the data set (a path, or cifar10 under "
+                   "$SPIKEPORT_DATA)")
+    p.add_argument("--models", default="resnet20_cifar10_l4", help="cifar10: comma-separated models (their NQ twins "
+                   "are found by name)")
+    p.add_argument("--Ts", type=_ints, default=(1, 2, 4, 8, 16, 32), help="cifar10: time steps")
+    p.add_argument("--samples", type=_positive, default=None, help="cifar10: test samples (default: all)")
+    p.add_argument("--oracle-samples", type=_positive, default=1000, help="cifar10: test samples also run on "
+                   "torch_int, whose logits must equal sim's")
+    p.add_argument("--methods", default="qcfs,ftbc,cos,tpp,graded,nq", help="cifar10: comma-separated subset")
     p.add_argument("--T", type=_positive, default=None, help="time steps (perf, netx: 8; families: 4)")
     p.add_argument("--batch", type=_positive, default=64)
     p.add_argument("--lava-samples", type=_ints, default=None, help="samples streamed through Lava per network "
@@ -510,6 +520,29 @@ def _write_table(table, out: Path, stem: str) -> int:
     return 0 if exact else 1
 
 
+def _bench_cifar(args) -> int:
+    import time
+
+    from spikeport.methods_table import compare_methods, published_markdown, row_times
+    from spikeport.toolchain.files import write_atomic
+
+    out = args.out or Path("out/cifar10")
+    ok = True
+    for model in args.models.split(","):
+        t0 = time.perf_counter()
+        table = compare_methods(model, Ts=tuple(args.Ts), tpp_seeds=1, lava_Ts=(2, 8),
+                                lava_samples=args.lava_samples[0] if args.lava_samples else 4, verify_samples=8,
+                                test_samples=args.samples, data=args.data, oracle_samples=args.oracle_samples,
+                                methods=tuple(args.methods.split(",")))
+        table.timings["total_s"] = time.perf_counter() - t0
+        ok &= _write_table(table, out / model, "cifar10") == 0
+        arch = table.notes.get("arch") or model.rsplit("_l", 1)[0].replace("_nq", "")
+        extra = "\n\n".join(t for t in (published_markdown(arch, tuple(args.Ts)), row_times(table)) if t)
+        write_atomic(out / model / "cifar10_published_and_times.md", extra + "\n")
+        print(f"\n{extra}\n\n{model}: {table.n_test} test samples ({table.dataset}), {table.timings['total_s']:.0f} s")
+    return 0 if ok else 1
+
+
 def cmd_methods(args) -> int:
     from spikeport.methods_table import compare_methods
 
@@ -666,6 +699,8 @@ def _bench_output(args, res: dict, md: str, stem: str) -> None:
 
 
 def cmd_bench(args) -> int:
+    if args.suite == "cifar10":
+        return _bench_cifar(args)
     if args.suite == "families":
         from spikeport.quality.coverage import bench_families, coverage_table
 

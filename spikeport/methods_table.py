@@ -14,6 +14,7 @@ pre-run; the table shows T + rho next to it.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -85,38 +86,56 @@ class MethodTable:
 
 
 def _integer_rows(table: MethodTable, label: str, q: SNNGraph, x, y, T: int, verify_samples: int,
-                  tick: Callable[[int], None]) -> tuple[float, float]:
-    """torch_int and sim on the whole split (logits must agree on every sample), spikes verified on
-    the first ``verify_samples``; returns (torch_int acc, sim acc)."""
-    ti = run(q, x, T, "torch_int")
-    tick(len(x))
+                  tick: Callable[[int], None], oracle_samples: int | None = None) -> tuple[float, float]:
+    """sim on the whole split and torch_int on the first ``oracle_samples`` (default: all; their logits
+    must agree on every one), spikes verified on the first ``verify_samples``; returns (torch_int acc,
+    sim acc)."""
+    n_oracle = len(x) if oracle_samples is None else min(oracle_samples, len(x))
+    t0 = time.perf_counter()
+    ti = run(q, x[:n_oracle], T, "torch_int")
+    t_int = time.perf_counter() - t0
+    tick(n_oracle)
+    t0 = time.perf_counter()
     ts = run(q, x, T, "sim")
+    t_sim = time.perf_counter() - t0
     tick(len(x))
-    same = bool(np.array_equal(ti.final, ts.final))
+    same = bool(np.array_equal(ti.final, ts.final[:n_oracle]))
     rows, _ = verify(q, x[:verify_samples], T, targets=("sim",))
-    table.checks.append({"method": label, "T": T, "check": "sim vs torch_int logits, every test sample",
-                         "exact": same, "samples": len(x)})
+    what = "every test sample" if n_oracle == len(x) else f"the first {n_oracle} test samples"
+    table.checks.append({"method": label, "T": T, "check": f"sim vs torch_int logits, {what}",
+                         "exact": same, "samples": n_oracle})
     table.checks += [{"method": label, "T": T, "check": "spikes", **r.to_dict()} for r in rows]
     latency = lower(q, T).latency
-    a_int, a_sim = accuracy(ti, y), accuracy(ts, y)
-    table.add(label, "torch_int", T, [a_int], len(x))
-    table.add(label, "sim", T, [a_sim], len(x), latency=latency)
+    a_int, a_sim = accuracy(ti, y[:n_oracle]), accuracy(ts, y)
+    table.add(label, "torch_int", T, [a_int], n_oracle, seconds=t_int)
+    table.add(label, "sim", T, [a_sim], len(x), latency=latency, seconds=t_sim)
     return a_int, a_sim
+
+
+def nq_twin(model: str) -> str:
+    """The NQ-trained twin's name: ``cnn_mnist_l4`` -> ``cnn_mnist_nq_l4``, ``cnn_mnist`` -> ``cnn_mnist_nq``."""
+    m = re.fullmatch(r"(.+)_l(\d+)", model)
+    return f"{m.group(1)}_nq_l{m.group(2)}" if m else f"{model}_nq"
 
 
 def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8, 16, 32), rho: int = 4,
                     tpp_seeds: int = 5, lava_Ts: tuple[int, ...] = (2, 8), lava_samples: int = 16,
                     verify_samples: int = 100, test_samples: int | None = None, calib_samples: int = 512,
-                    progress: bool = True, baseline: bool = True, prepared: Prepared | None = None) -> MethodTable:
-    """Run every method on ``model`` and its NQ twin (``<model>_nq``) for every T. ``baseline=False``
+                    progress: bool = True, baseline: bool = True, prepared: Prepared | None = None,
+                    data: str | None = None, oracle_samples: int | None = None,
+                    methods: tuple[str, ...] = tuple(METHOD_ORDER)) -> MethodTable:
+    """Run every method on ``model`` and its NQ twin (:func:`nq_twin`) for every T. ``baseline=False``
     leaves out the rows of plain QCFS conversion and its permuted-order ablation (for a caller that
-    has them already: the demo); ``prepared``: ``api.prepare(model)`` done already."""
-    prep = prepared or prepare(model, calib=calib_samples)
-    loaded, data, snn = prep.model, prep.data, prep.snn
-    x, y = data.x_test[:test_samples], data.y_test[:test_samples]
-    nq_name = f"{model}_nq"
-    nq = prepare(nq_name, calib=calib_samples) if (CHECKPOINT_DIR / f"{nq_name}.pt").is_file() else None
-    table = MethodTable(model, data.name, loaded.meta.get("train_config", {}).get("levels"), len(x))
+    has them already: the demo); ``prepared``: ``api.prepare(model)`` done already; ``data``: the data
+    set (default: the model's); ``oracle_samples``: run the oracle (torch_int) on that many test samples
+    only (sim runs them all; their logits must agree on those); ``methods``: a subset of METHOD_ORDER."""
+    prep = prepared or prepare(model, data=data, calib=calib_samples)
+    loaded, data_set, snn = prep.model, prep.data, prep.snn
+    x, y = data_set.x_test[:test_samples], data_set.y_test[:test_samples]
+    nq_name = nq_twin(model)
+    nq = (prepare(nq_name, data=data, calib=calib_samples)
+          if "nq" in methods and (CHECKPOINT_DIR / f"{nq_name}.pt").is_file() else None)
+    table = MethodTable(model, data_set.name, loaded.meta.get("train_config", {}).get("levels"), len(x))
     table.add("ann", "ann", None, [ann_accuracy(loaded.graph, x, y)], len(x))
     table.add("ann (unquantized)", "ann", None, [ann_accuracy(loaded.graph, x, y, clip=True)], len(x))
     if nq is not None:
@@ -130,37 +149,45 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
     tick = bar.update
     for T in Ts:
         variants: list[tuple[str, SNNGraph, dict]] = []
-        t0 = time.perf_counter()
-        if baseline:
+        if baseline and "qcfs" in methods:
             variants.append(("qcfs", snn, {}))
-        ftbc = prep.method("ftbc", T)
-        table.timings[f"ftbc_calibration_T{T}_s"] = time.perf_counter() - t0
-        variants.append(("ftbc", ftbc, {"alpha": ftbc.meta["ftbc"]["alpha"]}))
-        variants.append((f"cos (rho={rho})", prep.method("cos", T, rho=rho), {"T_plus_rho": T + rho}))
-        variants.append(("graded", prep.method("graded", T), {}))
+        if "ftbc" in methods:
+            t0 = time.perf_counter()
+            ftbc = prep.method("ftbc", T)
+            table.timings[f"ftbc_calibration_T{T}_s"] = time.perf_counter() - t0
+            variants.append(("ftbc", ftbc, {"alpha": ftbc.meta["ftbc"]["alpha"]}))
+        if "cos" in methods:
+            variants.append((f"cos (rho={rho})", prep.method("cos", T, rho=rho), {"T_plus_rho": T + rho}))
+        if "graded" in methods:
+            variants.append(("graded", prep.method("graded", T), {}))
         if snn_nq is not None:
             variants.append(("nq", snn_nq, {}))
         for label, s, extra in variants:
             bar.set_description(f"{model} T={T} {label}")
-            table.add(label, "torch_float", T, [accuracy(run(s, x, T, "torch_float"), y)], len(x), **extra)
+            t0 = time.perf_counter()
+            acc = accuracy(run(s, x, T, "torch_float"), y)
+            table.add(label, "torch_float", T, [acc], len(x), seconds=time.perf_counter() - t0, **extra)
             tick(len(x))
-            _integer_rows(table, label, prep.quantize(s, T), x, y, T, verify_samples, tick)
-        bar.set_description(f"{model} T={T} tpp")
-        accs: dict[str, list[float]] = {"torch_float": [], "torch_int": [], "sim": []}
-        for seed in range(tpp_seeds):
-            s = prep.method("tpp", T, seed=seed)
-            accs["torch_float"].append(accuracy(run(s, x, T, "torch_float"), y))
-            tick(len(x))
-            sub = MethodTable(model, data.name, None, len(x))
-            a_int, a_sim = _integer_rows(sub, f"tpp seed {seed}", prep.quantize(s, T), x, y, T, verify_samples,
-                                         tick)
-            table.checks += sub.checks
-            accs["torch_int"].append(a_int)
-            accs["sim"].append(a_sim)
-            latency = sub.rows[-1]["latency"]
-        for target, vals in accs.items():
-            table.add("tpp", target, T, vals, len(x), **({"latency": latency} if target == "sim" else {}))
-        if baseline:
+            _integer_rows(table, label, prep.quantize(s, T), x, y, T, verify_samples, tick, oracle_samples)
+        if "tpp" in methods:
+            bar.set_description(f"{model} T={T} tpp")
+            accs: dict[str, list[float]] = {"torch_float": [], "torch_int": [], "sim": []}
+            for seed in range(tpp_seeds):
+                s = prep.method("tpp", T, seed=seed)
+                accs["torch_float"].append(accuracy(run(s, x, T, "torch_float"), y))
+                tick(len(x))
+                sub = MethodTable(model, data_set.name, None, len(x))
+                a_int, a_sim = _integer_rows(sub, f"tpp seed {seed}", prep.quantize(s, T), x, y, T, verify_samples,
+                                             tick, oracle_samples)
+                table.checks += sub.checks
+                accs["torch_int"].append(a_int)
+                accs["sim"].append(a_sim)
+                latency = sub.rows[-1]["latency"]
+                n_int = sub.rows[0]["n"]
+            for target, vals in accs.items():
+                table.add("tpp", target, T, vals, n_int if target == "torch_int" else len(x),
+                          **({"latency": latency} if target == "sim" else {}))
+        if baseline and "permute" in methods:
             bar.set_description(f"{model} T={T} permute")
             table.add("permute", "torch_float", T, [accuracy(run_reference(snn, x, T, permute_seed=0), y)], len(x))
             tick(len(x))
@@ -169,8 +196,11 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
             tick(len(x))
         if T in lava_Ts and lava_samples:
             n = min(lava_samples, len(x))
-            for label, s in [("qcfs", snn), ("ftbc", ftbc), (f"cos (rho={rho})", prep.method("cos", T, rho=rho)),
-                             ("tpp", prep.method("tpp", T, seed=0)), ("graded", prep.method("graded", T))]:
+            for label, method in [("qcfs", "qcfs"), ("ftbc", "ftbc"), (f"cos (rho={rho})", "cos"), ("tpp", "tpp"),
+                                  ("graded", "graded")]:
+                if method not in methods:
+                    continue
+                s = snn if method == "qcfs" else prep.method(method, T, rho=rho, seed=0)
                 bar.set_description(f"{model} T={T} lava {label}")
                 t0 = time.perf_counter()
                 qm = prep.quantize(s, T)
@@ -184,3 +214,40 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
     bar.close()
     table.notes["all_checks_exact"] = all(c["exact"] for c in table.checks)
     return table
+
+
+# The published CIFAR-10 figures beside which ``spikeport bench --suite cifar10`` puts its own (float SNNs,
+# the papers' own ANNs and training). Sources: the QCFS paper (Bu et al., ICLR 2022, Tables 1-2; figures
+# as recalled in the project's reference notes, not re-read from the PDF), the QCFS+FTBC rows of a third-
+# party re-implementation and the NQ authors' README (hzp2022/ANN2SNN_NQ; its ANN column is the noisy ANN).
+PUBLISHED_CIFAR10: dict[str, dict[str, dict]] = {
+    "resnet20_cifar10": {
+        "QCFS (paper, recalled)": {"ann": 91.77, 1: 62.43, 2: 73.20, 4: 83.75, 8: 89.55, 16: 91.62, 32: 92.24},
+        "NQ (README)": {"ann": 85.18, 1: 65.99, 2: 77.30, 4: 84.54, 8: 87.43, 16: 88.26},
+    },
+    "vgg16_cifar10": {
+        "QCFS (paper, recalled)": {"ann": 95.52, 1: 88.41, 2: 91.18, 4: 93.96, 8: 94.95, 16: 95.40, 32: 95.54},
+        "QCFS+FTBC (third party)": {1: 89.47, 2: 91.96, 4: 94.29, 8: 95.28, 16: 95.46, 32: 95.52},
+        "NQ (README)": {"ann": 95.21, 1: 88.46, 2: 91.93, 4: 94.80, 8: 95.48, 16: 95.70},
+    },
+}
+
+
+def published_markdown(arch: str, Ts: tuple[int, ...]) -> str:
+    """The published float-SNN figures for ``arch`` as a table with the columns of ours (T = ...)."""
+    rows = PUBLISHED_CIFAR10.get(arch, {})
+    if not rows:
+        return ""
+    lines = ["| published (float SNN, their ANN) | ANN | " + " | ".join(f"T={t}" for t in Ts) + " |",
+             "|" + "---|" * (2 + len(Ts))]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r.get('ann', '')} | " + " | ".join(str(r.get(t, "")) for t in Ts) + " |")
+    return "\n".join(lines)
+
+
+def row_times(table: MethodTable) -> str:
+    """Seconds per row (each method x target x T), for the CIFAR suite's time budget."""
+    timed = [r for r in table.rows if "seconds" in r]
+    lines = ["| method | target | T | n | seconds |", "|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['target']} | {r['T']} | {r['n']} | {r['seconds']:.1f} |" for r in timed]
+    return "\n".join(lines)

@@ -70,11 +70,11 @@ def test_cifar_recipe_trains_within_a_budget_and_continues_from_its_checkpoint(t
     assert meta["dataset"] == "folder:tiny" and meta["n_test"] == 16
     assert 1 <= meta["epochs_trained"] <= meta["budget"]["epochs"] <= 3
     assert meta["train_seconds"] < 8.0
-    model, ckpt = load_checkpoint(out)
+    _, ckpt = load_checkpoint(out)
     assert ckpt["arch"] == "resnet20_cifar10" and ckpt["arch_kwargs"] == {"levels": 4, "width": 4}
     more = recipe("resnet20_cifar10", 4, data=tiny_folder, epochs=1, batch_size=16, init=str(out), lr=0.01,
                   arch_kwargs={"width": 4})
-    cont, meta2 = train(more, progress=False)
+    _, meta2 = train(more, progress=False)
     assert meta2["train_config"]["init"] == str(out) and meta2["epochs_trained"] == 1
     with pytest.raises(SpikeportError, match="not the resnet20_cifar10 with L=8"):
         train(recipe("resnet20_cifar10", 8, data=tiny_folder, epochs=1, init=str(out), arch_kwargs={"width": 4}),
