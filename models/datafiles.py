@@ -7,7 +7,8 @@ Accepted, by path (``--data PATH``) or by name under ``$SPIKEPORT_DATA`` (``--da
   The batches are Python pickles. They are read with an unpickler that admits nothing but numpy's
   array reconstruction and builtin containers, so a tampered batch cannot run code.
 - an image folder: ``train/<class>/*.png|jpg|jpeg|bmp``, ``test/<class>/*`` (classes sorted by name,
-  labels their indices; every image the same size; RGB or grey). A public copy of CIFAR-10 exists
+  labels their indices; every image the same size; RGB or grey; each split shuffled with a fixed seed, so
+  that any prefix holds every class). A public copy of CIFAR-10 exists
   this way as JPEG re-encodings, which lose some accuracy against the original batches: the data set's
   name carries its source, so every figure can say what it was measured on.
 
@@ -37,6 +38,8 @@ from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+SHUFFLE_SEED = 0  # image folders: both splits in numpy.random.default_rng(0)'s order
+CACHE_VERSION = 2  # bump when the decoded form changes (2: image folders shuffled)
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,11 @@ def _decode_folder(root: Path) -> tuple[dict[str, np.ndarray], list[str]]:
             odd = next(f for f, im in zip(files, images) if im.shape != first)
             raise SpikeportError(f"{root}: images differ in size or channels ({files[0].name} is {first}, "
                                  f"{odd} is {next(s for s in shapes if s != first)}); resize them to one size")
-        out[f"x_{split}"] = np.stack(images)
-        out[f"y_{split}"] = np.asarray(labels, dtype=np.int64)
+        # folders list their images class by class; a seeded shuffle makes any prefix (calibration samples,
+        # "the first 1,000 test images") a sample of every class, as the CIFAR batches already are
+        order = np.random.default_rng(SHUFFLE_SEED).permutation(len(files))
+        out[f"x_{split}"] = np.stack(images)[order]
+        out[f"y_{split}"] = np.asarray(labels, dtype=np.int64)[order]
     if out["x_train"].shape[1:] != out["x_test"].shape[1:]:
         raise SpikeportError(f"{root}: train images are {out['x_train'].shape[1:]}, test images "
                              f"{out['x_test'].shape[1:]}")
@@ -209,7 +215,7 @@ def _decode_folder(root: Path) -> tuple[dict[str, np.ndarray], list[str]]:
 def _cache_dir(source: Path) -> Path:
     st = source.stat()
     newest = max((p.stat().st_mtime_ns for p in source.iterdir()), default=0) if source.is_dir() else 0
-    key = f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{newest}"
+    key = f"v{CACHE_VERSION}|{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{newest}"
     return data_home() / "cache" / f"{source.name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
 
