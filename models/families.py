@@ -13,6 +13,11 @@ unless trained; widths and depths are parameters, so that tests can run small me
 - DenseNet block: every layer (BN-ReLU-1x1-BN-ReLU-3x3) sees the concatenation of all before it.
 - ShuffleNetV2 unit: channel split, a branch, concatenation and a channel shuffle.
 - MNASNet's head: global average pooling written as ``x.mean([2, 3])``.
+- The CIFAR ResNets of He et al. (ResNet-20/32/44/56) as the widely used PyTorch versions write them:
+  plain ReLU, "option A" shortcuts (a strided slice and a zero channel pad inside a small module that
+  calls a stored function), ``F.avg_pool2d(out, out.size()[3])`` and ``out.view(out.size(0), -1)``;
+  module names as those versions have them (``conv1``, ``layer1.0.bn2``, ``linear``), so that their
+  published weights load into it.
 """
 
 from __future__ import annotations
@@ -375,7 +380,67 @@ class MnasHead(nn.Module):
         return self.classifier(self.layers(x).mean([2, 3]))
 
 
+# -- CIFAR ResNet with option-A shortcuts (He et al. 2016, section 4.2) --------------------------------
+class FunctionLayer(nn.Module):
+    """A module whose forward calls a stored function, as published CIFAR ResNets wrap their shortcut."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+class OptionABlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module = nn.Sequential()
+        if stride != 1 or in_planes != planes:  # subsample by 2, pad the new channels with zeros
+            pad = (planes - in_planes) // 2
+            self.shortcut = FunctionLayer(lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad), "constant", 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out = out + self.shortcut(x)
+        return F.relu(out)
+
+
+class CifarResNetA(nn.Module):
+    """ResNet-(6n+2) for 32x32 inputs: 16, 32, 64 channels, n blocks per stage, option-A shortcuts."""
+
+    def __init__(self, depth: int = 20, num_classes: int = 10, width: int = 16) -> None:
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"a CIFAR ResNet has depth 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        planes = [width, 2 * width, 4 * width]
+        cin = width
+        stages = []
+        for i, p in enumerate(planes):
+            blocks = [OptionABlock(cin, p, 1 if i == 0 else 2)] + [OptionABlock(p, p) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*blocks))
+            cin = p
+        self.layer1, self.layer2, self.layer3 = stages
+        self.linear = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.avg_pool2d(out, out.size()[3])
+        out = out.view(out.size(0), -1)
+        return self.linear(out)
+
+
 FAMILIES: dict[str, Callable[..., nn.Module]] = {
+    "resnet_cifar_a": CifarResNetA,
     "resnet18": resnet18, "resnet34": resnet34, "vgg11_bn": vgg11_bn, "vgg16_bn": vgg16_bn,
     "mobilenet_v2": MobileNetV2, "squeezenet1_1": SqueezeNet, "inception": InceptionNet,
     "densenet_block": DenseNetBlock, "shufflenet_v2_units": ShuffleNetUnits, "mnasnet_head": MnasHead,

@@ -110,10 +110,12 @@ class Prepared:
 
 
 def prepare(spec: str | Path | LoadedModel, data: str | None = None, calib: int = 512, maxpool: str = "error",
-            device: str = "cpu", mean: list[float] | None = None, std: list[float] | None = None) -> Prepared:
-    """Load ``spec`` (see :func:`load_model`), pick its data set (a bundled name or an ``.npz``
-    file) and convert it with the first ``calib`` training samples. ``mean`` and ``std`` (per input
-    channel) are the model's input normalisation, folded into its first layer."""
+            device: str = "cpu", mean: list[float] | None = None, std: list[float] | None = None,
+            percentile: float = 99.9) -> Prepared:
+    """Load ``spec`` (see :func:`load_model`), pick its data set (a name or a path, see
+    :func:`~spikeport.models.data.load_dataset`) and convert it with the first ``calib`` training samples.
+    ``mean`` and ``std`` (per input channel) are the model's input normalisation, folded into its first
+    layer; ``percentile``: the threshold of a plain ReLU layer is this percentile of its activations."""
     model = spec if isinstance(spec, LoadedModel) else load_model(spec, maxpool=maxpool)
     if mean is not None or std is not None:
         graph = prepend_normalization(model.graph, mean if mean is not None else [0.0],
@@ -121,7 +123,7 @@ def prepare(spec: str | Path | LoadedModel, data: str | None = None, calib: int 
         model = dataclasses.replace(model, graph=infer_shapes(fold_batchnorm(graph)))
     ds = dataset_for(model, data)
     x = ds.x_train[:calib]
-    return Prepared(model, ds, x, convert(model.graph, x, device=device), device)
+    return Prepared(model, ds, x, convert(model.graph, x, percentile=percentile, device=device), device)
 
 
 def dataset_for(model: LoadedModel, name: str | None = None) -> Dataset:

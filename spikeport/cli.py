@@ -97,6 +97,13 @@ def _positive_float(text: str, unit: str = "") -> float:
     return v
 
 
+def _percent(text: str) -> float:
+    v = _positive_float(text)
+    if v > 100:
+        raise argparse.ArgumentTypeError(f"a percentile is at most 100, got {text}")
+    return v
+
+
 def _seconds(text: str) -> float:
     return _positive_float(text, "seconds")
 
@@ -115,6 +122,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-maxpool", dest="maxpool", action="store_const", const="average",
                    help=argparse.SUPPRESS)  # the earlier spelling of --maxpool average
     p.add_argument("--calib", type=_positive, default=512, help="training samples used for calibration")
+    p.add_argument("--percentile", type=_percent, default=99.9, help="a plain ReLU layer's threshold: this "
+                   "percentile of its activations on the calibration samples")
     p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp", "graded"], default="qcfs",
                    help="calibration method on top of the QCFS conversion (NQ: pass an *_nq model); graded: "
                    "graded spikes (Loihi 2 spike payloads of up to L thresholds)")
@@ -242,14 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("bench", "speed benchmarks, side by side in one run (figures for BENCHMARKS.md)")
-    p.add_argument("--suite", choices=["perf", "netx", "families", "peers", "kernels", "cifar10"], default="perf",
+    p.add_argument("--suite", choices=["perf", "netx", "families", "peers", "kernels", "cifar10", "relu"],
+                   default="perf",
                    help="perf: the MNIST-5k CNN and a VGG-style net on sim, torch, Lava and the float ANN, with "
                    "scaling tables; netx: lava-dl's pilotnet_lif and ntidigits, sim vs Lava; families: the "
                    "standard CNN families through both importers, verified, with sizes and Loihi 2 estimates; "
                    "peers: sim beside SpikingJelly and snnTorch (optional, pip install --no-deps spikingjelly "
                    "snntorch loguru) on the same networks; kernels: one convolution or product at a time on "
                    "float32 and int8 kernels; cifar10: the seed methods on the zoo's CIFAR-10 networks (--data), "
-                   "float and integer, beside the published figures")
+                   "float and integer, beside the published figures; relu: a plain-ReLU network (--model)")
     p.add_argument("--data", type=_data, default="cifar10", help="cifar10: the data set (a path, or cifar10 under "
                    "$SPIKEPORT_DATA)")
     p.add_argument("--models", default="resnet20_cifar10_l4", help="cifar10: comma-separated models (their NQ twins "
@@ -259,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle-samples", type=_positive, default=1000, help="cifar10: test samples also run on "
                    "torch_int, whose logits must equal sim's")
     p.add_argument("--methods", default="qcfs,ftbc,cos,tpp,graded,nq", help="cifar10: comma-separated subset")
+    p.add_argument("--model", default=None, help="relu: a network trained with plain ReLU (.onnx or .pt): accuracy "
+                   "against T with the default threshold percentile, the best one on held-out data, and FTBC")
+    p.add_argument("--mean", type=_floats, default=None, help="relu: the model's input normalisation")
+    p.add_argument("--std", type=_floats, default=None, help="relu: see --mean")
     p.add_argument("--T", type=_positive, default=None, help="time steps (perf, netx: 8; families: 4)")
     p.add_argument("--batch", type=_positive, default=64)
     p.add_argument("--lava-samples", type=_ints, default=None, help="samples streamed through Lava per network "
@@ -368,7 +382,7 @@ def _prepare(args):
     from spikeport.api import prepare
 
     p = prepare(args.model, args.data, args.calib, args.maxpool, _check_device(args.device), args.mean,
-                args.std)
+                args.std, args.percentile)
     return p, p.method(args.method, args.T, args.rho, args.seed)
 
 
@@ -543,6 +557,27 @@ def _bench_cifar(args) -> int:
     return 0 if ok else 1
 
 
+def _bench_relu(args) -> int:
+    from spikeport.methods_table import relu_markdown, relu_study
+    from spikeport.toolchain.errors import SpikeportError
+    from spikeport.toolchain.files import write_atomic
+
+    if not args.model:
+        raise SpikeportError("--suite relu needs --model (an .onnx file or a spikeport .pt checkpoint)")
+    res = relu_study(args.model, data=args.data, mean=args.mean, std=args.std, Ts=tuple(args.Ts),
+                     test_samples=args.samples, oracle_samples=args.oracle_samples,
+                     log=lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))
+    md = relu_markdown(res)
+    out = args.out or Path("out/relu")
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "relu.json", json.dumps(res, indent=1))
+    write_atomic(out / "relu.md", md + "\n")
+    print(md)
+    print(f"sim vs torch_int logits on the first {args.oracle_samples} test samples, every row: "
+          f"{'exact' if res['all_checks_exact'] else 'MISMATCH'}")
+    return 0 if res["all_checks_exact"] else 1
+
+
 def cmd_methods(args) -> int:
     from spikeport.methods_table import compare_methods
 
@@ -701,6 +736,8 @@ def _bench_output(args, res: dict, md: str, stem: str) -> None:
 def cmd_bench(args) -> int:
     if args.suite == "cifar10":
         return _bench_cifar(args)
+    if args.suite == "relu":
+        return _bench_relu(args)
     if args.suite == "families":
         from spikeport.quality.coverage import bench_families, coverage_table
 

@@ -251,3 +251,65 @@ def row_times(table: MethodTable) -> str:
     lines = ["| method | target | T | n | seconds |", "|---|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['target']} | {r['T']} | {r['n']} | {r['seconds']:.1f} |" for r in timed]
     return "\n".join(lines)
+
+
+def relu_study(spec, data: str | None = None, mean: list[float] | None = None, std: list[float] | None = None,
+               Ts: tuple[int, ...] = (4, 8, 16, 32, 64), percentiles: tuple[float, ...] = (99.0, 99.9, 99.99, 100.0),
+               test_samples: int | None = 1000, held_out: int = 1000, oracle_samples: int = 100, calib: int = 256,
+               log: Callable[[str], None] | None = None) -> dict:
+    """A network trained elsewhere with plain ReLU, whose thresholds come from data: the integer SNN's
+    accuracy (sim) against T with the default threshold percentile (99.9), with the percentile that does
+    best on held-out training samples at that T (the last ``held_out`` of the training split, never
+    used for calibration), and with FTBC on top of that; torch_int on the first ``oracle_samples`` must
+    give sim's logits. Returns rows, the ANN's accuracy and, per row kind, the smallest T within 1 point."""
+    from spikeport.toolchain.convert import convert
+    from spikeport.toolchain.methods import apply_method
+
+    log = log or (lambda _s: None)
+    base = prepare(spec, data=data, calib=calib, mean=mean, std=std)
+    graph, ds = base.model.graph, base.data
+    x, y = ds.x_test[:test_samples], ds.y_test[:test_samples]
+    xh, yh = ds.x_train[-held_out:], ds.y_train[-held_out:]
+    ann = ann_accuracy(graph, x, y)
+    snns = {pc: (base.snn if pc == 99.9 else convert(graph, base.calib, percentile=pc)) for pc in percentiles}
+    rows, checks = [], []
+
+    def test_row(kind: str, q: SNNGraph, T: int, **extra) -> None:
+        t0 = time.perf_counter()
+        tr = run(q, x, T, "sim")
+        ti = run(q, x[:oracle_samples], T, "torch_int")
+        checks.append({"kind": kind, "T": T, "exact": bool(np.array_equal(ti.final, tr.final[:oracle_samples])),
+                       "samples": min(oracle_samples, len(x))})
+        rows.append({"kind": kind, "T": T, "acc": accuracy(tr, y), "n": len(x),
+                     "seconds": round(time.perf_counter() - t0, 1), **extra})
+        log(f"relu T={T} {kind}: {100 * rows[-1]['acc']:.2f}% ({rows[-1]['seconds']:.0f} s)")
+
+    for T in Ts:
+        qs = {pc: base.quantize(s, T) for pc, s in snns.items()}
+        held = {pc: accuracy(run(q, xh, T, "sim"), yh) for pc, q in qs.items()}
+        best = max(percentiles, key=lambda pc: (held[pc], -abs(pc - 99.9)))
+        test_row("percentile 99.9", qs[99.9], T, held_out_acc=held.get(99.9))
+        test_row("best percentile (held-out)", qs[best], T, percentile=best, held_out_acc=held[best])
+        ftbc = apply_method(snns[best], "ftbc", T, graph=graph, calib_x=ds.x_train[:-held_out],
+                            calib_y=ds.y_train[:-held_out])
+        test_row("best percentile + FTBC", base.quantize(ftbc, T), T, percentile=best,
+                 alpha=ftbc.meta["ftbc"]["alpha"])
+    within = {}
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        ok = [r["T"] for r in rows if r["kind"] == kind and ann - r["acc"] <= 0.01]
+        within[kind] = min(ok) if ok else None
+    return {"model": base.model.name, "dataset": ds.name, "ann_acc": ann, "n_test": len(x), "rows": rows,
+            "checks": checks, "T_within_1_point": within, "all_checks_exact": all(c["exact"] for c in checks)}
+
+
+def relu_markdown(res: dict) -> str:
+    Ts = sorted({r["T"] for r in res["rows"]})
+    lines = [f"{res['model']} on {res['dataset']}: ANN {100 * res['ann_acc']:.2f}% ({res['n_test']} test samples); "
+             "integer SNN on sim", "", "| thresholds | " + " | ".join(f"T={t}" for t in Ts) + " | T within 1 point |",
+             "|" + "---|" * (2 + len(Ts))]
+    for kind, T1 in res["T_within_1_point"].items():
+        cells = {r["T"]: r for r in res["rows"] if r["kind"] == kind}
+        vals = [f"{100 * cells[t]['acc']:.2f}" + (f" (p{cells[t]['percentile']:g})" if "percentile" in cells[t]
+                                                  and kind.startswith("best percentile (") else "") for t in Ts]
+        lines.append(f"| {kind} | " + " | ".join(vals) + f" | {T1 if T1 else f'> {Ts[-1]}'} |")
+    return "\n".join(lines)

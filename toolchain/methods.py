@@ -52,7 +52,7 @@ ALPHA_GRID = (0.0, 0.1, 0.2, 0.5)
 def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, alpha: float | str = "auto",
                    batches: int = 10, batch_size: int = 200, variant: str = "iterative",
                    calib_y: np.ndarray | None = None, device: str | torch.device = "cpu",
-                   held_out: int = 2000) -> SNNGraph:
+                   held_out: int = 1000) -> SNNGraph:
     """FTBC: forward temporal bias correction. ``graph`` is the float ANN the SNN was made from.
 
     ``variant="upstream"`` follows the authors' code (``main_cali.py`` @ eb4db06): per batch and
@@ -108,7 +108,7 @@ def calibrate_ftbc(snn: SNNGraph, graph: ir.Graph, calib_x: np.ndarray, T: int, 
     for p in hidden:
         p.time_bias = np.zeros(_time_bias_shape(p.shape, T))
     n = min(len(calib_x), batches * batch_size)
-    for b0 in range(0, n, batch_size):
+    for b0 in range(0, n if alpha else 0, batch_size):  # alpha = 0 leaves every bias at zero: nothing to run
         xb = calib_x[b0:b0 + batch_size]
         acts = run_graph(graph, xb, keep={p.name for p in hidden}, device=device)
         model = SNNReference(out, device)

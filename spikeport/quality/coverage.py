@@ -34,6 +34,7 @@ FULL = {
     "ResNet-18 (CIFAR stem)": ("resnet18", {}, (3, 32, 32)),
     "ResNet-18 (ImageNet stem)": ("resnet18", {"stem": "imagenet"}, (3, 32, 32)),
     "ResNet-34 (CIFAR stem)": ("resnet34", {}, (3, 32, 32)),
+    "ResNet-20 (CIFAR, option A)": ("resnet_cifar_a", {}, (3, 32, 32)),
     "VGG-11-BN": ("vgg11_bn", {}, (3, 32, 32)),
     "VGG-16-BN": ("vgg16_bn", {}, (3, 32, 32)),
     "MobileNetV2": ("mobilenet_v2", {"first_stride": 1}, (3, 32, 32)),
