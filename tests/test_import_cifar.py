@@ -19,6 +19,8 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from spikeport.api import import_model, verify
+from spikeport.models.families import FunctionLayer as LambdaLayer  # a module calling a stored lambda
+from spikeport.models.families import OptionABlock as BasicBlock  # the option-A shortcut in such a module
 from spikeport.models.families import randomize_batchnorm
 from spikeport.toolchain import ir
 from spikeport.toolchain.convert import convert
@@ -31,36 +33,6 @@ from spikeport.toolchain.snn import ConvSynapse
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 X = np.random.default_rng(0).random((10, 3, 16, 16)).astype(np.float32)  # raw pixels in [0, 1]
-
-
-class LambdaLayer(nn.Module):
-    """As the published CIFAR ResNets write it: a module whose forward calls a stored lambda."""
-
-    def __init__(self, lambd) -> None:
-        super().__init__()
-        self.lambd = lambd
-
-    def forward(self, x):
-        return self.lambd(x)
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != planes:  # option A: subsample, then pad the new channels with zeros
-            self.shortcut = LambdaLayer(lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4),
-                                                        "constant", 0))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out += self.shortcut(x)
-        return F.relu(out)
 
 
 class CifarResNet(nn.Module):
@@ -218,17 +190,6 @@ class Padded(nn.Module):
         return self.fc(torch.flatten(out, 1))
 
 
-@pytest.mark.parametrize("via", ["torch", "onnx"])
-def test_zero_padding_of_h_and_w_is_a_convolution(via, tmp_path):
-    torch.manual_seed(0)
-    module = Padded().eval()
-    graph = imported(module, via, tmp_path)
-    assert_same_function(graph, module, via, tmp_path)
-    q = quantize(convert(graph, X[:8]), X[:8], 4)
-    (row,), _ = verify(q, X[8:10], 4, targets=("sim",))
-    assert row.exact and row.spikes > 0, row.line()
-
-
 class Normalize(nn.Module):
     """A child-less wrapper that computes a per-channel affine map: kept as one node."""
 
@@ -292,9 +253,11 @@ class PoolCatBlock(nn.Module):
 
 
 @pytest.mark.parametrize("via", ["torch", "onnx"])
-def test_the_pool_and_zeros_spelling_of_option_a(via, tmp_path):
+@pytest.mark.parametrize("make", [Padded, PoolCatBlock], ids=["zero padding of H and W is a convolution",
+                                                              "the pool-and-zeros spelling of option A"])
+def test_linear_rearrangements_import_exactly_and_run_spike_for_spike(make, via, tmp_path):
     torch.manual_seed(0)
-    module = PoolCatBlock().eval()
+    module = make().eval()
     graph = imported(module, via, tmp_path)
     assert_same_function(graph, module, via, tmp_path)
     q = quantize(convert(graph, X[:8]), X[:8], 4)
@@ -314,7 +277,7 @@ def _wrapped(fn) -> nn.Module:
     (lambda x: F.pad(x, (0, 0, 0, 0, 2, 2), "constant", 1.0), r"pad at node 'pad'.*value 1\.0, not zero"),
     (lambda x: F.pad(x, (1, 1, 1, 1), "reflect"), r"pad at node 'pad'.*'reflect' padding"),
     (lambda x: F.pad(x, (-1, -1, 0, 0)), r"pad at node 'pad'.*negative padding"),
-    (lambda x: x * torch.sigmoid(x), r"sigmoid at node 'sigmoid'.*LambdaLayer '2'"),
+    (lambda x: x * torch.sigmoid(x), r"sigmoid at node 'sigmoid'.*inside FunctionLayer '2'"),
 ])
 def test_torch_refusals_name_the_op_and_node(fn, words):
     with pytest.raises(UnsupportedOpError, match=words):
