@@ -15,6 +15,7 @@ from torch import nn
 
 from spikeport.models.data import Dataset, input_shape, load_dataset
 from spikeport.models.zoo import ARCHITECTURES, bundled_checkpoint, load_checkpoint
+from spikeport.targets.base import Target
 from spikeport.targets.registry import get_target
 from spikeport.toolchain import ir
 from spikeport.toolchain.convert import convert
@@ -22,14 +23,25 @@ from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.import_onnx import import_onnx
 from spikeport.toolchain.import_torch import import_torch
 from spikeport.toolchain.interpret import forward
+from spikeport.toolchain.latency import graph_timing
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
 from spikeport.toolchain.passes import fold_batchnorm, infer_shapes, normalize, prepend_normalization
+from spikeport.toolchain.procnet import Timing
 from spikeport.toolchain.profiles import TargetProfile
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.snn import SNNGraph
 from spikeport.toolchain.trace import Trace
-from spikeport.toolchain.verify import Verification, compare, compare_frames
+from spikeport.toolchain.verify import (
+    Check,
+    Verification,
+    answer_checks,
+    as_check,
+    check_timing,
+    compare,
+    compare_frames,
+    merge_verifications,
+)
 
 
 @dataclass
@@ -155,36 +167,32 @@ def run(snn: SNNGraph, x: np.ndarray, T: int, target: str = "sim", record: bool 
     return get_target(target, **options).run(snn, x, T, record=record, sample_ids=sample_ids)
 
 
-def merge_verifications(rows: list[Verification], offsets: list[int]) -> Verification:
-    """Join the verification of consecutive chunks of samples (sample indices offset per chunk)."""
-    first = None
-    for row, off in zip(rows, offsets):
-        if row.first_divergence is not None:
-            d = dict(row.first_divergence, sample=row.first_divergence["sample"] + off)
-            if first is None or (d["frame_step"], d["sample"]) < (first["frame_step"], first["sample"]):
-                first = d
-    r0 = rows[0]
-    return Verification(r0.target, r0.against, all(r.exact for r in rows), sum(r.samples for r in rows),
-                        r0.steps, r0.layers, sum(r.spikes for r in rows), sum(r.values for r in rows),
-                        first, r0.shifts)
+PASS_SAMPLES = 8  # the unrecorded and streamed passes run at least this many samples (a stream of 8)
 
 
 def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("sim", "lava"),
            chunk: int = 200, progress: Callable[[int], None] | None = None,
            target_options: dict[str, dict] | None = None,
            device: str = "cpu") -> tuple[list[Verification], dict[str, Trace]]:
-    """Run the integer reference and each target on ``x``; compare every layer, step and neuron.
-    ``device`` runs the reference (and ``sim`` unless ``target_options`` say otherwise).
+    """Run the integer reference and each target on ``x``; compare every layer, step and neuron, the
+    answer (``final``, predictions) and the spike counts. ``device`` runs the reference (and ``sim``
+    unless ``target_options`` say otherwise).
+
+    Each target also runs the first :data:`PASS_SAMPLES` samples (repeated where ``x`` has fewer)
+    without recording, as ``run``, ``eval`` and the benchmarks do, and a pipelined target that runs
+    samples side by side runs them once more as one stream; both are compared with the reference.
+    A pipelined target's timing is the lowering's, and that is held to the graph's
+    (``latency.graph_timing``), never to the runner's bookkeeping.
 
     Returns one row per (target, reference) pair: each target against ``torch_int`` and every later
     target against the first (e.g. ``lava`` against ``sim``), plus the traces (without spikes).
-    Pipelined targets are held to the timing the lowering states, never to their own bookkeeping.
     """
     if not snn.integer:
         raise SpikeportError("verify needs the integer SNN (quantize first)")
     target_options = {"sim": {"device": device}, **(target_options or {})}
     runners = {name: get_target(name, **target_options.get(name, {})) for name in targets}
     timing = lower(snn, T).timing
+    timing_check = check_timing(graph_timing(snn, T), timing)
     rows: dict[tuple[str, str], list[Verification]] = {}
     offsets: list[int] = []
     kept: dict[str, list[Trace]] = {}
@@ -197,16 +205,42 @@ def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("si
         first = None
         for name, runner in runners.items():
             tr = runner.run(snn, xb, T, record=True, sample_ids=ids)
-            rows.setdefault((name, "torch_int"), []).append(compare(ref, tr, timing if runner.pipelined else None))
+            v = compare(ref, tr, timing if runner.pipelined else None)
+            rows.setdefault((name, "torch_int"), []).append(dataclasses.replace(v, checks=answer_checks(ref, tr)))
             if first is None:
                 first = tr
             else:
-                rows.setdefault((name, first.target), []).append(compare_frames(first, tr, timing))
+                v = compare_frames(first, tr, timing)
+                rows.setdefault((name, first.target), []).append(
+                    dataclasses.replace(v, checks=answer_checks(first, tr)))
             kept.setdefault(name, []).append(_strip(tr))
         if progress is not None:
             progress(len(xb))
-    merged = [merge_verifications(v, offsets) for v in rows.values()]
-    return merged, {k: Trace.concat(v) for k, v in kept.items()}
+    merged = {key: merge_verifications(v, offsets) for key, v in rows.items()}
+    idx = np.arange(PASS_SAMPLES) % len(x)  # repeated where x has fewer samples
+    ref = run(snn, x[idx], T, "torch_int", record=True, sample_ids=idx, device=device)
+    for name, runner in runners.items():
+        extra = [timing_check] if runner.pipelined else []
+        extra += _passes(snn, x[idx], idx, T, ref, runner, timing, target_options.get(name, {}))
+        key = (name, "torch_int")
+        merged[key] = dataclasses.replace(merged[key], checks=merged[key].checks + extra)
+    return list(merged.values()), {k: Trace.concat(v) for k, v in kept.items()}
+
+
+def _passes(snn: SNNGraph, x: np.ndarray, ids: np.ndarray, T: int, ref: Trace, runner: Target, timing: Timing,
+            options: dict) -> list[Check]:
+    """The unrecorded pass (readout, answer, counts) and, for a pipelined target that runs samples
+    side by side, a recorded stream of the same samples, each against the reference ``ref``."""
+    got = runner.run(snn, x, T, record=False, sample_ids=ids)
+    v = compare(ref, got, timing if runner.pipelined else None, layers=[])
+    out = [as_check("unrecorded pass" + (" (streamed)" if runner.streams else ""),
+                    dataclasses.replace(v, checks=answer_checks(ref, got)))]
+    if runner.pipelined and not runner.streams:
+        got = get_target(runner.name, **{**options, "stream": True}).run(snn, x, T, record=True, sample_ids=ids)
+        v = compare(ref, got, timing)
+        v = dataclasses.replace(v, checks=answer_checks(ref, got))
+        out.append(as_check(f"streamed pass ({len(x)} samples)", v))
+    return out
 
 
 def _strip(trace: Trace) -> Trace:

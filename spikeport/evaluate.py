@@ -27,7 +27,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +38,13 @@ from spikeport.targets.lava.runner import lava_python
 from spikeport.targets.registry import get_target
 from spikeport.toolchain.errors import SpikeportError, TargetError
 from spikeport.toolchain.files import write_atomic
+from spikeport.toolchain.latency import graph_timing
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import METHODS
 from spikeport.toolchain.ops import fan_outs, synaptic_ops
 from spikeport.toolchain.profiles import PROFILES
 from spikeport.toolchain.trace import Trace
-from spikeport.toolchain.verify import compare
+from spikeport.toolchain.verify import answer_checks, check_timing, compare
 
 TARGETS = ("torch_int", "sim", "lava", "loihi2")  # loihi2: Lava's Loihi2HwCfg, where Intel's stack exists
 
@@ -221,6 +222,7 @@ class Evaluation:
                      + "".join(json.dumps(kept[i]) + "\n" for i in kept))
         target = cfg.target
         timing = lower(q, cfg.T).timing if target in ("sim", "lava", "loihi2") else None
+        timing_checks = [check_timing(graph_timing(q, cfg.T), timing)] if timing else []
         latency = timing.latency if timing else cfg.T
         S = q.steps(cfg.T)
         total = n if world == 1 else len(share)
@@ -245,8 +247,10 @@ class Evaluation:
                     if pick:
                         ref = run(q, x[pick], cfg.T, "torch_int", record=True, sample_ids=np.asarray(idx)[pick],
                                   device=self.device)
-                        sub = _subset(tr, pick)
-                        v = compare(ref, sub, timing)
+                        # the counts this file reports (each layer's output window) against the reference's
+                        sub = replace(_subset(tr, pick), spike_counts={k: c[pick].sum(1) for k, c in counts.items()})
+                        ref.spike_counts = {k: ref.spikes[k][:S].sum((0, 2), dtype=np.int64) for k in counts}
+                        v = replace(compare(ref, sub, timing), checks=answer_checks(ref, sub) + timing_checks)
                         for j in pick:
                             checks[idx[j]] = v.exact
                 for j, i in enumerate(idx):

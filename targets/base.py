@@ -22,6 +22,7 @@ class Target(Protocol):
     name: str
     pipelined: bool
     needs_integer: bool
+    streams: bool  # samples run one after another, state carried (else side by side, each from a clean state)
 
     def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,
             sample_ids: np.ndarray | None = None) -> Trace: ...

@@ -771,7 +771,7 @@ class SimTarget:
         self.int8 = int8
         self.device = device
         self.progress = progress
-        self.stream = stream
+        self.stream = self.streams = stream
         self._compiled: tuple[SNNGraph, int, SimNet] | None = None
 
     def compile(self, snn: SNNGraph, T: int) -> SimNet:

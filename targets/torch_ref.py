@@ -12,6 +12,7 @@ from spikeport.toolchain.trace import Trace
 
 class TorchTarget:
     pipelined = False
+    streams = False
 
     def __init__(self, integer: bool, batch: int = 64, device: str = "cpu") -> None:
         self.needs_integer = integer

@@ -141,6 +141,7 @@ class SNNReference(nn.Module):
                     consumers[pr.source] += 1
         spikes: dict[str, torch.Tensor] = {}
         recorded, counts, overflow, peak = {}, {}, {}, {}
+        headroom = None  # where a membrane first left the head-room, in causal (layer) order
         readout = None
         for i, p in enumerate(snn.populations):
             current = self.layer_input(i, const.get(p.name), spikes, batch)
@@ -172,6 +173,8 @@ class SNNReference(nn.Module):
                 s = permute_in_time(s, gen)
             spikes[p.name] = s
             peak[p.name], overflow[p.name] = ex.peak, ex.overflow
+            if headroom is None and ex.first is not None:
+                headroom = {"layer": p.name, "step": ex.first[0], "sample": ex.first[1]}
             counts[p.name] = s[:T].sum(dim=(0, 2), dtype=torch.int64).cpu()  # graded: the payloads
             if record:
                 recorded[p.name] = s.cpu().to(torch.uint8).numpy()
@@ -185,7 +188,7 @@ class SNNReference(nn.Module):
             final=readout[-1].numpy(), readout=readout.numpy(), spikes=recorded,
             spike_counts={k: v.numpy() for k, v in counts.items()},
             overflow=overflow if self.integer else {},
-            window_start={p.name: 0 for p in snn.hidden}, meta={"peak": peak})
+            window_start={p.name: 0 for p in snn.hidden}, meta={"peak": peak, "headroom": headroom})
 
 
 def run_reference(snn: SNNGraph, inputs: np.ndarray, T: int, record: bool = False, batch: int = 64,
@@ -200,4 +203,6 @@ def run_reference(snn: SNNGraph, inputs: np.ndarray, T: int, record: bool = Fals
                   for i in range(0, len(inputs), batch)]
     out = Trace.concat(traces)
     out.meta["peak"] = {k: max(t.meta["peak"][k] for t in traces) for k in traces[0].meta["peak"]}
+    out.meta["headroom"] = next((dict(t.meta["headroom"], sample=t.meta["headroom"]["sample"] + i)
+                                 for i, t in zip(range(0, len(inputs), batch), traces) if t.meta["headroom"]), None)
     return out

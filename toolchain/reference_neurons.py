@@ -25,12 +25,16 @@ class Excursion:
     def __init__(self, v_init: float, headroom: int | None) -> None:
         self.v_init, self.headroom = v_init, headroom
         self.peak, self.overflow = 0.0, 0
+        self.first: tuple[int, int] | None = None  # (step, sample) of the first violation
 
-    def observe(self, m: torch.Tensor) -> None:
+    def observe(self, m: torch.Tensor, step: int) -> None:
         e = (m - self.v_init).abs()
         self.peak = max(self.peak, float(e.max()))
         if self.headroom is not None:
-            self.overflow += int((e > self.headroom).sum())
+            out = e > self.headroom
+            self.overflow += int(out.sum())
+            if self.first is None and self.overflow:
+                self.first = (step, int(out.reshape(len(out), -1).any(1).nonzero()[0, 0]))
 
 
 def fire(m: torch.Tensor, theta) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +64,7 @@ def run_if(current: Current, S: int, shape: tuple[int, int], theta, v_init, inte
     out = torch.zeros((S, *shape), dtype=torch.bool, device=device)
     for t in range(S):
         m = v + current(t)
-        ex.observe(m)
+        ex.observe(m, t + 1)
         out[t], v = fire(m, theta)
     return out
 
@@ -73,7 +77,7 @@ def run_graded(current: Current, S: int, shape: tuple[int, int], theta, v_init, 
     out = torch.zeros((S, *shape), dtype=torch.uint8, device=device)
     for t in range(S):
         m = v + current(t)
-        ex.observe(m)
+        ex.observe(m, t + 1)
         out[t], v = fire_graded(m, theta, levels)
     return out
 
@@ -121,7 +125,7 @@ def run_cos(current: Current, S: int, rho: int, shape: tuple[int, int], theta, v
     max_quiet = torch.full(shape, float("-inf"), dtype=torch.float64, device=device)
     for t in range(rho):
         m = v + current(t)
-        ex.observe(m)
+        ex.observe(m, t + 1)
         s, v = fire(m, theta)
         md = m.to(torch.float64)
         min_spike = torch.where(s, torch.minimum(min_spike, md), min_spike)
@@ -145,7 +149,7 @@ def run_tpp(current: Current, T: int, shape: tuple[int, int], theta, v_init, int
     v = _zeros(shape, integer, device) + v_init
     for t in range(T):
         v = v + current(t)
-    ex.observe(v)
+    ex.observe(v, T)  # the integration phase's end: its largest excursion
     neuron = torch.arange(shape[1], dtype=torch.int64, device=device)
     sample = sample_ids.to(device).reshape(-1, 1)
     out = torch.zeros((T, *shape), dtype=torch.bool, device=device)

@@ -26,6 +26,7 @@ import torch
 from spikeport.api import prepare, verify
 from spikeport.quality.fuzz import check, check_process, random_case, random_process_case
 from spikeport.targets import if_kernel, int8_kernels, method_kernels, sim, sim_models
+from spikeport.toolchain import lowering
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,37 @@ def _hwc_read_as_chw(self, *_args):
     self.in_hwc = False  # a convolution reads its channels-last source as if it were (C, H, W)
 
 
+def _answer_one_step_early(self, trace, *_args):
+    trace.final = trace.readout[trace.readout_start + trace.T - 2].copy()  # the readout before the last step
+    return trace
+
+
+def _unrecorded_answer_early(self, trace, *args):
+    return _answer_one_step_early(self, trace, *args) if not trace.spikes else trace  # only where nothing is recorded
+
+
+def _stream_fifth_sample_on(self, trace, *_args):
+    if self.stream > 4:  # from the fifth sample of a stream on, class 0 gains one unit
+        trace.final[4:, 0] += 1
+    return trace
+
+
+def _first_layer_counts_one_more(self, trace, *_args):
+    first = next(iter(trace.spike_counts), None)
+    if first is not None:
+        trace.spike_counts[first] = trace.spike_counts[first] + 1
+    return trace
+
+
+def _subtraction_lost_between_chunks(self, _result, n, *_args):
+    self.pending.pop(n, None)  # a spike in a chunk's last step is never subtracted
+
+
+def _one_step_later_everywhere() -> contextlib.AbstractContextManager:
+    real = lowering.depths
+    return mock.patch.object(lowering, "depths", lambda snn, T=1: {k: d + 1 for k, d in real(snn, T).items()})
+
+
 MUTANTS: list[Mutant] = [
     Mutant("threshold+1", "sim's fused IF loop fires one weight unit too late",
            lambda: _wrap(sim_models.FastIF, "__init__", _threshold_off_by_one)),
@@ -207,6 +239,19 @@ MUTANTS: list[Mutant] = [
            lambda: _wrap(sim_models.FastIF, "__init__", _no_range_check)),
     Mutant("int8-odd-weights", "the int8 synapse kernels drop each weight's least significant bit",
            _int8_odd_weights_lost),
+    # what users read besides the frames (issue 24)
+    Mutant("answer-early", "sim reads its answer (final, the predictions) one step before the window ends",
+           lambda: _wrap(sim._Run, "trace", _answer_one_step_early)),
+    Mutant("unrecorded-early", "only when nothing is recorded, sim reads its answer one step early",
+           lambda: _wrap(sim._Run, "trace", _unrecorded_answer_early)),
+    Mutant("stream-5th", "streamed sim is wrong from the fifth sample of a stream on",
+           lambda: _wrap(sim._Run, "trace", _stream_fifth_sample_on)),
+    Mutant("counts+1", "sim's spike counts of the first hidden layer are one too many",
+           lambda: _wrap(sim._Run, "trace", _first_layer_counts_one_more)),
+    Mutant("chunk-subtraction", "a spike in a chunk's last step is never subtracted (T above the chunk)",
+           lambda: _wrap(sim._Run, "run_fast", _subtraction_lost_between_chunks)),
+    Mutant("latency+1", "the lowering delays every layer by one step, and its Timing says so",
+           _one_step_later_everywhere),
 ]
 
 
@@ -233,7 +278,9 @@ class Checks:
                             ("verify resnet_digits", resnet.quantize(resnet.snn, 3), resnet.data.x_test[:24], 3),
                             ("verify mlp_digits graded", mlp.quantize(mlp.method("graded", 1), 1),
                              mlp.data.x_test[:24], 1),
-                            ("verify cnn_mnist", cnn.quantize(cnn.snn, 3), cnn.data.x_test[:16], 3)]
+                            ("verify cnn_mnist", cnn.quantize(cnn.snn, 3), cnn.data.x_test[:16], 3),
+                            # T above sim's chunk of steps: a window split between two calls of its loop
+                            ("verify mlp_digits T=20", mlp.quantize(mlp.snn, 20), mlp.data.x_test[:8], 20)]
         self.network_seeds = range(network_cases)
         self.process_seeds = range(process_cases)
 

@@ -17,6 +17,7 @@ class LavaTarget:
 
     name = "lava"
     pipelined = True
+    streams = True  # the runner streams every chunk through one Lava network
     needs_integer = True
 
     def __init__(self, python: str | None = None, timeout: float = 900.0, chunk: int = 64, progress=None) -> None:
