@@ -11,14 +11,22 @@ faster than the float32 kernels the float simulators use on ResNet-18's 3x3 conv
 
 Without those instructions oneDNN's int8 kernels are slower than float32, and some of them halve
 the weights to stay clear of 16-bit saturation, which would lose odd weights: so ``resolve``
-asks for the instructions *and* a ``probe`` that compares both kernels against float64 on
-weights and inputs at the ends of their ranges (``int8=True`` drops the first condition, never
-the second).
+(whether ``sim`` uses them at all) asks for the instructions *and* a ``probe`` that compares both
+kernels against float64 on one geometry, weights and inputs at the ends of their ranges
+(``int8=True`` drops the first condition, never the second). oneDNN picks its implementation by
+geometry, so each layer's kernel is admitted on its own as well (``Int8Conv.of``,
+``Int8Linear.of``): that kernel, with the layer's weights and geometry, against float64 on inputs
+at the ends of the layer's range, once per process. A layer refused runs on float32, and says so
+(a warning, ``refused()``, ``describe()``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -61,13 +69,30 @@ class Int8Conv:
 
     def __init__(self, m: np.ndarray, k: int, stride, padding, dilation, groups: int) -> None:
         self.geometry = [list(stride), list(padding), list(dilation), int(groups)]
+        self.shape = m.shape
         self.scale, self.zero = _scales(len(m), k)
         self.w = torch.ops.onednn.qconv_prepack(torch.as_tensor(m), self.scale, 1.0, 0, *self.geometry, None)
 
     @classmethod
-    def of(cls, w: np.ndarray, stride, padding, dilation, groups: int) -> Int8Conv | None:
+    def of(cls, w: np.ndarray, stride, padding, dilation, groups: int, max_input: int = 1) -> Int8Conv | None:
+        """The kernel of a layer with weights ``w`` whose inputs reach ``max_input`` (1: spikes; pool²:
+        sum-pooled counts), or None where ``byte_form`` or the layer's admission refuses it."""
         form = byte_form(w)
-        return None if form is None else cls(*form, stride, padding, dilation, groups)
+        o, i, kh, kw = np.shape(w)
+        name = (f"conv {i * groups}->{o} channels, {kh}x{kw} kernel, stride {tuple(stride)}, padding "
+                f"{tuple(padding)}, dilation {tuple(dilation)}, groups {groups}")
+        return None if form is None else _admit(name, form, w, max_input,
+                                                lambda: cls(*form, stride, padding, dilation, groups))
+
+    def float64(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, w, None, *self.geometry)
+
+    def input_shape(self) -> tuple[int, int, int]:
+        """A small image that still takes every tap off each edge, padding and stride included (and
+        not square, so that a swap of height and width shows)."""
+        (sh, sw), _, (dh, dw), groups = self.geometry
+        _, i, kh, kw = self.shape
+        return i * groups, dh * (kh - 1) + 1 + 2 * sh, dw * (kw - 1) + 2 + 2 * sw
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = _as_bytes(x).contiguous(memory_format=torch.channels_last)
@@ -80,18 +105,72 @@ class Int8Linear:
     as float32 (exact below 2**24: the caller's bound)."""
 
     def __init__(self, m: np.ndarray, k: int) -> None:
+        self.shape = m.shape
         self.scale, self.zero = _scales(len(m), k)
         self.w = torch.ops.onednn.qlinear_prepack(torch.as_tensor(m), None)
 
     @classmethod
     def of(cls, w: np.ndarray) -> Int8Linear | None:
+        """The kernel of a layer with weights ``w`` and binary inputs, or None where it is small (float32
+        is as fast) or ``byte_form`` or the layer's admission refuses it."""
         form = byte_form(w) if np.size(w) >= LINEAR_MIN_WEIGHTS else None
-        return None if form is None else cls(*form)
+        return None if form is None else _admit(f"linear {w.shape[1]}->{w.shape[0]}", form, w, 1, lambda: cls(*form))
+
+    def float64(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return x @ w.T
+
+    def input_shape(self) -> tuple[int]:
+        return (self.shape[1],)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = _as_bytes(x).contiguous()
         return torch.ops.onednn.qlinear_pointwise(x, 1.0, 0, self.w, self.scale, self.zero, None,
                                                   1.0, 0, torch.float32, "none", [], "")
+
+
+Kernel = TypeVar("Kernel", Int8Conv, Int8Linear)
+
+_verdicts: dict[tuple, str | None] = {}
+"""Each layer kernel checked in this process, by (geometry, input range, weights' k and digest):
+None where admitted, else the refusal's line. The kernels do not change within a process."""
+
+
+def mismatch(kernel: Int8Conv | Int8Linear, w: np.ndarray, top: int) -> str | None:
+    """None where ``kernel`` gives float64's sums with ``w`` on inputs in [0, top] at the ends of the
+    range: all ``top``, random (fixed seed), and a checkerboard of 0 and ``top``; else how it differs."""
+    shape = kernel.input_shape()
+    board = np.indices(shape).sum(axis=0) % 2 * top
+    x = torch.as_tensor(np.stack([np.full(shape, top), np.random.default_rng(0).integers(0, top + 1, shape), board]))
+    got = kernel(x).double()
+    want = kernel.float64(x.double(), torch.as_tensor(w, dtype=torch.float64))
+    if torch.equal(got, want):
+        return None
+    return f"{int((got != want).sum())} of {want.numel()} sums differ from float64's"
+
+
+def _admit(name: str, form: tuple[np.ndarray, int], w: np.ndarray, top: int,
+           make: Callable[[], Kernel]) -> Kernel | None:
+    """``make()`` where its kernel is exact on this layer (``mismatch``); else None, the refusal
+    recorded and warned of. Checked once per layer per process (``_verdicts``)."""
+    m, k = form
+    key = (name, top, k, hashlib.blake2b(m.tobytes(), digest_size=16).digest())
+    if key in _verdicts:
+        return None if _verdicts[key] else make()
+    try:
+        kernel = make()
+        why = mismatch(kernel, w, top)
+    except RuntimeError as e:  # an operator that rejects this geometry (or its output's shape): refused too
+        why = f"{type(e).__name__}: {str(e)[:120]}"
+    _verdicts[key] = None if why is None else f"{name}, inputs up to {top}: {why}"
+    if why is None:
+        return kernel
+    warnings.warn(f"int8 kernel refused, float32 runs this layer: {_verdicts[key]}", RuntimeWarning, stacklevel=3)
+    return None
+
+
+def refused() -> list[str]:
+    """One line per layer kernel refused in this process (its geometry and why): float32 runs it."""
+    return [why for why in _verdicts.values() if why is not None]
 
 
 def has_int8_dot_product() -> bool:
@@ -112,19 +191,11 @@ def probe() -> str | None:
         rng = np.random.default_rng(0)
         w = rng.integers(S8_MIN, S8_MAX + 1, (32, 64, 3, 3)) * 2  # every odd m, both ends
         w[0], w[1] = S8_MIN * 2, S8_MAX * 2
-        x = rng.integers(0, 5, (3, 64, 9, 9))  # sum-pooled 2x2 counts reach 4
-        x[0] = 4
-        got = Int8Conv.of(w, (1, 1), (1, 1), (1, 1), 1)(torch.as_tensor(x))
-        want = F.conv2d(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(w, dtype=torch.float64), None, 1, 1)
-        if not torch.equal(got.double(), want):
+        if mismatch(Int8Conv(*byte_form(w), (1, 1), (1, 1), (1, 1), 1), w, 4):  # sum-pooled 2x2 counts reach 4
             return "oneDNN's int8 convolution differs from float64 on this CPU"
         wl = rng.integers(S8_MIN, S8_MAX + 1, (256, 256))
         wl[0], wl[1] = S8_MIN, S8_MAX
-        xl = rng.integers(0, 2, (8, 256))
-        xl[0] = 1
-        got = Int8Linear(*byte_form(wl))(torch.as_tensor(xl))
-        want = torch.as_tensor(xl, dtype=torch.float64) @ torch.as_tensor(wl, dtype=torch.float64).T
-        if not torch.equal(got.double(), want):
+        if mismatch(Int8Linear(*byte_form(wl)), wl, 1):
             return "oneDNN's int8 matrix product differs from float64 on this CPU"
     except (RuntimeError, AttributeError) as e:  # a torch without oneDNN's int8 operators
         return f"oneDNN's int8 operators are missing from this torch ({type(e).__name__}: {str(e)[:120]})"
@@ -145,10 +216,12 @@ def resolve(int8: bool | None, device: torch.device) -> bool:
 
 
 def describe() -> str:
-    """One line on what ``sim``'s binary synapses run on here, and why."""
-    why = probe()
+    """One line on what ``sim``'s binary synapses run on here, and why (and the layers refused so far)."""
+    why, no = probe(), refused()
+    note = f"; float32 on {len(no)} layer(s) whose int8 kernel differs: {no[0]}" if no else ""
     if why is None and has_int8_dot_product():
-        return "int8 (oneDNN u8 x s8 -> s32; this CPU has int8 dot-product instructions and the probe is exact)"
+        return "int8 (oneDNN u8 x s8 -> s32; this CPU has int8 dot-product instructions and the probe is exact)" + note
     if why is None:
-        return "float32 (this CPU lacks int8 dot-product instructions; int8=True would still be exact, and slower)"
+        return ("float32 (this CPU lacks int8 dot-product instructions; int8=True would still be exact, and slower)" +
+                note)
     return f"float32 ({why})"

@@ -115,7 +115,8 @@ class MatrixOp:
     def __init__(self, w, device: torch.device, max_input: int = 1, int8: bool = False) -> None:
         """``max_input``: the largest input value (1: binary spikes; graded payloads: more);
         ``int8``: a dense matrix with binary input whose sums fit float32 runs on oneDNN's int8
-        kernels where its weights allow (graded payloads stay in float: external ones may be signed)."""
+        kernels where its weights allow and it proves exact (graded payloads stay in float: external
+        ones may be signed)."""
         self.diag = self.w = self.int8 = None
         self.diag_shifted: tuple[int, torch.Tensor] | None = None
         self.bound = _row_abs_max(w)
@@ -228,7 +229,7 @@ class ConvModel:
     that is an average pool folded into the convolution runs as the sum-pool and the smaller
     convolution (``ops.factor_pool``: stride² times fewer multiply-accumulates, the same sums).
     With ``int8``, a binary synapse that cannot wrap runs on oneDNN's u8 x s8 kernels
-    (``int8_kernels``) where its kernel fits a signed byte."""
+    (``int8_kernels``) where its kernel fits a signed byte and proves exact on this layer."""
 
     def __init__(self, p: ConvProcess, device: torch.device, profile: TargetProfile = LOIHI2,
                  in_hwc: bool = False, out_hwc: bool = False, int8: bool = False) -> None:
@@ -246,9 +247,9 @@ class ConvModel:
         self.w = torch.as_tensor(w, dtype=dtype, device=device).contiguous(memory_format=self.layout)
         self.bound = None if p.num_message_bits else _row_abs_max(p.weight)
         self.cannot_wrap = self.bound is not None and self.bound < 1 << (self.bits - 1)
-        # (a sum-pooled input reaches pool², which a byte must hold)
-        self.int8 = Int8Conv.of(w, self.stride, self.padding, p.dilation, p.groups) if int8 and self.cannot_wrap \
-            and (self.pooled is None or self.pooled.pool ** 2 <= U8_MAX) else None
+        top = 1 if self.pooled is None else self.pooled.pool ** 2  # a sum-pooled input: a byte must hold pool²
+        self.int8 = Int8Conv.of(w, self.stride, self.padding, p.dilation, p.groups, top) \
+            if int8 and self.cannot_wrap and top <= U8_MAX else None
         self.overflow = 0
         self._plan: PoolPlan | None = None
 

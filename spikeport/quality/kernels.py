@@ -43,7 +43,7 @@ def bench_kernels(images: int = 512, density: float = 0.1, repeat: int = 3,
             def as_float(xf=xf, wf=wf, stride=stride, pad=pad):
                 return F.conv2d(xf, wf, None, stride, pad)
 
-            kernel = Int8Conv.of(w, (stride, stride), (pad, pad), (1, 1), 1)
+            kernel = Int8Conv(*byte_form(w), (stride, stride), (pad, pad), (1, 1), 1)  # the kernel itself, unadmitted
         else:
             x = torch.as_tensor(rng.random((images, cin)) < density)
             xf = x.to(torch.float32)

@@ -10,12 +10,16 @@ The faults are those a bit-accurate simulator can realistically get wrong: a thr
 timing, silent layers, the readout, Lava's register widths and weight processing, the bias
 exponent, axonal delays, the flush-step quench, the seed methods' own arithmetic, the spiking
 max-pool's and the graded spikes' cap, the channels-last layout, the compiled IF loop's
-sum-pooling and range check, and the int8 synapse kernels' weights.
+sum-pooling and range check, and the int8 synapse kernels' weights; and what users read besides the
+frames: the answer, the spike counts, the unrecorded and streamed paths, a window split between
+chunks of sim's loop, and a lowering that adds latency everywhere. A kernel the int8 admission
+refuses (sim then runs that layer on float32) counts as caught by it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from unittest import mock
@@ -168,6 +172,27 @@ def _int8_odd_weights_lost() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _int8_off_probe_geometry() -> Iterator[None]:
+    # the int8 kernels one unit high on every geometry but the one the global probe checks (a 64->32
+    # channel 3x3 convolution, stride, padding and dilation 1, one group; a 256x256 matrix product)
+    conv, linear = int8_kernels.Int8Conv.__call__, int8_kernels.Int8Linear.__call__
+    probed = [[1, 1], [1, 1], [1, 1], 1]
+
+    def conv_off(self, x):
+        out = conv(self, x)
+        return out if tuple(self.shape) == (32, 64, 3, 3) and self.geometry == probed else out + 1
+
+    def linear_off(self, x):
+        out = linear(self, x)
+        return out if tuple(self.shape) == (256, 256) else out + 1
+
+    with mock.patch.object(sim, "resolve", lambda int8, device: device.type == "cpu"), \
+            mock.patch.object(int8_kernels.Int8Conv, "__call__", conv_off), \
+            mock.patch.object(int8_kernels.Int8Linear, "__call__", linear_off):
+        yield
+
+
 def _hwc_read_as_chw(self, *_args):
     self.in_hwc = False  # a convolution reads its channels-last source as if it were (C, H, W)
 
@@ -250,6 +275,8 @@ MUTANTS: list[Mutant] = [
            lambda: _wrap(sim._Run, "trace", _first_layer_counts_one_more)),
     Mutant("chunk-subtraction", "a spike in a chunk's last step is never subtracted (T above the chunk)",
            lambda: _wrap(sim._Run, "run_fast", _subtraction_lost_between_chunks)),
+    Mutant("int8-off-probe", "the int8 kernels are one unit high on every geometry the global probe does not run",
+           _int8_off_probe_geometry),
     Mutant("latency+1", "the lowering delays every layer by one step, and its Timing says so",
            _one_step_later_everywhere),
 ]
@@ -291,6 +318,8 @@ class Checks:
             bad = [r for r in rows if not r.exact]
             if bad:
                 return name, bad[0].line()
+        if int8_kernels.refused():  # a layer's int8 kernel differed from float64: sim ran it on float32
+            return "int8 admission", int8_kernels.refused()[0]
         for s in self.network_seeds:
             o = check(random_case(s), lava=False)
             if not o.exact:
@@ -309,7 +338,9 @@ def run_mutants(log: Callable[[Result], None] | None = None) -> tuple[list[Resul
     baseline = checks.run()
     results = []
     for m in MUTANTS:
-        with m.plant():
+        # the int8 verdicts set aside: each mutant's checks admit the kernels afresh, its refusals its own
+        with m.plant(), mock.patch.dict(int8_kernels._verdicts, clear=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a refusal's warning: the result line says it
             caught = checks.run()
         r = Result(m.name, m.fault, caught[0] if caught else None, caught[1] if caught else "")
         results.append(r)
