@@ -70,6 +70,7 @@ def test_cases_cover_what_they_claim():
     assert {type(c.snn.neuron) for c in cases} == {IF, COS, TPP, Graded}
     assert any(c.snn.hidden[0].time_bias is not None for c in cases)  # FTBC
     assert max(c.T for c in cases) == 32 and min(c.T for c in cases) == 1
+    assert max(len(c.x) for c in cases) == 12 and min(len(c.x) for c in cases) == 1  # streams past 4 samples
     assert any(np.any(c.snn.readout.bias) for c in cases)
     thetas = {p.threshold for c in cases for p in c.snn.neurons}
     assert min(thetas) == 2 and max(thetas) == 1 << 16
@@ -111,6 +112,55 @@ def test_the_fuzzer_catches_a_wrong_simulator(monkeypatch):
     assert any("sim vs torch_int: DIVERGES" in o.problem for o in found)  # against the reference
     assert any("sim vs oracle" in o.problem for o in found)  # against the plain Lava model
     assert any("sim (fused loop) vs sim (general models)" in o.problem for o in found)  # against itself
+
+
+def test_the_fuzzer_holds_sim_to_the_reference_where_the_oracle_sees_a_fold(monkeypatch):
+    """A lowering fault that makes the readout fold (its weights shifted by act_shift once more):
+    sim and the oracle share the lowering and agree, Lava register events included, so only the
+    zero-delay reference catches it. Seeds 10, 12 and 21 are cases where the readout folds."""
+    from spikeport.toolchain import lowering
+
+    assert check(random_case(341), lava=False).exact  # unmutated: the one readout fold of seeds 0..999 is exempt
+    real = lowering.ProcessNet
+
+    def readout_shifted(lifs, synapses, sources, readout, **kw):
+        synapses = [dataclasses.replace(s, weight_exp=s.weight_exp + kw["profile"].act_shift) if s.dst == readout
+                    else s for s in synapses]
+        return real(lifs, synapses, sources, readout, **kw)
+
+    monkeypatch.setattr(lowering, "ProcessNet", readout_shifted)
+    outcomes = [check(random_case(s), lava=False) for s in (10, 12, 21)]
+    assert all("sim vs torch_int: DIVERGES at layer 'readout'" in o.problem for o in outcomes)
+    assert not any("vs oracle" in o.problem for o in outcomes)
+
+
+def test_the_fuzzer_compares_empty_overflow_counts(monkeypatch):
+    """sim reporting no overflow counts at all ({}) is a claim, compared with the oracle's: wrong
+    where the oracle saw events (seed 36), right where it saw none (seed 21)."""
+    from spikeport.targets import sim
+
+    real = sim._Run.trace
+    monkeypatch.setattr(sim._Run, "trace", lambda self: dataclasses.replace(real(self), overflow={}))
+    assert check(random_case(21), lava=False).exact
+    assert "sim vs oracle (side by side): overflow counts differ: sim {}" in check(random_case(36), lava=False).problem
+
+
+def test_the_fuzzer_streams_past_the_fourth_sample(monkeypatch):
+    """Streamed sim wrong from the fifth sample of a stream on: seed 21 streams 6 samples."""
+    from spikeport.targets import sim
+
+    real = sim._Run.trace
+
+    def fifth_on(self):
+        trace = real(self)
+        if self.stream > 4:
+            trace.readout[:, 4:] += 1
+        return trace
+
+    monkeypatch.setattr(sim._Run, "trace", fifth_on)
+    o = check(random_case(21), lava=False)
+    assert "sim vs oracle (streamed): differs at readout, step 1, sample 4" in o.problem
+    assert "sim (streamed) vs torch_int" in o.problem and "side by side" not in o.problem
 
 
 def test_fuzz_command_reports_cases_and_disagreements(capsys):

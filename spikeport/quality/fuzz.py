@@ -20,12 +20,14 @@ The checks (an *independent* comparison shares no arithmetic with ``sim``; a *se
 ``sim`` with itself):
 
 * ``sim`` against the plain Lava model (:mod:`spikeport.toolchain.lava_oracle`) in every case,
-  side by side and streamed, every step of every frame, and their overflow counts: independent, and
-  inside or beyond the head-room alike;
-* ``sim`` against the zero-delay reference (``torch_int``) at the lowering's timing wherever the
-  *oracle* saw no Lava register event (fold, saturation, wrapped Conv output), and streamed ``sim``
-  too wherever the reference stayed inside the head-room (the quench then separates samples):
-  independent; which cases these are is decided by the oracle and the reference, never by ``sim``;
+  side by side and streamed (streams of up to 12 samples), every step of every frame, and their
+  overflow counts (none reported is a claim too): independent, and inside or beyond the head-room
+  alike;
+* ``sim``, side by side and streamed, against the zero-delay reference (``torch_int``) at the
+  lowering's timing wherever the reference stayed inside the head-room and its readout inside u's
+  24 bits (the quench then separates samples): independent, and decided by the reference alone,
+  never by ``sim`` nor by the oracle, which shares the lowering with it (a lowering fault that
+  makes registers fold shows here, not against the oracle);
 * Lava itself (every ``lava_every``-th case) against the oracle and against streamed ``sim``:
   independent;
 * ``sim``'s fused IF loop against its general per-process models: a self-check, counted apart.
@@ -254,7 +256,9 @@ def random_case(seed: int) -> Case:
     pops.append(Population("out", (n_out,), "readout", 0, 0, out_bias.astype(np.int64),
                            [Projection(source, readout, weight_exp=int(rng.integers(0, 3)))]))
     snn = SNNGraph(tuple(input_shape), pops, neuron=neuron, profile=LOIHI2, T=T, meta={"fuzz_seed": seed})
-    x = rng.random((int(rng.integers(1, 5)), *input_shape))
+    # streams of 1 to 12 samples, so that a fault from the 5th streamed sample on shows (the draw
+    # that gave 1 to 4 gives at least as many now: each earlier case's samples lead its stream)
+    x = rng.random((int(rng.integers(1, 13)), *input_shape))
     return Case(seed, snn, x, T)
 
 
@@ -345,13 +349,26 @@ class Outcome:
                 f"{self.independent_values:,} independent values, {self.self_check_values:,} self-check{tail}")
 
 
+def _events(overflow: dict) -> dict[str, int]:
+    """Overflow counts without the populations that had none, so that {} and {"a": 0} are equal."""
+    return {k: int(v) for k, v in overflow.items() if v}
+
+
+def _readout_folds(ref: Trace, limit: int) -> bool:
+    """Whether Lava's readout u folds (``u > 2**23`` or ``u <= -2**23``) where the reference's sum runs
+    on unbounded: u is that sum in weight units shifted by act_shift, so the bound is ``limit`` (u_limit)."""
+    return bool(np.any(ref.readout > limit) or np.any(ref.readout <= -limit))
+
+
 class _Tally:
     def __init__(self) -> None:
         self.independent = self.self_check = 0
         self.problems: list[str] = []
 
-    def frames(self, what: str, got: Trace, want: Trace | OracleRun, independent: bool = True) -> None:
-        """Every step of every frame, and the overflow counts where ``want`` is the oracle."""
+    def frames(self, what: str, got: Trace, want: Trace | OracleRun, independent: bool = True,
+               counts: bool = True) -> None:
+        """Every step of every frame, and the overflow counts where ``want`` is the oracle (``counts``
+        False: ``got`` is Lava's trace, which reports none of its own)."""
         pairs = [(READOUT, got.readout, want.readout)] + [(k, got.spikes[k], want.spikes[k]) for k in got.spikes]
         for name, g, w in pairs:
             c = check_equal(name, g, w)
@@ -364,10 +381,10 @@ class _Tally:
                 self.problems.append(f"{what}: differs at {name}, step {step + 1}, sample {sample}, neuron {neuron} "
                                      f"(expected {c.expected}, got {c.got})")
                 return
-        if isinstance(want, OracleRun) and got.overflow:  # Lava reports no counts of its own
-            got_overflow = {k: int(v) for k, v in got.overflow.items()}
-            if got_overflow != want.overflow:
-                self.problems.append(f"{what}: overflow counts differ: sim {got_overflow}, oracle {want.overflow}")
+        if counts and isinstance(want, OracleRun):  # an empty dict claims no event: compared too
+            got_events, want_events = _events(got.overflow), _events(want.overflow)
+            if got_events != want_events:
+                self.problems.append(f"{what}: overflow counts differ: sim {got_events}, oracle {want_events}")
 
     def verified(self, what: str, v) -> None:
         self.independent += v.values
@@ -390,18 +407,19 @@ def check(case: Case, lava: bool) -> Outcome:
     tally.frames("sim vs oracle (side by side)", side, oracle_side)
     oracle_stream = run_oracle(net, currents, stream=True, sample_ids=ids)
     tally.frames("sim vs oracle (streamed)", streamed, oracle_stream)
-    # inside the head-room (the reference says so) and without a Lava register event (the oracle
-    # says so), the timing contract holds: the reference's windows, nothing before, quenched flushes
+    # inside the head-room (the reference says so, whatever the oracle saw) the timing contract holds:
+    # the reference's windows, nothing before, quenched flushes. The head-room bounds the hidden
+    # membranes only: a readout summing past u's 24 bits folds in Lava, not in the reference
+    # (1 case of the first 1,000: seed 341, graded spikes into a wide readout)
     beyond = sum(ref.overflow.values()) > 0
-    if not beyond and not sum(oracle_side.overflow.values()):
+    if not beyond and not _readout_folds(ref, net.profile.u_limit):
         tally.verified("sim vs torch_int", compare(ref, side, net.timing))
-    if not beyond and not sum(oracle_stream.overflow.values()):
         tally.verified("sim (streamed) vs torch_int", compare(ref, streamed, net.timing))
     general = simulate(net, currents, record=True, fast=False, sample_ids=ids)
     tally.frames("sim (fused loop) vs sim (general models)", side, general, independent=False)
     if lava:
         lv = run(snn, x, T, "lava", record=True, sample_ids=ids)
-        tally.frames("lava vs oracle (streamed)", lv, oracle_stream)
+        tally.frames("lava vs oracle (streamed)", lv, oracle_stream, counts=False)
         tally.frames("lava vs sim (streamed)", lv, streamed)
     silent = sum(not ref.spikes[p.name].any() for p in snn.hidden)
     return Outcome(case.describe(), lava, beyond, not tally.problems, tally.independent, tally.self_check,
@@ -418,7 +436,7 @@ def check_process(case: ProcessCase, lava: bool) -> Outcome:
     tally.frames("sim (fused loop) vs sim (general models)", got,
                  simulate(net, {}, record=True, steps=steps, spikes_in=spikes, fast=False), independent=False)
     if lava:
-        tally.frames("lava vs oracle", run_lava(net, {}, record=True, spikes_in=spikes), oracle)
+        tally.frames("lava vs oracle", run_lava(net, {}, record=True, spikes_in=spikes), oracle, counts=False)
     beyond = sum(oracle.overflow.values()) > 0
     return Outcome(case.describe(), lava, beyond, not tally.problems, tally.independent, tally.self_check,
                    problems=tally.problems)

@@ -19,6 +19,7 @@ refuses (sim then runs that layer on float32) counts as caught by it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from spikeport.api import prepare, verify
 from spikeport.quality.fuzz import check, check_process, random_case, random_process_case
 from spikeport.targets import if_kernel, int8_kernels, method_kernels, sim, sim_models
 from spikeport.toolchain import lowering
+from spikeport.toolchain.procnet import DenseProcess
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,29 @@ def _subtraction_lost_between_chunks(self, _result, n, *_args):
     self.pending.pop(n, None)  # a spike in a chunk's last step is never subtracted
 
 
+def _readout_wraps() -> contextlib.AbstractContextManager:
+    """The lowering shifts the readout's weights by act_shift once more: its u holds 64x the sum and
+    folds past 24 bits. sim and the oracle share the lowering; only the reference sees it."""
+    real = lowering.ProcessNet
+
+    def net(lifs, synapses, sources, readout, **kw):
+        synapses = [dataclasses.replace(s, weight_exp=s.weight_exp + kw["profile"].act_shift)
+                    if isinstance(s, DenseProcess) and s.dst == readout else s for s in synapses]
+        return real(lifs, synapses, sources, readout, **kw)
+
+    return mock.patch.object(lowering, "ProcessNet", net)
+
+
+def _no_overflow_report(self, trace, *_args):
+    return dataclasses.replace(trace, overflow={})  # sim claims no register event, whatever it saw
+
+
+def _stream_fifth_frames(self, trace, *_args):
+    if self.stream > 4:  # from the fifth sample of a stream on, every readout value gains one unit
+        trace.readout[:, 4:] += 1
+    return trace
+
+
 def _one_step_later_everywhere() -> contextlib.AbstractContextManager:
     real = lowering.depths
     return mock.patch.object(lowering, "depths", lambda snn, T=1: {k: d + 1 for k, d in real(snn, T).items()})
@@ -277,6 +302,12 @@ MUTANTS: list[Mutant] = [
            lambda: _wrap(sim._Run, "run_fast", _subtraction_lost_between_chunks)),
     Mutant("int8-off-probe", "the int8 kernels are one unit high on every geometry the global probe does not run",
            _int8_off_probe_geometry),
+    Mutant("readout-wraps", "the lowering shifts the readout's weights by act_shift twice: its u folds",
+           _readout_wraps),
+    Mutant("no-overflow-report", "sim reports no overflow counts (an empty dict), whatever its registers did",
+           lambda: _wrap(sim._Run, "trace", _no_overflow_report)),
+    Mutant("stream-5th-frames", "streamed sim's readout is off by one from the fifth sample of a stream on",
+           lambda: _wrap(sim._Run, "trace", _stream_fifth_frames)),
     Mutant("latency+1", "the lowering delays every layer by one step, and its Timing says so",
            _one_step_later_everywhere),
 ]
