@@ -10,6 +10,8 @@ spike against the PyTorch reference.
     q = sp.quantize(snn, data.x_train[:512], T=8)      # integers under the loihi2 profile
     trace = sp.run(q, data.x_test, T=8, target="sim")  # torch_float | torch_int | sim | lava
     rows, _ = sp.verify(q, data.x_test[:32], T=8, targets=("sim", "lava"))
+    work = sp.count_work(q, sp.run(q, data.x_test[:32], T=8, target="sim", record=True))
+    work.per_inference(q.profile.energy)               # messages, payloads, synops, neuron updates, uJ
 """
 
 from importlib.metadata import version
@@ -34,6 +36,7 @@ from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
+from spikeport.toolchain.metrics import count_work
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.resources import estimate
@@ -47,6 +50,7 @@ __all__ = [
     "apply_method",
     "average_pools",
     "convert",
+    "count_work",
     "dataset_for",
     "encode",
     "estimate",

@@ -2,9 +2,10 @@
 
 The test set is streamed through the target a chunk of samples at a time (Lava receives them back
 to back, as a chip would). For each sample the harness records the prediction, the latency in
-steps, the spikes and synaptic operations, and its share of the wall time. Every record is appended
-to ``results.jsonl`` as soon as its chunk finishes. An interrupted evaluation resumes where it
-stopped: the first line holds the configuration, done samples are skipped, and a line cut short
+steps, the messages (spikes sent, a graded spike once), their payloads and the synaptic operations
+(counted by :mod:`spikeport.toolchain.metrics`), and its share of the wall time. Every record is
+appended to ``results.jsonl`` as soon as its chunk finishes. An interrupted evaluation resumes where
+it stopped: the first line holds the configuration, done samples are skipped, and a line cut short
 by the interruption is dropped. ``config.toml`` next to it reproduces the run exactly, and
 ``--verify-every N`` checks the target against the integer reference on every N-th sample, every
 layer, step and neuron.
@@ -41,12 +42,14 @@ from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.latency import graph_timing
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import METHODS
-from spikeport.toolchain.ops import fan_outs, synaptic_ops
+from spikeport.toolchain.metrics import count_work, fan_outs
 from spikeport.toolchain.profiles import PROFILES
 from spikeport.toolchain.trace import Trace
 from spikeport.toolchain.verify import answer_checks, check_timing, compare
 
-TARGETS = ("torch_int", "sim", "lava", "loihi2")  # loihi2: Lava's Loihi2HwCfg, where Intel's stack exists
+# the target "loihi2" is the chip (Lava's Loihi2HwCfg, where Intel's stack exists); the profile "loihi2"
+# (EvalConfig.profile) is its description, which every target's integers are sized for
+TARGETS = ("torch_int", "sim", "lava", "loihi2")
 
 
 @dataclass(frozen=True)
@@ -239,12 +242,12 @@ class Evaluation:
                 t0 = time.perf_counter()
                 tr = runner.run(q, x, cfg.T, record=True, sample_ids=np.asarray(idx))
                 wall = time.perf_counter() - t0
-                counts = {p.name: tr.window_counts(p.name, S) for p in q.hidden}
-                synops = synaptic_ops(q, counts, fans)
+                work = count_work(q, tr, fans)
                 checks = {}
                 if cfg.verify_every:
                     pick = [j for j, i in enumerate(idx) if i % cfg.verify_every == 0]
                     if pick:
+                        counts = {p.name: tr.window_counts(p.name, S) for p in q.hidden}  # payloads: the values
                         ref = run(q, x[pick], cfg.T, "torch_int", record=True, sample_ids=np.asarray(idx)[pick],
                                   device=self.device)
                         # the counts this file reports (each layer's output window) against the reference's
@@ -256,8 +259,8 @@ class Evaluation:
                 for j, i in enumerate(idx):
                     rec = {"index": i, "label": int(data.y_test[i]), "prediction": int(tr.predictions[j]),
                            "correct": bool(tr.predictions[j] == data.y_test[i]), "latency_steps": int(latency),
-                           "spikes": int(sum(c[j].sum() for c in counts.values())), "synops": int(synops[j]),
-                           "wall_s": wall / len(idx)}
+                           "spikes": int(work.messages[j]), "payload": int(work.payloads[j]),
+                           "synops": int(work.synops[j]), "wall_s": wall / len(idx)}
                     if i in checks:
                         rec["verified_exact"] = checks[i]
                     f.write(json.dumps(rec) + "\n")
@@ -297,8 +300,10 @@ def _subset(trace: Trace, pick: list[int]) -> Trace:
                  trace.meta, None if trace.stream_position is None else trace.stream_position[pick])
 
 
+# "spikes" are messages (a graded spike once) and "synops" messages x fan-out (toolchain.metrics); records
+# without "payload" were written before synops counted messages (graded spikes: payloads) and run again
 RECORD = {"index": int, "label": int, "prediction": int, "correct": bool, "latency_steps": int, "spikes": int,
-          "synops": int, "wall_s": (int, float)}
+          "payload": int, "synops": int, "wall_s": (int, float)}
 
 
 def _is_record(r: object) -> bool:
@@ -341,6 +346,7 @@ def summarize(out: Path) -> dict:
         "accuracy": float(np.mean([r["correct"] for r in recs])),
         "latency_steps": int(recs[0]["latency_steps"]),
         "spikes_per_sample": float(np.mean([r["spikes"] for r in recs])),
+        "payload_per_sample": float(np.mean([r["payload"] for r in recs])),
         "synops_per_sample": float(np.mean([r["synops"] for r in recs])),
         "wall_s_per_sample": float(np.mean([r["wall_s"] for r in recs])),
         "verified": len(verified), "verified_exact": all(verified) if verified else None,

@@ -11,10 +11,11 @@ For each configuration and T, integer ``sim`` gives the accuracy on held-out tra
 last 500 of the training split, which no checkpoint was fitted on; FTBC calibrates on the rest) and
 on the test split, the latency in pipelined steps (every hop, COS's pre-run and TPP's accumulation
 counted), and the messages, synaptic operations and energy per inference on the held-out samples
-(the quantization report's Loihi figures: one synaptic operation per message and target, graded
-spikes charged as one message each). The recommendation for each T is the configuration with the
-best held-out accuracy (ties: less energy), over all and among binary-spike ones (a chip or a
-toolchain without graded spikes); the test split never chooses. The held-out samples also chose
+(counted by :mod:`spikeport.toolchain.metrics` at the profile's Loihi figures, as the quantization
+report counts them: one synaptic operation per message and target, a graded spike one message).
+The recommendation for each T is the configuration with the best held-out accuracy (ties: less
+energy), over all and among binary-spike ones (a chip or a toolchain without graded spikes); the
+test split never chooses. The held-out samples also chose
 each checkpoint's epoch and seed, so their accuracies are optimistic for every twin alike. The
 recommended configurations are verified spike for spike, ``sim`` and Lava against ``torch_int``.
 """
@@ -33,12 +34,13 @@ from tqdm import tqdm
 from spikeport.api import ann_accuracy, prepare, run, verify
 from spikeport.models.zoo import CHECKPOINT_DIR
 from spikeport.reports.html import STYLE, json_default, png, table
-from spikeport.reports.quantization import ENERGY_SOURCES, loihi_energy_uJ, neuron_updates
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.ops import synaptic_ops
+from spikeport.toolchain.metrics import count_work
+from spikeport.toolchain.profiles import get_profile
 from spikeport.toolchain.snn import SNNGraph
 
+PROFILE = "loihi2"  # the target every configuration is quantized for
 HELD_OUT = 500  # the last training samples: the zoo's recipe never fits them (models/train.py)
 METHODS = ("qcfs", "ftbc", "cos", "tpp", "ftbc+tpp", "graded")
 
@@ -49,13 +51,10 @@ def family(base: str) -> list[str]:
     return [n for n in names if (CHECKPOINT_DIR / f"{n}.pt").is_file()]
 
 
-def energy(q: SNNGraph, trace, T: int) -> dict:
+def energy(q: SNNGraph, trace) -> dict:
     """Messages, synaptic operations and energy (uJ) per inference from a recorded ``sim`` trace."""
-    S = q.steps(T)
-    messages = {p.name: trace.window_counts(p.name, S, messages=True) for p in q.hidden}
-    synops = float(synaptic_ops(q, messages).mean())
-    return {"messages": float(sum(m.sum(1) for m in messages.values()).mean()), "synops": synops,
-            "energy_uJ": loihi_energy_uJ(synops, neuron_updates(q, S))}
+    w = count_work(q, trace).per_inference(q.profile.energy)
+    return {k: w[k] for k in ("messages", "synops", "energy_uJ")}
 
 
 def _variant(prep, method: str, T: int, levels: int, fit: tuple[np.ndarray, np.ndarray],
@@ -96,13 +95,13 @@ def study(base: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4), methods: tup
             for method in methods:
                 bar.set_description(f"{name} T={T} {method}")
                 t0 = time.perf_counter()
-                q = prep.quantize(_variant(prep, method, T, levels, fit, calibrated), T)
+                q = prep.quantize(_variant(prep, method, T, levels, fit, calibrated), T, PROFILE)
                 val = run(q, x_val, T, "sim", record=True)
                 test = run(q, x, T, "sim")
                 rows.append({"model": name, "L": levels, "trained": trained, "method": method, "T": T,
                              "held_out": float(np.mean(val.predictions == y_val)),
                              "test": float(np.mean(test.predictions == y)), "latency": lower(q, T).latency,
-                             **energy(q, val, T), "seconds": time.perf_counter() - t0})
+                             **energy(q, val), "seconds": time.perf_counter() - t0})
                 kept[key(rows[-1])] = (q, x)
                 bar.update(1)
     bar.close()
@@ -120,7 +119,8 @@ def study(base: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4), methods: tup
     return {"base": base, "Ts": list(Ts), "held_out": HELD_OUT, "anns": anns, "rows": rows,
             "recommended": {str(T): r for T, r in best.items()},
             "recommended_binary": {str(T): r for T, r in binary.items()}, "checks": checks,
-            "all_checks_exact": all(c["exact"] for c in checks), "energy_sources": ENERGY_SOURCES}
+            "all_checks_exact": all(c["exact"] for c in checks),
+            "energy_sources": get_profile(PROFILE).energy.to_dict()}
 
 
 def key(r: dict) -> tuple:
@@ -227,8 +227,8 @@ def write(res: dict, out: Path) -> None:
     page = (f"<!doctype html><meta charset='utf-8'><title>spikeport lowlat {html.escape(res['base'])}</title>"
             f"<style>{STYLE}</style><h1>Very few time steps: {html.escape(res['base'])} and its twins</h1>"
             f"<p>Recommended per T on {res['held_out']} held-out training samples; test accuracy never chooses. "
-            f"Energy: {html.escape(ENERGY_SOURCES['loihi']['source'])}; "
-            f"{html.escape(ENERGY_SOURCES['graded']['assumption'])}.</p>"
+            f"Energy: {html.escape(res['energy_sources']['loihi']['source'])}; "
+            f"{html.escape(res['energy_sources']['graded']['assumption'])}.</p>"
             f"<img src='{plot(res)}'><pre>{html.escape(md)}</pre>"
             + table(rows, ["configuration", "T", "held-out %", "test %", "latency", "messages", "energy uJ"],
                     ["ok" if key(r) in best else "" for r in ordered]))

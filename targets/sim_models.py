@@ -45,7 +45,7 @@ from spikeport.toolchain.procnet import (
     MaxPoolProcess,
     TPPProcess,
 )
-from spikeport.toolchain.profiles import LOIHI2, TargetProfile
+from spikeport.toolchain.profiles import TargetProfile
 
 CHANNELS_LAST_MIN_PIXELS = 32  # oneDNN's channels-last convolutions win from about 7x7 images up
 
@@ -60,7 +60,7 @@ def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def lava_weights(w: np.ndarray | sparse.spmatrix, sign_mode: str | None, num_weight_bits: int,
-                 weight_bits: int = LOIHI2.weight_bits):
+                 weight_bits: int):
     """What Lava's bit-accurate Dense/Sparse models do to the weights at their first step
     (``weight_bits``: the width of the weight register, the sign apart)."""
     is_sparse = sparse.issparse(w)
@@ -188,7 +188,7 @@ class DenseModel:
     one matrix per distinct delay (each block is shifted by weight_exp on its own, as Lava does); a
     matrix made from a convolution runs as that convolution (``ConvMatrix``)."""
 
-    def __init__(self, p: DenseProcess, device: torch.device, profile: TargetProfile = LOIHI2,
+    def __init__(self, p: DenseProcess, device: torch.device, profile: TargetProfile,
                  in_hwc: bool = False, out_hwc: bool = False, int8: bool = False) -> None:
         """``in_hwc`` / ``out_hwc`` / ``int8``: as ``ConvModel``'s, for a matrix run as its convolution."""
         self.p = p
@@ -231,7 +231,7 @@ class ConvModel:
     With ``int8``, a binary synapse that cannot wrap runs on oneDNN's u8 x s8 kernels
     (``int8_kernels``) where its kernel fits a signed byte and proves exact on this layer."""
 
-    def __init__(self, p: ConvProcess, device: torch.device, profile: TargetProfile = LOIHI2,
+    def __init__(self, p: ConvProcess, device: torch.device, profile: TargetProfile,
                  in_hwc: bool = False, out_hwc: bool = False, int8: bool = False) -> None:
         """``in_hwc`` / ``out_hwc``: the source / target population keeps its neurons in (H, W, C)
         order (``sim_layout``): read and write them as the channels-last tensors they are."""

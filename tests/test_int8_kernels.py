@@ -17,9 +17,11 @@ from spikeport.targets.sim import SimNet, simulate
 from spikeport.targets.sim_models import ConvMatrix, ConvModel, DenseModel, MatrixOp, lava_weights
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.lowering import lower
+from spikeport.toolchain.profiles import LOIHI2
 from spikeport.toolchain.reference import encode
 
 CPU = torch.device("cpu")
+BITS = LOIHI2.weight_bits  # the weight register Lava's Dense and Conv models clip to
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def fresh_verdicts(monkeypatch):
 
 
 def test_byte_form_takes_out_the_common_power_of_two():
-    w = lava_weights(np.random.default_rng(0).integers(-300, 300, (8, 4, 3, 3)), "mixed", 8)  # even, -256..254
+    w = lava_weights(np.random.default_rng(0).integers(-300, 300, (8, 4, 3, 3)), "mixed", 8, BITS)  # even, -256..254
     m, k = byte_form(w)
     assert m.dtype == np.int8 and k == 1 and np.array_equal(m.astype(np.int64) << k, w)
     m, k = byte_form(np.array([[12, -40], [0, 8]]))
@@ -53,7 +55,7 @@ def test_byte_form_takes_out_the_common_power_of_two():
 
 def _kernel(rng, cin: int, cout: int, k: int, groups: int) -> np.ndarray:
     """An 8-bit mixed-sign Conv kernel as Lava processes it, with both ends of its range (-256, 254)."""
-    w = lava_weights(rng.integers(-300, 300, (k, k, cin // groups, cout)), "mixed", 8).transpose(3, 2, 0, 1)
+    w = lava_weights(rng.integers(-300, 300, (k, k, cin // groups, cout)), "mixed", 8, BITS).transpose(3, 2, 0, 1)
     w[0] = -256
     w[-1] = 254
     return w
@@ -78,7 +80,7 @@ def test_int8_convolution_is_admitted_and_equals_float64(exact_here, fresh_verdi
 
 
 def _matrix(rng, n_out: int, n_in: int) -> np.ndarray:
-    w = np.asfortranarray(lava_weights(rng.integers(-300, 300, (n_out, n_in)), "mixed", 8))  # as a transpose comes
+    w = np.asfortranarray(lava_weights(rng.integers(-300, 300, (n_out, n_in)), "mixed", 8, BITS))  # as transposed
     w[:, 0] = -256
     return w
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from spikeport.cli import main
-from spikeport.interop.netx import optimize_weight_bits, read_netx
+from spikeport.interop.netx import NETX_PROFILE, optimize_weight_bits, read_netx
 from spikeport.quality.conformance import data_dir, run_suite
 from spikeport.toolchain.errors import ModelFileError, UnsupportedOpError
 
@@ -59,7 +59,7 @@ def test_netx_weight_optimisation_round_trips(w, want_bits, want_exp):
 
     wl, bits, exp = optimize_weight_bits("x", w)
     assert (bits, exp) == (want_bits, want_exp)
-    back = lava_weights(wl, None, bits)
+    back = lava_weights(wl, None, bits, NETX_PROFILE.weight_bits)
     shifted = back << exp if exp > 0 else back >> -exp
     assert np.array_equal(shifted, w)
 

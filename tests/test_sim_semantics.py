@@ -8,6 +8,7 @@ from scipy import sparse
 from spikeport.targets.sim import simulate
 from spikeport.targets.sim_models import lava_weights
 from spikeport.toolchain.procnet import ConvProcess, CurrentSource, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.profiles import LOIHI2
 
 
 def single(lif: LIFProcess, impulse: int = 0, steps: int = 8, extra: tuple = ()) -> ProcessNet:
@@ -39,7 +40,7 @@ def test_voltage_decay_matches_lava():
     from spikeport.targets import sim_models as simmod
 
     lif = LIFProcess("n", (1,), du=0, dv=2048, vth=1 << 17)
-    model = simmod.LIFModel(lif, 1, simmod.LOIHI2, simmod.torch.device("cpu"))
+    model = simmod.LIFModel(lif, 1, LOIHI2, simmod.torch.device("cpu"))
     vs = []
     for t in range(1, 9):
         a = simmod.torch.tensor([[128 if t == 1 else 0]])
@@ -52,7 +53,7 @@ def test_bias_exponent():
     from spikeport.targets import sim_models as simmod
 
     lif = LIFProcess("n", (1,), du=0, dv=0, vth=1 << 17, bias_mant=4095, bias_exp=5)
-    model = simmod.LIFModel(lif, 1, simmod.LOIHI2, simmod.torch.device("cpu"))
+    model = simmod.LIFModel(lif, 1, LOIHI2, simmod.torch.device("cpu"))
     model.step(1, simmod.torch.zeros((1, 1), dtype=simmod.torch.int64))
     assert int(model.v[0, 0]) == 131040
 
@@ -73,8 +74,8 @@ def test_u_folds_once_at_24_bits_and_is_counted():
     ([[-256, -3]], "inh", 8, [[-255, -3]]),  # inhibitory range is [-255, 0]
 ])
 def test_dense_weight_clipping_and_truncation(w, mode, bits, want):
-    assert np.array_equal(lava_weights(np.array(w), mode, bits), np.array(want))
-    got = lava_weights(sparse.csr_matrix(np.array(w)), mode, bits).toarray()
+    assert np.array_equal(lava_weights(np.array(w), mode, bits, LOIHI2.weight_bits), np.array(want))
+    got = lava_weights(sparse.csr_matrix(np.array(w)), mode, bits, LOIHI2.weight_bits).toarray()
     assert np.array_equal(got, np.array(want))
 
 
@@ -194,8 +195,8 @@ def test_a_delayed_convolution_runs_as_a_convolution_with_the_matrix_integers(k,
     conv = ConvProcess("c", "a", "b", kernel, syn.in_shape, syn.out_shape, syn.stride, syn.padding, groups=groups)
     as_conv = DenseProcess("c", "a", "b", conv_as_matrix(syn, kernel), weight_exp=exp, sign_mode="mixed", delay=2,
                            sparse=True, conv=conv)
-    matrix = DenseModel(DenseProcess(**{**as_conv.__dict__, "conv": None}), torch.device("cpu"))
-    model = DenseModel(as_conv, torch.device("cpu"))
+    matrix = DenseModel(DenseProcess(**{**as_conv.__dict__, "conv": None}), torch.device("cpu"), LOIHI2)
+    model = DenseModel(as_conv, torch.device("cpu"), LOIHI2)
     assert isinstance(model.blocks[0][1], ConvMatrix) and not isinstance(matrix.blocks[0][1], ConvMatrix)
     x = torch.as_tensor(rng.random((16, cin * size * size)) < 0.4, dtype=torch.float32)
     (d1, got), = model(x)

@@ -56,7 +56,7 @@ from spikeport.toolchain.procnet import (
     Timing,
     TPPProcess,
 )
-from spikeport.toolchain.profiles import TargetProfile, get_profile
+from spikeport.toolchain.profiles import TargetProfile
 from spikeport.toolchain.snn import COS, INPUT, TPP, ConvSynapse, Graded, SNNGraph
 
 
@@ -98,11 +98,12 @@ def _self_connection(name: str, n: int, theta: int, sparse: bool, profile: Targe
                         num_weight_bits=profile.weight_bits, sign_mode="inh", sparse=sparse)
 
 
-def lower(snn: SNNGraph, T: int, profile: str | TargetProfile | None = None) -> ProcessNet:
-    """The Lava process network that runs ``snn`` for ``T``-step windows, streamed sample after sample."""
+def lower(snn: SNNGraph, T: int) -> ProcessNet:
+    """The Lava process network that runs ``snn`` for ``T``-step windows, streamed sample after
+    sample, under the profile ``snn`` was quantized for (which the network carries on)."""
     if not snn.integer:
         raise SpikeportError("only integer graphs can be lowered; run quantize() first")
-    profile = get_profile(profile or snn.profile)
+    profile = snn.profile
     P = period(snn, T)
     depth = depths(snn, T)
     delay_out = own_delays(snn, T)

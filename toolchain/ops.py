@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from spikeport.toolchain.snn import INPUT, ConvSynapse, PoolSynapse, SNNGraph, Synapse
+from spikeport.toolchain.snn import ConvSynapse, Synapse
 
 
 def apply_synapse(syn: Synapse, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -129,37 +129,3 @@ def exact_arithmetic(device: str | torch.device) -> Iterator[None]:
     finally:
         torch.backends.cuda.matmul.allow_tf32 = matmul
 
-
-def fan_out(syn: Synapse) -> np.ndarray:
-    """Synaptic targets of every source neuron (flattened source order)."""
-    if isinstance(syn, PoolSynapse):  # the windows each source neuron is in
-        index = syn.window_index()
-        return np.bincount(index[index >= 0], minlength=int(np.prod(syn.in_shape)))
-    if isinstance(syn, ConvSynapse):
-        m = conv_as_matrix(syn, np.ones_like(np.asarray(syn.weight), dtype=np.int64))
-        return np.asarray((m != 0).sum(axis=0)).ravel()
-    if sparse.issparse(syn.weight):
-        return np.bincount(sparse.csr_matrix(syn.weight).indices, minlength=syn.weight.shape[1])
-    return np.count_nonzero(np.asarray(syn.weight), axis=0)
-
-
-def fan_outs(snn: SNNGraph) -> dict[tuple[str, int], np.ndarray]:
-    """``fan_out`` of every projection between populations, keyed by (population, input index):
-    computed once for callers that count synaptic operations batch after batch."""
-    return {(p.name, i): fan_out(pr.synapse).astype(np.float64) for p in snn.populations
-            for i, pr in enumerate(p.inputs) if pr.source != INPUT}
-
-
-def synaptic_ops(snn: SNNGraph, counts: dict[str, np.ndarray],
-                 fans: dict[tuple[str, int], np.ndarray] | None = None) -> np.ndarray:
-    """Synaptic operations per sample, the chip's unit of work: each spike of a source neuron
-    reaches each of its targets once. ``counts[name]`` is a (batch, neurons) array of spike counts;
-    the analog input projection (computed on the host) is not counted. ``fans``: ``fan_outs(snn)``."""
-    fans = fan_outs(snn) if fans is None else fans
-    total = None
-    for p in snn.populations:
-        for i, pr in enumerate(p.inputs):
-            if pr.source in counts:
-                ops = np.asarray(counts[pr.source], dtype=np.float64) @ fans[(p.name, i)]
-                total = ops if total is None else total + ops
-    return total if total is not None else np.zeros(0)

@@ -225,7 +225,9 @@ class ProcessNet:
     readout: str  # the LIF whose u carries the summed logits
     T: int = 1  # window length of the sources
     period: int = 1  # steps between consecutive streamed samples
-    profile: TargetProfile = LOIHI2  # the bit widths of the processes' registers
+    # the target (bit widths of the registers, chip limits): lower() and the netx reader pass it; the
+    # default serves networks built by hand (tests, the process-level fuzzer) in Lava's Loihi 2 arithmetic
+    profile: TargetProfile = LOIHI2
     timing: Timing | None = None  # lowering states it; derived for plain LIF networks
     meta: dict = field(default_factory=dict)
 

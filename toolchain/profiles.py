@@ -1,10 +1,90 @@
-"""Target profiles: the bit widths and limits the quantizer and the lowering respect."""
+"""Target profiles: one description of a target, passed explicitly to whatever needs it.
+
+A :class:`TargetProfile` holds three things about a chip, each with where it comes from:
+
+* its arithmetic as Lava models it: the bit widths of weights, membranes and registers, and the
+  rules the quantizer, the lowering and every runtime follow (docs/lava-semantics.md);
+* its limits (:class:`ChipLimits`): cores, neurons and synaptic memory, which the resource
+  estimate (:mod:`~spikeport.toolchain.resources`) checks a lowered network against;
+* its energy per operation (:class:`EnergyFigures`), at which :mod:`~spikeport.toolchain.metrics`
+  prices the counted work of an inference.
+
+:func:`~spikeport.toolchain.quantize.quantize` chooses the profile; the integer ``SNNGraph`` it
+makes and the ``ProcessNet`` lowered from that carry it (``.profile``), and everything downstream
+reads it from there. ``loihi2`` is the one profile: Loihi 2 as Lava 0.10 models it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 from spikeport.toolchain.errors import SpikeportError
+
+
+@dataclass(frozen=True)
+class EnergyFigures:
+    """Published energy per operation, each figure beside its source: what turns counted work
+    (:mod:`spikeport.toolchain.metrics`) into an energy estimate, and what it is compared with."""
+
+    chip: str  # whose figures these are
+    source: str
+    synop_pJ: float  # one message reaching one target (a synaptic operation)
+    neuron_update_pJ: float  # one neuron updated at one step
+    graded: str  # how a graded spike is charged, and why
+    host_mac_pJ: float  # a float multiply-add on a CPU/GPU: the analog input layer, and the ANN compared with
+    host_device: str
+    host_source: str
+
+    def to_dict(self) -> dict:
+        """The layout reports write (``energy_sources`` in quantization.json and lowlat.json)."""
+        return {"loihi": {"chip": self.chip, "source": self.source, "synop_pJ": self.synop_pJ,
+                          "neuron_update_pJ": self.neuron_update_pJ},
+                "mac": {"device": self.host_device, "source": self.host_source, "mac_pJ": self.host_mac_pJ},
+                "graded": {"assumption": self.graded}}
+
+
+LOIHI_ENERGY = EnergyFigures(
+    chip="Intel Loihi (first generation, 14 nm); Intel has not published per-operation energies for Loihi 2",
+    source="M. Davies et al., 'Loihi: A Neuromorphic Manycore Processor with On-Chip Learning', IEEE Micro "
+           "38(1), 2018, Table 2 (minimum energy per synaptic spike operation; per active neuron update)",
+    synop_pJ=23.6,
+    neuron_update_pJ=52.0,
+    graded="a graded spike (Loihi 2's integer payload) is charged as one message: one synaptic operation per "
+           "target, as a binary spike; Intel publishes no energy for graded spikes, so if a payload costs more "
+           "this underestimates (the payload sum is reported beside it)",
+    host_mac_pJ=4.6,
+    host_device="32-bit floating-point multiply-add in 45 nm CMOS (a GPU/CPU datapath, memory traffic excluded)",
+    host_source="M. Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014: fp32 "
+                "multiply 3.7 pJ + fp32 add 0.9 pJ",
+)
+
+
+@dataclass(frozen=True)
+class ChipLimits:
+    """What one chip holds, as its maker publishes it, for the resource estimate."""
+
+    name: str
+    source: str
+    cores_per_chip: int
+    neurons_per_core: int
+    synaptic_memory_bits: int  # per neuro core
+    neurons_per_chip: int
+    synapses_per_chip: int
+    sparse_index_bits: int = 16  # assumption: one index per stored synapse of a sparse connection
+    delay_bits: int = 6  # assumption: Lava's DelaySparse delays are below 64
+
+
+LOIHI2_LIMITS = ChipLimits(
+    name="Loihi 2",
+    source="Intel Labs, 'Taking Neuromorphic Computing to the Next Level with Loihi 2', Technology Brief, "
+           "2021: 128 neuro cores per chip, up to 8,192 neurons per core, 128 KB of synaptic memory per core "
+           "(flexibly partitioned), up to 1 million neurons and 120 million synapses per chip",
+    cores_per_chip=128,
+    neurons_per_core=8192,
+    synaptic_memory_bits=128 * 1024 * 8,
+    neurons_per_chip=1_000_000,
+    synapses_per_chip=120_000_000,
+)
 
 
 @dataclass(frozen=True)
@@ -19,6 +99,8 @@ class TargetProfile:
     headroom: int  # |U| (membrane minus initial potential, weight units) kept at or below this
     quench: int  # current that silences a layer in its flush step between streamed samples
     margin: float  # the quantizer keeps calibrated ranges this many times inside the head-room
+    limits: ChipLimits  # what one chip holds
+    energy: EnergyFigures  # what an operation costs
     decay_bits: int = 12  # du and dv are fractions of 2**decay_bits
     word_bits: int = 32  # Lava's CPU models keep u, v and synaptic input in int32: beyond it sums wrap
 
@@ -68,6 +150,8 @@ LOIHI2 = TargetProfile(
     headroom=(1 << 16) - 1,
     quench=1 << 16,
     margin=1.25,
+    limits=LOIHI2_LIMITS,
+    energy=LOIHI_ENERGY,  # Intel publishes no per-operation energy for Loihi 2: Loihi's, said so in them
 )
 
 PROFILES: dict[str, TargetProfile] = {LOIHI2.name: LOIHI2}

@@ -1,5 +1,7 @@
-"""What a lowered network needs of a Loihi 2 chip: neurons, synapses, synaptic memory, fan-in and
-fan-out, neuro cores and chips, from the chip limits Intel has published (``ChipLimits``).
+"""What a lowered network needs of its chip: neurons, synapses, synaptic memory, fan-in and
+fan-out, neuro cores and chips, from the chip limits of the network's profile
+(``net.profile.limits``, a :class:`~spikeport.toolchain.profiles.ChipLimits`; for ``loihi2``, what
+Intel has published for Loihi 2).
 
 An estimate, not a placement: each population is given whole cores of its own (as Lava's Loihi 2
 compiler places a process), a core holds at most ``neurons_per_core`` neurons and
@@ -34,33 +36,8 @@ from spikeport.toolchain.procnet import (
     ProcessNet,
     TPPProcess,
 )
+from spikeport.toolchain.profiles import ChipLimits
 from spikeport.toolchain.snn import ConvSynapse
-
-
-@dataclass(frozen=True)
-class ChipLimits:
-    name: str
-    source: str
-    cores_per_chip: int
-    neurons_per_core: int
-    synaptic_memory_bits: int  # per neuro core
-    neurons_per_chip: int
-    synapses_per_chip: int
-    sparse_index_bits: int = 16  # assumption: one index per stored synapse of a sparse connection
-    delay_bits: int = 6  # assumption: Lava's DelaySparse delays are below 64
-
-
-LOIHI2_LIMITS = ChipLimits(
-    name="Loihi 2",
-    source="Intel Labs, 'Taking Neuromorphic Computing to the Next Level with Loihi 2', Technology Brief, "
-           "2021: 128 neuro cores per chip, up to 8,192 neurons per core, 128 KB of synaptic memory per core "
-           "(flexibly partitioned), up to 1 million neurons and 120 million synapses per chip",
-    cores_per_chip=128,
-    neurons_per_core=8192,
-    synaptic_memory_bits=128 * 1024 * 8,
-    neurons_per_chip=1_000_000,
-    synapses_per_chip=120_000_000,
-)
 
 
 @dataclass
@@ -141,9 +118,10 @@ def _connection(p: DenseProcess | ConvProcess, weight_bits: int, lim: ChipLimits
     return nnz, min(dense_bits, sparse_bits), np.diff(w.indptr), np.bincount(w.indices, minlength=w.shape[1])
 
 
-def estimate(net: ProcessNet, limits: ChipLimits = LOIHI2_LIMITS) -> Resources:
-    """The resources ``net`` needs on chips with ``limits`` (weights at the net's profile width)."""
-    bits = net.profile.weight_bits
+def estimate(net: ProcessNet) -> Resources:
+    """The resources ``net`` needs on the chips of its profile (``net.profile.limits``), its weights
+    at the profile's width."""
+    limits, bits = net.profile.limits, net.profile.weight_bits
     res = Resources(limits, bits)
     sizes = {p.name: p.size for p in net.lifs}
     fan_out = {name: np.zeros(n, dtype=np.int64) for name, n in sizes.items()}

@@ -30,13 +30,15 @@ from spikeport.targets.sim_models import lava_weights
 from spikeport.toolchain.errors import ModelFileError, SpikeportError, UnsupportedOpError
 from spikeport.toolchain.files import atomic_path
 from spikeport.toolchain.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.profiles import LOIHI2
+from spikeport.toolchain.profiles import LOIHI2, TargetProfile
 from spikeport.toolchain.snn import INPUT, ConvSynapse
 
 MAX_DELAY = 62
 NETX_BIAS_EXP = 6  # netx writes every neuron's bias with this exponent
 BIAS_RANGE = (-(1 << 15), (1 << 15) - 1)  # bias mantissas spikeport reads and writes
 UNSUPPORTED = ("pool", "convT", "unpool", "average", "concat", "dense_comp")
+# netx files hold Lava's Loihi fixed point: a file is read as, and its ProcessNet carries, this profile
+NETX_PROFILE = LOIHI2
 
 
 @dataclass
@@ -98,16 +100,17 @@ def _weights(layer: str, name: str, value) -> np.ndarray:
     return w
 
 
-def _neuron(layer: str, cfg, size: int, reset_interval: int | None, offset: int, bias=None) -> dict:
+def _neuron(layer: str, cfg, size: int, reset_interval: int | None, offset: int, profile: TargetProfile,
+            bias=None) -> dict:
     n = cfg["neuron"]
     kind = n["type"][()]
     kind = (kind[0] if np.ndim(kind) else kind)
     kind = kind.decode("ascii") if isinstance(kind, bytes) else str(kind)
     if kind not in ("LOIHI", "CUBA"):
         raise UnsupportedOpError(f"netx layer {layer}: neuron type {kind!r} is not supported (LOIHI/CUBA only)")
-    i_decay = int(_integers(layer, "neuron/iDecay", _scalar(layer, n, "iDecay"), 0, LOIHI2.decay_unit))
-    v_decay = int(_integers(layer, "neuron/vDecay", _scalar(layer, n, "vDecay"), 0, LOIHI2.decay_unit))
-    vth = int(_integers(layer, "neuron/vThMant", _scalar(layer, n, "vThMant"), 0, LOIHI2.u_limit))
+    i_decay = int(_integers(layer, "neuron/iDecay", _scalar(layer, n, "iDecay"), 0, profile.decay_unit))
+    v_decay = int(_integers(layer, "neuron/vDecay", _scalar(layer, n, "vDecay"), 0, profile.decay_unit))
+    vth = int(_integers(layer, "neuron/vThMant", _scalar(layer, n, "vThMant"), 0, profile.u_limit))
     if "messageBits" in n and int(_scalar(layer, n, "messageBits")) != 0:
         raise UnsupportedOpError(f"netx layer {layer}: graded output spikes (messageBits) are not supported")
     params = dict(du=i_decay - 1, dv=v_decay, vth=vth, bias_exp=NETX_BIAS_EXP,
@@ -158,6 +161,7 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
                num_layers: int | None) -> NetxNetwork:
     import h5py
 
+    profile = NETX_PROFILE
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"netx file {path} does not exist")
@@ -200,7 +204,7 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
                 shape = tuple(int(v) for v in np.asarray(cfg["shape"][()]).reshape(-1))
                 if "neuron" in cfg:
                     size = int(np.prod(shape))
-                    lifs.append(LIFProcess(name, shape, **_neuron(layer, cfg, size, reset_interval, offset)))
+                    lifs.append(LIFProcess(name, shape, **_neuron(layer, cfg, size, reset_interval, offset, profile)))
                     names.append(name)
                     input_layer, prev, prev_shape = name, name, shape
                     offset += 1
@@ -217,7 +221,7 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
             if kind == "conv":
                 w = np.asarray(cfg["weight"][()])
                 w = w.reshape(w.shape[:4])  # (C_out, C_in/g, kH, kW), older files carry a time dim
-                w = _integers(layer, "weight", w, -LOIHI2.v_max - 1, LOIHI2.v_max)
+                w = _integers(layer, "weight", w, -profile.v_max - 1, profile.v_max)
                 stride, pad = _pair(_scalar(layer, cfg, "stride", 1)), _pair(_scalar(layer, cfg, "padding", 0))
                 dil, groups = _pair(_scalar(layer, cfg, "dilation", 1)), int(_scalar(layer, cfg, "groups", 1))
                 if len(src_shape) != 3 or w.shape[1] * groups != src_shape[0]:
@@ -269,9 +273,9 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
                     syns.append(DenseProcess(f"{name}.rec", name, name, w_rec_l, weight_exp=exp, num_weight_bits=bits))
             size = int(np.prod(shape))
             if "neuron" in cfg:
-                params = _neuron(layer, cfg, size, reset_interval, offset, bias)
+                params = _neuron(layer, cfg, size, reset_interval, offset, profile, bias)
             else:  # a dense layer without neuron: a perfect integrator that never fires
-                params = dict(du=-1, dv=LOIHI2.decay_unit, vth=LOIHI2.u_limit, bias_exp=LOIHI2.act_shift,
+                params = dict(du=-1, dv=profile.decay_unit, vth=profile.u_limit, bias_exp=profile.act_shift,
                               bias_mant=0 if bias is None else np.broadcast_to(bias, (size,)).copy())
                 if reset_interval:
                     params.update(reset_interval=reset_interval, reset_offset=offset)
@@ -283,15 +287,15 @@ def _read_netx(path: str | Path, reset_interval: int | None, reset_offset: int,
         if not lifs:
             raise ModelFileError(f"{path}: the network has no layers")
     net = ProcessNet(T=1, period=reset_interval or 1, lifs=lifs, synapses=syns, sources=[], readout=names[-1],
-                     meta={"netx": str(path)})
+                     profile=profile, meta={"netx": str(path)})
     return NetxNetwork(net, names, input_shape or (), input_syns, input_layer)
 
 
-def _lava_to_netx_weights(p: DenseProcess) -> np.ndarray:
+def _lava_to_netx_weights(p: DenseProcess, profile: TargetProfile) -> np.ndarray:
     """The integer weights a Dense process delivers (Lava's truncation and exponent applied): what a
     netx file stores, since netx re-derives the exponent itself."""
 
-    w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits)
+    w = lava_weights(p.weights, p.sign_mode, p.num_weight_bits, profile.weight_bits)
     w = w.toarray() if hasattr(w, "toarray") else np.asarray(w)
     return w << p.weight_exp if p.weight_exp > 0 else w >> -p.weight_exp
 
@@ -324,7 +328,7 @@ def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
             if lif.bias_exp != NETX_BIAS_EXP and np.any(lif.bias_mant):
                 raise UnsupportedOpError(f"layer {lif.name!r}: netx fixes bias_exp at 6, this layer uses "
                                          f"{lif.bias_exp}")
-            check_range(lif.name, "du + 1 (iDecay)", lif.du + 1, 0, LOIHI2.decay_unit)
+            check_range(lif.name, "du + 1 (iDecay)", lif.du + 1, 0, net.profile.decay_unit)
 
         if nx.input_layer is None:
             grp = g.create_group(str(idx))
@@ -378,13 +382,13 @@ def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
                                                  "within a channel")
                     grp.create_dataset("bias", data=per[:, 0])
             else:
-                w = _lava_to_netx_weights(syn)
+                w = _lava_to_netx_weights(syn, net.profile)
                 check_range(name, "weight", w, -256, 254)
                 grp.create_dataset("type", data=[np.bytes_("dense_rec" if rec else "dense")])
                 grp.create_dataset("shape", data=np.asarray(lif.shape))
                 grp.create_dataset("weight", data=w.astype(np.float32))
                 if rec:
-                    w_rec = _lava_to_netx_weights(rec[0])
+                    w_rec = _lava_to_netx_weights(rec[0], net.profile)
                     check_range(name, "weight_rec", w_rec, -256, 254)
                     grp.create_dataset("weight_rec", data=w_rec.astype(np.float32))
                 if np.ndim(syn.delay) or syn.delay:
@@ -398,7 +402,7 @@ def write_netx(nx: NetxNetwork, path: str | Path) -> Path:
                     grp.create_dataset("delay", data=np.broadcast_to(d, (lif.size,)).astype(np.float32))
                 if np.any(bias):
                     grp.create_dataset("bias", data=bias)
-            if lif.vth != LOIHI2.u_limit or lif.du != -1 or lif.dv != LOIHI2.decay_unit:
+            if lif.vth != net.profile.u_limit or lif.du != -1 or lif.dv != net.profile.decay_unit:
                 neuron(grp, lif)
             elif isinstance(syn, ConvProcess):
                 raise UnsupportedOpError(f"layer {name!r}: netx conv layers need a neuron")

@@ -37,17 +37,22 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeport.interop.netx import BIAS_RANGE, NETX_BIAS_EXP, NetxNetwork, check_range, read_netx, write_netx
+from spikeport.interop.netx import (
+    BIAS_RANGE,
+    NETX_BIAS_EXP,
+    NETX_PROFILE,
+    NetxNetwork,
+    check_range,
+    read_netx,
+    write_netx,
+)
 from spikeport.targets.lava import runtime
 from spikeport.targets.sim import SimTarget, simulate
 from spikeport.toolchain.errors import UnsupportedOpError
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.profiles import LOIHI2
 from spikeport.toolchain.reference import encode
 from spikeport.toolchain.snn import IF, INPUT, ConvSynapse, DenseSynapse, SNNGraph
-
-NO_MEMORY = LOIHI2.decay_unit - 1  # du: u = this step's input (netx iDecay = du + 1 = 4096)
 
 
 @dataclass
@@ -69,6 +74,9 @@ def _chain(snn: SNNGraph) -> None:
     """Refuse what a netx chain of CUBA layers cannot hold, naming the layer."""
     if not snn.integer:
         raise UnsupportedOpError("the netx form is made from an integer network; quantize first")
+    if snn.profile != NETX_PROFILE:
+        raise UnsupportedOpError(f"netx files hold the {NETX_PROFILE.name} profile's integers; this network is "
+                                 f"quantized for {snn.profile.name}")
     if not isinstance(snn.neuron, IF):
         raise UnsupportedOpError(f"netx has no {type(snn.neuron).__name__} neuron (only the IF baseline and NQ "
                                  "export to netx; use --lava for COS and TPP)")
@@ -104,6 +112,8 @@ def _fits(layer: str, what: str, value, lo: int, hi: int) -> None:
 def reset_zero_form(snn: SNNGraph, T: int) -> ZeroResetForm:
     """The netx-expressible network nearest to integer ``snn`` at ``T`` (see the module docstring)."""
     _chain(snn)
+    profile = snn.profile
+    no_memory = profile.decay_unit - 1  # du: u = this step's input (netx iDecay = du + 1 = 4096)
     lifs: list[LIFProcess] = []
     syns: list[ConvProcess | DenseProcess] = []
     shift: dict[str, int] = {}
@@ -120,15 +130,15 @@ def reset_zero_form(snn: SNNGraph, T: int) -> ZeroResetForm:
         if moved:
             rounded[p.name] = moved
         if p.kind == "readout":
-            vth = LOIHI2.u_limit  # v saturates at 2**23 - 1 < vth << 6: never fires
+            vth = profile.u_limit  # v saturates at 2**23 - 1 < vth << 6: never fires
         else:
             theta, v_init = int(_round_shift(int(p.threshold), k)), int(_round_shift(int(p.v_init), k))
             if k > 0 and (theta << k) != int(p.threshold):
                 raise UnsupportedOpError(f"{where}: threshold {int(p.threshold)} is not a multiple of 2**{k}")
             vth = theta - v_init - 1
-            _fits(p.name, "vThMant (theta - v_init - 1)", vth, 0, LOIHI2.u_limit)
+            _fits(p.name, "vThMant (theta - v_init - 1)", vth, 0, profile.u_limit)
         _fits(p.name, "the bias", bias, *BIAS_RANGE)
-        lifs.append(LIFProcess(p.name, p.shape, du=NO_MEMORY, dv=0, vth=vth,
+        lifs.append(LIFProcess(p.name, p.shape, du=no_memory, dv=0, vth=vth,
                                bias_mant=bias if p is not first else 0, bias_exp=NETX_BIAS_EXP,
                                reset_interval=T, reset_offset=depth % T))
         if pr.source == INPUT:
@@ -142,7 +152,8 @@ def reset_zero_form(snn: SNNGraph, T: int) -> ZeroResetForm:
         else:
             syns.append(DenseProcess(f"{p.name}.syn", pr.source, p.name, w, weight_exp=0, sign_mode="mixed"))
     names = [p.name for p in snn.populations]
-    net = ProcessNet(lifs, syns, [], readout=names[-1], T=1, period=T, meta={"netx_form": "reset-zero"})
+    net = ProcessNet(lifs, syns, [], readout=names[-1], T=1, period=T, profile=profile,
+                     meta={"netx_form": "reset-zero"})
     nx = NetxNetwork(net, names, tuple(first.shape), input_layer=first.name)
     return ZeroResetForm(nx, T, shift, rounded)
 
@@ -168,9 +179,10 @@ def run_netx_sim(nx: NetxNetwork, bias: np.ndarray, T: int, batch: int = 64,
     for i in range(0, len(bias), batch):
         part = bias[i:i + batch]
         lifs = [dataclasses.replace(p, bias_mant=part) if p.name == nx.input_layer else p for p in nx.net.lifs]
-        net = ProcessNet(lifs, nx.net.synapses, [], readout=readout, T=1, period=nx.net.period)
+        net = ProcessNet(lifs, nx.net.synapses, [], readout=readout, T=1, period=nx.net.period,
+                         profile=nx.net.profile)
         tr = simulate(net, {}, record=record, steps=steps, batch=len(part), record_state=(readout,))
-        finals.append(tr.meta["v"][readout][steps - 1] >> LOIHI2.act_shift)
+        finals.append(tr.meta["v"][readout][steps - 1] >> net.profile.act_shift)
         for k, v in tr.spikes.items():
             spikes.setdefault(k, []).append(v)
     return np.concatenate(finals), {k: np.concatenate(v, axis=1) for k, v in spikes.items()}
@@ -268,7 +280,7 @@ def lava_mismatches(saved: dict, nx: NetxNetwork, bias: np.ndarray, T: int) -> l
         for i in range(len(bias)):
             lo = i * T + k  # 0-based first step of the window of layer k + 1 for sample i
             if layer == nx.net.readout:
-                got = saved["readout_v"][lo + T - 1] >> LOIHI2.act_shift
+                got = saved["readout_v"][lo + T - 1] >> nx.net.profile.act_shift
                 if not np.array_equal(got, logits[i]):
                     out.append(f"sample {i}: readout logits {got.tolist()} in Lava, {logits[i].tolist()} in sim")
                 continue

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeport.interop.netx import read_netx
+from spikeport.interop.netx import NETX_PROFILE, read_netx
 from spikeport.targets.lava.environment import netx_data_dir
 from spikeport.targets.lava.runner import run_netx_file
 from spikeport.targets.sim import simulate
@@ -75,7 +75,7 @@ def dense(d: Path) -> list[Check]:
     w = np.load(d / "gts/dense/weight.npy")
     lif = LIFProcess("lif", (256,), du=4095, dv=415, vth=6, bias_exp=6)
     net = ProcessNet(T=1, period=1, lifs=[lif], synapses=[DenseProcess("dense", "input", "lif", w)], sources=[],
-                     readout="lif")
+                     readout="lif", profile=NETX_PROFILE)
     x = np.load(d / "gts/dense/in.npy")
     tr = run_netx(net, x.shape[1], spikes_in=x)
     return [_cmp("dense block spikes (2000 steps)", tr.spikes["lif"][:, 0].T, np.load(d / "gts/dense/out.npy"))]

@@ -61,7 +61,7 @@ def sample_file(kind: str, folder: Path) -> Path:
     elif kind == "results":
         head = json.dumps({"config": asdict(EvalConfig(model="mlp_digits", samples=2))})
         recs = [{"index": i, "label": i, "prediction": i, "correct": True, "latency_steps": 5, "spikes": 10,
-                 "synops": 100, "wall_s": 0.01} for i in range(2)]
+                 "payload": 10, "synops": 100, "wall_s": 0.01} for i in range(2)]
         path.write_text("\n".join([head, *map(json.dumps, recs)]) + "\n")
     return path
 

@@ -133,7 +133,7 @@ def _decay_patch() -> Iterator[None]:
 def _no_lsb_truncation() -> contextlib.AbstractContextManager:
     real = sim_models.lava_weights
 
-    def keeps_lsb(w, sign_mode, num_weight_bits, weight_bits=8):
+    def keeps_lsb(w, sign_mode, num_weight_bits, weight_bits):
         vals = np.asarray(w.data if hasattr(w, "data") and hasattr(w, "nnz") else w)
         mixed = sign_mode == "mixed" or (sign_mode is None and vals.size and vals.min() < 0 < vals.max())
         return real(w, sign_mode, num_weight_bits + bool(mixed), weight_bits)

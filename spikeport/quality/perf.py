@@ -42,7 +42,7 @@ from spikeport.targets.sim import SimTarget
 from spikeport.toolchain.convert import convert
 from spikeport.toolchain.lowering import lower
 from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.ops import synaptic_ops
+from spikeport.toolchain.metrics import count_work
 from spikeport.toolchain.quantize import quantize
 from spikeport.toolchain.reference import run_reference
 from spikeport.toolchain.snn import INPUT, SNNGraph
@@ -173,10 +173,13 @@ def dense_macs(q: SNNGraph) -> int:
     return sum(p.size * pr.synapse.fan_in for p in q.populations for pr in p.inputs if pr.source != INPUT)
 
 
-def event_synops(q: SNNGraph, trace) -> float:
-    """Spikes x fan-out per sample over the window (the chip's synaptic operations)."""
-    S = q.steps(trace.T)
-    return float(synaptic_ops(q, {p.name: trace.window_counts(p.name, S) for p in q.hidden}).mean())
+def chip_work(q: SNNGraph, trace) -> dict[str, float]:
+    """Synaptic operations (messages x fan-out, what a chip does) and messages per sample of a
+    recorded run, counted as eval, the quantization report and lowlat count them."""
+    work = count_work(q, trace)
+    return {"synops_per_sample": float(work.synops.mean()), "spikes_per_sample": float(work.messages.mean())}
+
+
 
 
 @dataclass
@@ -246,8 +249,7 @@ def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat:
     fig = NetworkFigures(
         network=net.name, notes=net.notes, T=T, batch=batch, lava_samples=lava_samples,
         neurons=sum(p.size for p in q.hidden), dense_macs_per_step=dense_macs(q),
-        synops_per_sample=event_synops(q, recorded),
-        spikes_per_sample=float(sum(c.sum() for c in recorded.spike_counts.values()) / batch),
+        **chip_work(q, recorded),
         convert_s=convert_s, quantize_s=quantize_s, methods_s=methods_s,
         ann_us_per_sample=ann_s / batch * 1e6, sim_us_per_sample_step=sim_s / per_step,
         torch_int_us_per_sample_step=ref_s / per_step)

@@ -9,8 +9,9 @@ Per layer, with a per-channel drill-down:
 - cumulative error: the float SNN's spike counts against the integer SNN's, layer by layer from
   the input, so the layer where they part is visible.
 
-For the whole network: synaptic operations and spikes per inference, and an energy estimate from
-published per-operation figures. Every source is named in the report. SMAPE follows BrainChip
+For the whole network: messages, payloads and synaptic operations per inference (counted by
+:mod:`spikeport.toolchain.metrics`, as eval, bench and lowlat count them), and an energy estimate
+from published per-operation figures. Every source is named in the report. SMAPE follows BrainChip
 quantizeml: mean(|a - b| / ((|a| + |b|) / 2)) over the entries that are not both zero.
 """
 
@@ -22,42 +23,10 @@ from spikeport.reports.html import STYLE, json_default, png, table
 from spikeport.toolchain import ir
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.ops import synaptic_ops
+from spikeport.toolchain.metrics import count_work
 from spikeport.toolchain.reference import run_reference
 from spikeport.toolchain.resources import estimate
 from spikeport.toolchain.snn import INPUT, SNNGraph
-
-ENERGY_SOURCES = {
-    "loihi": {
-        "chip": "Intel Loihi (first generation, 14 nm); Intel has not published per-operation energies for Loihi 2",
-        "source": "M. Davies et al., 'Loihi: A Neuromorphic Manycore Processor with On-Chip Learning', IEEE Micro "
-                  "38(1), 2018, Table 2 (minimum energy per synaptic spike operation; per active neuron update)",
-        "synop_pJ": 23.6,
-        "neuron_update_pJ": 52.0,
-    },
-    "mac": {
-        "device": "32-bit floating-point multiply-add in 45 nm CMOS (a GPU/CPU datapath, memory traffic excluded)",
-        "source": "M. Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014: fp32 "
-                  "multiply 3.7 pJ + fp32 add 0.9 pJ",
-        "mac_pJ": 4.6,
-    },
-    "graded": {
-        "assumption": "a graded spike (Loihi 2's integer payload) is charged as one message: one synaptic "
-                      "operation per target, as a binary spike; Intel publishes no energy for graded spikes, so "
-                      "if a payload costs more this underestimates (the payload sum is reported beside it)",
-    },
-}
-
-
-def neuron_updates(q: SNNGraph, S: int) -> int:
-    """Neuron updates of one inference: every population, every one of its S steps."""
-    return sum(p.size for p in q.populations) * S
-
-
-def loihi_energy_uJ(synops: float, updates: int) -> float:
-    """Energy of one inference at the Loihi figures of ``ENERGY_SOURCES``."""
-    e = ENERGY_SOURCES["loihi"]
-    return (synops * e["synop_pJ"] + updates * e["neuron_update_pJ"]) * 1e-6
 
 
 def smape(a: np.ndarray, b: np.ndarray) -> float:
@@ -95,7 +64,6 @@ def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Gra
     S = snn.steps(T)
     limit = q.profile.u_limit  # Lava folds u beyond 2**23 = 2**17 weight units
     layers = []
-    spikes_total, payload_total = np.zeros(len(x)), np.zeros(len(x))
     qinfo = {r["population"]: r for r in q.meta["quantization"]}
     for pf, pq in zip(snn.populations, q.populations):
         if pq.kind == "maxpool":  # nothing quantized: its spikes are its source's, pooled
@@ -135,8 +103,6 @@ def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Gra
         if pq.kind == "if":
             cf = ft.spikes[pf.name].sum(0).astype(np.float64)  # (B, N) counts over the layer's S steps
             ci = it.spikes[pq.name].sum(0).astype(np.float64)
-            spikes_total += it.window_counts(pq.name, S, messages=True).sum(1)
-            payload_total += ci.sum(1)  # graded spikes: thresholds carried; binary: the same
             entry.update({
                 "rate_mean": float(ci.mean() / S),
                 "silent_share": float(np.mean(ci == 0)), "saturated_share": float(np.mean(ci == S)),
@@ -149,25 +115,23 @@ def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Gra
             entry.update({"cumulative_error": float(np.mean(np.abs(rf - ri)) / (np.abs(rf).mean() + 1e-12)),
                           "prediction_agreement": float(np.mean(rf.argmax(1) == ri.argmax(1)))})
         layers.append(entry)
-    # one synaptic operation per message and target; a graded spike is one message whatever its payload
-    synops = synaptic_ops(q, {p.name: it.window_counts(p.name, S, messages=True) for p in q.hidden})
-    updates = neuron_updates(q, S)
-    e = ENERGY_SOURCES
+    e = q.profile.energy  # the figures of the target the integers were made for
+    work = count_work(q, it).per_inference(e)  # a graded spike: one message, whatever its payload
     host_macs = sum(int(np.prod(p.shape)) * pr.synapse.fan_in for p in q.populations for pr in p.inputs
                     if pr.source == INPUT)
     network = {
         "T": T, "steps_per_layer": S, "samples": len(x),
-        "synops_per_inference": float(synops.mean()), "spikes_per_inference": float(spikes_total.mean()),
-        "payload_per_inference": float(payload_total.mean()),
-        "neuron_updates_per_inference": int(updates),
+        "synops_per_inference": work["synops"], "spikes_per_inference": work["messages"],
+        "payload_per_inference": work["payloads"],
+        "neuron_updates_per_inference": int(work["neuron_updates"]),
         "host_macs_per_inference": int(host_macs),
-        "energy_sources": e,
-        "snn_energy_uJ": loihi_energy_uJ(float(synops.mean()), updates),
-        "host_energy_uJ": host_macs * e["mac"]["mac_pJ"] * 1e-6,
+        "energy_sources": e.to_dict(),
+        "snn_energy_uJ": work["energy_uJ"],
+        "host_energy_uJ": host_macs * e.host_mac_pJ * 1e-6,
     }
     if graph is not None:
         macs = ann_macs(graph)
-        network.update({"ann_macs_per_inference": macs, "ann_energy_uJ": macs * e["mac"]["mac_pJ"] * 1e-6})
+        network.update({"ann_macs_per_inference": macs, "ann_energy_uJ": macs * e.host_mac_pJ * 1e-6})
     worst = max((entry for entry in layers if entry["kind"] == "if"), key=lambda r: r["cumulative_error"])
     reasons = []
     if worst["silent_share"] > 0.5:
