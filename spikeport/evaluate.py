@@ -45,7 +45,7 @@ from spikeport.toolchain.methods import METHODS
 from spikeport.toolchain.metrics import count_work, fan_outs
 from spikeport.toolchain.profiles import PROFILES
 from spikeport.toolchain.trace import Trace
-from spikeport.toolchain.verify import answer_checks, check_timing, compare
+from spikeport.toolchain.verify import check_timing, compare
 
 # the target "loihi2" is the chip (Lava's Loihi2HwCfg, where Intel's stack exists); the profile "loihi2"
 # (EvalConfig.profile) is its description, which every target's integers are sized for
@@ -253,7 +253,8 @@ class Evaluation:
                         # the counts this file reports (each layer's output window) against the reference's
                         sub = replace(_subset(tr, pick), spike_counts={k: c[pick].sum(1) for k, c in counts.items()})
                         ref.spike_counts = {k: ref.spikes[k][:S].sum((0, 2), dtype=np.int64) for k in counts}
-                        v = replace(compare(ref, sub, timing), checks=answer_checks(ref, sub) + timing_checks)
+                        v = compare(ref, sub, timing)
+                        v = replace(v, checks=v.checks + timing_checks)
                         for j in pick:
                             checks[idx[j]] = v.exact
                 for j, i in enumerate(idx):

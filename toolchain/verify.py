@@ -222,7 +222,8 @@ Row = tuple[str, np.ndarray, np.ndarray, int, int, "np.ndarray | None"]
 
 def _verification(ref: Trace, other: Trace, rows: list[Row], spikes: int) -> Verification:
     """One verification from (layer, what must be seen, what was seen, window start, window length,
-    the reference window for the timing diagnostic) per layer, the readout last."""
+    the reference window for the timing diagnostic) per layer, the readout last, and the answers
+    (:func:`answer_checks`): whoever compares two runs compares what users read from them too."""
     firsts: list[tuple[int, int, Divergence]] = []
     values = 0
     mismatches: dict[str, int] = {}
@@ -244,7 +245,8 @@ def _verification(ref: Trace, other: Trace, rows: list[Row], spikes: int) -> Ver
     return Verification(target=other.target, against=ref.target, exact=first is None,
                         samples=int(ref.readout.shape[1]), steps=ref.T, layers=len(rows), spikes=spikes,
                         values=values, first_divergence=asdict(first) if first else None,
-                        shifts={r[0]: r[3] for r in rows}, mismatches=mismatches, headroom=ref.meta.get("headroom"))
+                        shifts={r[0]: r[3] for r in rows}, mismatches=mismatches, checks=answer_checks(ref, other),
+                        headroom=ref.meta.get("headroom"))
 
 
 def _recorded(trace: Trace, k: str) -> np.ndarray:
@@ -258,8 +260,8 @@ def _recorded(trace: Trace, k: str) -> np.ndarray:
 def compare(ref: Trace, other: Trace, timing: Timing | None, layers: list[str] | None = None) -> Verification:
     """Compare ``other`` against the zero-delay ``ref``. ``timing``: what the lowering promised for a
     pipelined ``other`` (its frames are compared at exactly those offsets); None: ``other`` is a
-    zero-delay trace too. ``layers``: the hidden layers to compare (default: all recorded; ``[]``: the
-    readout only, for an unrecorded run)."""
+    zero-delay trace too. The answers are compared as well (:func:`answer_checks`). ``layers``: the
+    hidden layers to compare (default: all recorded; ``[]``: the readout only, for an unrecorded run)."""
     rows = []
     for k in [*(list(ref.spikes) if layers is None else layers), READOUT]:
         r, o = _recorded(ref, k), _recorded(other, k)
@@ -282,9 +284,7 @@ def compare_frames(ref: Trace, other: Trace, timing: Timing) -> Verification:
         name = timing.readout if k == READOUT else k
         start, stop = _window(timing, k, timing.length[name], min(len(r), len(o)))
         rows.append((k, r[:stop], o[:stop], start, timing.length[name], None))
-    v = _verification(ref, other, rows, spikes=sum(int(v.sum()) for v in ref.spikes.values()))
-    v.headroom = None  # both sides are targets: neither has a head-room of its own to leave
-    return v
+    return _verification(ref, other, rows, spikes=sum(int(v.sum()) for v in ref.spikes.values()))
 
 
 def merge_verifications(rows: list[Verification], offsets: list[int]) -> Verification:

@@ -180,8 +180,6 @@ def chip_work(q: SNNGraph, trace) -> dict[str, float]:
     return {"synops_per_sample": float(work.synops.mean()), "spikes_per_sample": float(work.messages.mean())}
 
 
-
-
 @dataclass
 class NetworkFigures:
     network: str
