@@ -3,7 +3,7 @@
 ``lam`` is trained (straight-through gradient for the floor); after conversion it becomes the
 IF neuron's threshold. ``mode="clip"`` evaluates the same network with unquantized activations
 (``lam * clip(z/lam, 0, 1)``): the function the SNN converges to as T grows (docs/design.md).
-The staircase itself is :func:`spikeport.toolchain.activations.staircase`, the formula the compiler uses.
+The staircase itself is :func:`spikeport.toolchain.frontends.activations.staircase`, the formula the compiler uses.
 ``noise_std`` adds Gaussian noise to the activation in training (the NQ recipe uses it).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikeport.toolchain.activations import staircase
+from spikeport.toolchain.ir.ann import staircase
 
 
 class QCFS(nn.Module):

@@ -43,12 +43,12 @@ from torch import nn
 from spikeport.models.data import SPLIT_SEED, Dataset, load_dataset
 from spikeport.models.qcfs import QCFS
 from spikeport.models.zoo import ARCHITECTURES, average_pools, build_model, load_checkpoint, save_checkpoint
-from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.import_torch import import_torch
-from spikeport.toolchain.interpret import run_graph
-from spikeport.toolchain.passes import normalize
-from spikeport.toolchain.reference import run_reference
+from spikeport.toolchain.frontends.import_torch import import_torch
+from spikeport.toolchain.ir.interpret import run_graph
+from spikeport.toolchain.oracle.reference import run_reference
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.normalize import normalize
 
 
 @dataclass

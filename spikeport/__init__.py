@@ -32,14 +32,14 @@ from spikeport.api import (
 from spikeport.models.data import load_dataset
 from spikeport.models.train import finetune
 from spikeport.models.zoo import average_pools, load_checkpoint
-from spikeport.toolchain.convert import convert
+from spikeport.toolchain.costs.metrics import count_work
+from spikeport.toolchain.costs.resources import estimate
 from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.metrics import count_work
-from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.reference import encode
-from spikeport.toolchain.resources import estimate
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.methods import apply_method
+from spikeport.toolchain.passes.quantize import quantize
 
 __all__ = [
     "Prepared",

@@ -17,22 +17,21 @@ from spikeport.models.data import Dataset, input_shape, load_dataset
 from spikeport.models.zoo import ARCHITECTURES, bundled_checkpoint, load_checkpoint
 from spikeport.targets.base import Target
 from spikeport.targets.registry import get_target
-from spikeport.toolchain import ir
-from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.import_onnx import import_onnx
-from spikeport.toolchain.import_torch import import_torch
-from spikeport.toolchain.interpret import forward
-from spikeport.toolchain.latency import graph_timing
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.passes import fold_batchnorm, infer_shapes, normalize, prepend_normalization
-from spikeport.toolchain.procnet import Timing
-from spikeport.toolchain.profiles import TargetProfile
-from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.snn import SNNGraph
-from spikeport.toolchain.trace import Trace
-from spikeport.toolchain.verify import (
+from spikeport.toolchain.frontends.import_onnx import import_onnx
+from spikeport.toolchain.frontends.import_torch import import_torch
+from spikeport.toolchain.hardware.profiles import TargetProfile
+from spikeport.toolchain.ir import ann
+from spikeport.toolchain.ir.interpret import forward
+from spikeport.toolchain.ir.procnet import Timing
+from spikeport.toolchain.ir.snn import SNNGraph
+from spikeport.toolchain.ir.trace import Trace
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.methods import apply_method
+from spikeport.toolchain.passes.normalize import fold_batchnorm, infer_shapes, normalize, prepend_normalization
+from spikeport.toolchain.passes.quantize import quantize
+from spikeport.toolchain.verification.compare import (
     Check,
     Verification,
     as_check,
@@ -41,20 +40,21 @@ from spikeport.toolchain.verify import (
     compare_frames,
     merge_verifications,
 )
+from spikeport.toolchain.verification.timing import graph_timing
 
 
 @dataclass
 class LoadedModel:
     """A normalised float graph plus what is known about where it came from."""
 
-    graph: ir.Graph
+    graph: ann.Graph
     name: str
     dataset: str | None = None  # the bundled data set it was trained on, if known
     meta: dict = field(default_factory=dict)  # checkpoint metadata (training recipe, ANN accuracy)
 
 
 def import_model(model: nn.Module | str | Path, input_shape: tuple[int, ...] | None = None,
-                 maxpool: str = "error") -> ir.Graph:
+                 maxpool: str = "error") -> ann.Graph:
     """A torch module (needs ``input_shape``) or an ONNX file -> normalised float graph. ``maxpool``:
     ``"error"`` (refuse MaxPool2d), ``"average"`` (replace it by average pooling) or ``"spiking"``
     (spikeport's spiking max-pool, exact on sim and Lava)."""
@@ -151,7 +151,7 @@ def dataset_for(model: LoadedModel, name: str | None = None) -> Dataset:
     return data
 
 
-def ann_accuracy(graph: ir.Graph, x: np.ndarray, y: np.ndarray, clip: bool = False) -> float:
+def ann_accuracy(graph: ann.Graph, x: np.ndarray, y: np.ndarray, clip: bool = False) -> float:
     with torch.no_grad():
         return float((forward(graph, x, clip_qcfs=clip).argmax(1) == y).mean())
 

@@ -134,7 +134,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _profile_arg(p: argparse.ArgumentParser) -> None:
-    from spikeport.toolchain.profiles import PROFILES
+    from spikeport.toolchain.hardware.profiles import PROFILES
 
     p.add_argument("--profile", choices=sorted(PROFILES), default="loihi2",
                    help="target profile: the bit widths the integers are sized for")
@@ -468,8 +468,8 @@ def cmd_info(args) -> int:
         thr = f"2^{layer['threshold_exp']}" if layer["threshold_exp"] is not None else "-"
         print(f"{layer['population']:<14} threshold {thr:<6} weight exponents {exps!s:<14} "
               f"head-room used {100 * layer['headroom_used']:.1f}%")
-    from spikeport.toolchain.lowering import lower
-    from spikeport.toolchain.resources import estimate
+    from spikeport.toolchain.costs.resources import estimate
+    from spikeport.toolchain.passes.lowering import lower
 
     print(f"\n# resources at T={args.T} (an estimate from published chip limits)")
     print("\n".join(estimate(lower(q, args.T)).lines()))
@@ -537,7 +537,7 @@ def _write_table(table, out: Path, stem: str) -> int:
 def _bench_cifar(args) -> int:
     import time
 
-    from spikeport.methods_table import compare_methods, published_markdown, row_times
+    from spikeport.studies.methods_table import compare_methods, published_markdown, row_times
     from spikeport.toolchain.files import write_atomic
 
     out = args.out or Path("out/cifar10")
@@ -558,7 +558,7 @@ def _bench_cifar(args) -> int:
 
 
 def _bench_relu(args) -> int:
-    from spikeport.methods_table import relu_markdown, relu_study
+    from spikeport.studies.methods_table import relu_markdown, relu_study
     from spikeport.toolchain.errors import SpikeportError
     from spikeport.toolchain.files import write_atomic
 
@@ -579,7 +579,7 @@ def _bench_relu(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from spikeport.methods_table import compare_methods
+    from spikeport.studies.methods_table import compare_methods
 
     table = compare_methods(args.model, Ts=args.T, rho=args.rho, tpp_seeds=args.tpp_seeds, lava_Ts=args.lava_T,
                             lava_samples=args.lava_samples, verify_samples=args.verify_samples,
@@ -588,7 +588,7 @@ def cmd_methods(args) -> int:
 
 
 def cmd_maxpool(args) -> int:
-    from spikeport.maxpool_table import compare_maxpool
+    from spikeport.studies.maxpool_table import compare_maxpool
 
     args.out.mkdir(parents=True, exist_ok=True)
     table = compare_maxpool(args.model, Ts=args.T, epochs=args.epochs, lava_samples=args.lava_samples,
@@ -597,7 +597,7 @@ def cmd_maxpool(args) -> int:
 
 
 def cmd_lowlat(args) -> int:
-    from spikeport.lowlat import markdown, study, write
+    from spikeport.studies.lowlat import markdown, study, write
 
     res = study(args.model, Ts=args.T, lava_samples=args.lava_samples, test_samples=args.samples,
                 log=lambda s: print(s, file=sys.stderr, flush=True))

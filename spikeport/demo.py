@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from spikeport.api import accuracy, ann_accuracy, prepare, run, verify
-from spikeport.methods_table import compare_methods
+from spikeport.studies.methods_table import compare_methods
 from spikeport.reports.demo_report import Report, accuracy_table, write_report
 from spikeport.reports.quantization import quantization_report
 

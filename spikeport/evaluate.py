@@ -3,7 +3,7 @@
 The test set is streamed through the target a chunk of samples at a time (Lava receives them back
 to back, as a chip would). For each sample the harness records the prediction, the latency in
 steps, the messages (spikes sent, a graded spike once), their payloads and the synaptic operations
-(counted by :mod:`spikeport.toolchain.metrics`), and its share of the wall time. Every record is
+(counted by :mod:`spikeport.toolchain.costs.metrics`), and its share of the wall time. Every record is
 appended to ``results.jsonl`` as soon as its chunk finishes. An interrupted evaluation resumes where
 it stopped: the first line holds the configuration, done samples are skipped, and a line cut short
 by the interruption is dropped. ``config.toml`` next to it reproduces the run exactly, and
@@ -37,15 +37,15 @@ from spikeport.api import prepare, run
 from spikeport.models.data import DATASETS
 from spikeport.targets.lava.runner import lava_python
 from spikeport.targets.registry import get_target
+from spikeport.toolchain.costs.metrics import count_work, fan_outs
 from spikeport.toolchain.errors import SpikeportError, TargetError
 from spikeport.toolchain.files import write_atomic
-from spikeport.toolchain.latency import graph_timing
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.methods import METHODS
-from spikeport.toolchain.metrics import count_work, fan_outs
-from spikeport.toolchain.profiles import PROFILES
-from spikeport.toolchain.trace import Trace
-from spikeport.toolchain.verify import check_timing, compare
+from spikeport.toolchain.hardware.profiles import PROFILES
+from spikeport.toolchain.ir.trace import Trace
+from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.methods import METHODS
+from spikeport.toolchain.verification.compare import check_timing, compare
+from spikeport.toolchain.verification.timing import graph_timing
 
 # the target "loihi2" is the chip (Lava's Loihi2HwCfg, where Intel's stack exists); the profile "loihi2"
 # (EvalConfig.profile) is its description, which every target's integers are sized for
@@ -301,7 +301,7 @@ def _subset(trace: Trace, pick: list[int]) -> Trace:
                  trace.meta, None if trace.stream_position is None else trace.stream_position[pick])
 
 
-# "spikes" are messages (a graded spike once) and "synops" messages x fan-out (toolchain.metrics); records
+# "spikes" are messages (a graded spike once) and "synops" messages x fan-out (toolchain.costs.metrics); records
 # without "payload" were written before synops counted messages (graded spikes: payloads) and run again
 RECORD = {"index": int, "label": int, "prediction": int, "correct": bool, "latency_steps": int, "spikes": int,
           "payload": int, "synops": int, "wall_s": (int, float)}

@@ -14,8 +14,8 @@ from typing import Protocol
 import numpy as np
 
 from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.snn import SNNGraph
-from spikeport.toolchain.trace import Trace
+from spikeport.toolchain.ir.snn import SNNGraph
+from spikeport.toolchain.ir.trace import Trace
 
 
 class Target(Protocol):

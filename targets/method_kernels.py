@@ -2,10 +2,10 @@
 implementation for ``sim`` and Lava.
 
 This module imports nothing but what it is given: every kernel takes the array module ``xp``
-(numpy or torch) and TPP takes the PRNG (``toolchain/prng.py``), so the very same arithmetic runs in
+(numpy or torch) and TPP takes the PRNG (``toolchain/hardware/prng.py``), so the very same arithmetic runs in
 ``sim`` (torch, batched) and inside spikeport's Lava process models (numpy, in Lava's Python 3.10
 environment, where this file is copied without the rest of spikeport). The PyTorch reference
-implements both methods independently, layer by layer (``toolchain/reference_neurons.py``); the
+implements both methods independently, layer by layer (``toolchain/oracle/neurons.py``); the
 PRNG is the one definition all three share, so a seed reproduces every spike everywhere.
 
 Window-relative time: for one sample, step j = 0, 1, ... counts from the first step at which

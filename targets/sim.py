@@ -47,16 +47,15 @@ from spikeport.targets.sim_models import (
     MaxPoolModel,
     SynapseModel,
     WindowedModel,
-    lava_weights,
 )
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.ops import exact_arithmetic
-from spikeport.toolchain.procnet import DenseProcess, GradedProcess, LIFProcess, MaxPoolProcess, ProcessNet
-from spikeport.toolchain.reference import encode
-from spikeport.toolchain.snn import SNNGraph
-from spikeport.toolchain.trace import Trace, cut_frames
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.host.exact import exact_arithmetic
+from spikeport.toolchain.ir.procnet import DenseProcess, GradedProcess, LIFProcess, MaxPoolProcess, ProcessNet
+from spikeport.toolchain.ir.snn import SNNGraph
+from spikeport.toolchain.ir.trace import Trace, cut_frames
+from spikeport.toolchain.passes.lowering import lower
 
-__all__ = ["INPUT_NAME", "SimNet", "SimTarget", "components", "lava_weights", "simulate"]
+__all__ = ["INPUT_NAME", "SimNet", "SimTarget", "components", "simulate"]
 
 INPUT_NAME = "input"  # the source name of synapses fed by external spikes
 CHUNK = 8  # steps scheduled together: enough to fill the batched convolutions, small enough that

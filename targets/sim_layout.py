@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from spikeport.targets.sim_models import CHANNELS_LAST_MIN_PIXELS
-from spikeport.toolchain.procnet import ConvProcess, DenseProcess, LIFProcess, MaxPoolProcess, ProcessNet
+from spikeport.toolchain.ir.procnet import ConvProcess, DenseProcess, LIFProcess, MaxPoolProcess, ProcessNet
 
 __all__ = ["channels_last_order", "permute_net", "restore_order"]
 

@@ -1,7 +1,7 @@
 """Bit-accurate models of the Lava 0.10 fixed_pt processes ``sim`` runs, one class per process.
 
 Their arithmetic follows Lava's process models, not the PyTorch reference. With the widths of
-the ``loihi2`` profile (every width below comes from :class:`~spikeport.toolchain.profiles.TargetProfile`):
+the ``loihi2`` profile (every width below comes from :class:`~spikeport.toolchain.hardware.profiles.TargetProfile`):
 
 * LIF / LIFReset: ``u = u*(4096-(du+1)) >> 12`` (rounded toward zero), ``u += a << 6``, u folds
   once at 24 bits; ``v = v*(4096-dv) >> 12 + u + (bias_mant << bias_exp)``, v saturates at
@@ -15,7 +15,7 @@ the ``loihi2`` profile (every width below comes from :class:`~spikeport.toolchai
 Synapse models take a batch of spikes (any leading batch size: ``sim`` passes whole chunks of
 steps at once) and return integer-valued tensors whose first axis is the batch and whose other
 axes flatten to the target population. Their sums run in float32 where every partial
-sum stays below 2**24 (exact for 0/1 inputs) and in float64 otherwise (``toolchain.ops.exact_dtype``);
+sum stays below 2**24 (exact for 0/1 inputs) and in float64 otherwise (``toolchain.host.exact.exact_dtype``);
 each knows the largest |output| a binary input can produce (``bound``), which lets ``sim`` pick
 narrow integer types and skip wrap checks that cannot trigger.
 """
@@ -34,9 +34,12 @@ from scipy import sparse
 from spikeport.targets.if_kernel import BLOCK, PoolPlan, integrate_fire, integrate_fire_serial, jobs_per_row
 from spikeport.targets.int8_kernels import U8_MAX, Int8Conv, Int8Linear
 from spikeport.targets.method_kernels import COSKernel, GradedKernel, MaxPoolKernel, TPPKernel
-from spikeport.toolchain.ops import exact_dtype, factor_pool
-from spikeport.toolchain.prng import prng_u32
-from spikeport.toolchain.procnet import (
+from spikeport.targets.pool_factor import factor_pool
+from spikeport.toolchain.hardware.lava_rules import lava_weights
+from spikeport.toolchain.hardware.prng import prng_u32
+from spikeport.toolchain.hardware.profiles import TargetProfile
+from spikeport.toolchain.host.exact import exact_dtype
+from spikeport.toolchain.ir.procnet import (
     ConvProcess,
     COSProcess,
     DenseProcess,
@@ -45,7 +48,6 @@ from spikeport.toolchain.procnet import (
     MaxPoolProcess,
     TPPProcess,
 )
-from spikeport.toolchain.profiles import TargetProfile
 
 CHANNELS_LAST_MIN_PIXELS = 32  # oneDNN's channels-last convolutions win from about 7x7 images up
 
@@ -57,34 +59,6 @@ def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Fold x into [-2**(bits-1), 2**(bits-1)), as Lava's Conv does with its output."""
     half = 1 << (bits - 1)
     return (x + half) % (1 << bits) - half
-
-
-def lava_weights(w: np.ndarray | sparse.spmatrix, sign_mode: str | None, num_weight_bits: int,
-                 weight_bits: int):
-    """What Lava's bit-accurate Dense/Sparse models do to the weights at their first step
-    (``weight_bits``: the width of the weight register, the sign apart)."""
-    is_sparse = sparse.issparse(w)
-    w = sparse.csr_matrix(w, copy=True) if is_sparse else np.asarray(w)
-    vals = w.data if is_sparse else w
-    implicit_zero = is_sparse and w.nnz < w.shape[0] * w.shape[1]
-    lo_v, hi_v = (vals.min(), vals.max()) if vals.size else (0, 0)
-    if implicit_zero:  # Lava's np.min/np.max see the sparse matrix's zeros too
-        lo_v, hi_v = min(lo_v, 0), max(hi_v, 0)
-    mode = sign_mode or ("exc" if lo_v >= 0 else "inh" if hi_v <= 0 else "mixed")
-    x = np.trunc(vals).astype(np.int64)
-    if mode == "inh":
-        x = -x
-    top = 1 << weight_bits
-    x = np.clip(x, -top if mode == "mixed" else 0, top - 1)
-    k = weight_bits - num_weight_bits + (mode == "mixed")
-    x = (x >> k) << k
-    if mode == "inh":
-        x = -x
-    if is_sparse:
-        w.data = x
-        w.eliminate_zeros()
-        return w
-    return x
 
 
 def shift(acc: torch.Tensor, exp: int) -> torch.Tensor:

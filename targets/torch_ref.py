@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from spikeport.targets.base import check_graph
-from spikeport.toolchain.reference import run_reference
-from spikeport.toolchain.snn import SNNGraph
-from spikeport.toolchain.trace import Trace
+from spikeport.toolchain.ir.snn import SNNGraph
+from spikeport.toolchain.ir.trace import Trace
+from spikeport.toolchain.oracle.reference import run_reference
 
 
 class TorchTarget:

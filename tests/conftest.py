@@ -13,8 +13,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2` on 2 cores: one threa
     torch.set_num_threads(1)  # each other and every tensor operation slows down several times
 
 from spikeport.api import dataset_for, load_model
-from spikeport.toolchain.convert import convert
-from spikeport.toolchain.quantize import quantize
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.quantize import quantize
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ from PIL import Image
 from spikeport.api import import_model, verify
 from spikeport.models.train import _crop_flip, recipe, train, train_and_save
 from spikeport.models.zoo import CHECKPOINT_DIR, build_model, load_checkpoint
-from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.quantize import quantize
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.quantize import quantize
 
 
 @pytest.fixture

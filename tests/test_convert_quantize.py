@@ -8,13 +8,14 @@ import torch
 from torch import nn
 
 from spikeport.api import import_model
-from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import QuantizationError, SpikeportError
-from spikeport.toolchain.interpret import forward, run_graph
-from spikeport.toolchain.lowering import depths
-from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.reference import encode, run_reference
-from spikeport.toolchain.snn import INPUT, ConvSynapse
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.ir.interpret import forward, run_graph
+from spikeport.toolchain.ir.snn import INPUT, ConvSynapse
+from spikeport.toolchain.oracle.reference import run_reference
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.lowering import depths
+from spikeport.toolchain.passes.quantize import quantize
 
 
 def test_first_layer_counts_equal_qcfs_when_T_equals_L(cnn):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from spikeport.api import run, verify
-from spikeport.toolchain.convert import convert
-from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.quantize import quantize
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.methods import apply_method
+from spikeport.toolchain.passes.quantize import quantize
 
 DEVICES = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 

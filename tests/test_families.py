@@ -12,9 +12,9 @@ import torch
 
 from spikeport.api import import_model, verify
 from spikeport.models.families import FAMILIES, randomize_batchnorm
-from spikeport.toolchain import ir
-from spikeport.toolchain.convert import convert
-from spikeport.toolchain.quantize import quantize
+from spikeport.toolchain.ir import ann
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.quantize import quantize
 
 # small members of each family (widths scaled down), 3x32x32 inputs
 CONFIGS = {
@@ -39,7 +39,7 @@ def build(name: str) -> torch.nn.Module:
     return randomize_batchnorm(FAMILIES[family](**kwargs))
 
 
-def integer_net(graph: ir.Graph, T: int = 4):
+def integer_net(graph: ann.Graph, T: int = 4):
     return quantize(convert(graph, X[:8]), X[:8], T)
 
 
@@ -74,14 +74,14 @@ def test_a_module_called_twice_is_two_nodes_with_unique_names():
     assert len(names) == len(set(names))
     assert "layer1.0.relu" in names and "layer1.0.relu#2" in names
     with pytest.raises(ValueError, match="two nodes are named"):
-        ir.Graph([graph.nodes[0], graph.nodes[0]])
+        ann.Graph([graph.nodes[0], graph.nodes[0]])
 
 
 def test_the_imagenet_stem_becomes_a_sparse_connection_not_a_dense_matrix():
     """A substituted 3x3/2 max-pool with padding and the next 3x3 conv do not fuse into one
     convolution; they used to need a 4096x16384 dense matrix and were refused."""
-    from spikeport.toolchain.compose import DENSE_SHARE
-    from spikeport.toolchain.snn import SparseSynapse
+    from spikeport.toolchain.ir.snn import SparseSynapse
+    from spikeport.toolchain.passes.compose import DENSE_SHARE
 
     q = integer_net(import_model(build("resnet18_imagenet_stem"), (3, 32, 32), maxpool="average"))
     sparse_inputs = [pr for p in q.populations for pr in p.inputs if isinstance(pr.synapse, SparseSynapse)]
@@ -93,7 +93,7 @@ def test_concatenation_adds_no_neurons():
     """Concat is lowered as the consumer's synapses split by input slice."""
     graph = import_model(build("densenet_block"), (3, 32, 32))
     snn = convert(graph, X[:8])
-    acts = [n for n in graph.nodes if isinstance(n.op, ir.ACTIVATIONS)]
+    acts = [n for n in graph.nodes if isinstance(n.op, ann.ACTIVATIONS)]
     assert len(snn.hidden) == len(acts)
     assert any(len(p.inputs) > 1 for p in snn.populations)  # one projection per concatenated input
 

@@ -13,8 +13,8 @@ import pytest
 from spikeport.targets.lava.runner import run_lava
 from spikeport.toolchain.errors import SpikeportError, TargetError
 from spikeport.toolchain.files import atomic_path, write_atomic
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.reference import encode
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.passes.lowering import lower
 
 
 @pytest.mark.lava

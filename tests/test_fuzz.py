@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from spikeport.cli import main
 from spikeport.quality.fuzz import check, check_process, random_case, random_process_case
-from spikeport.toolchain.snn import COS, IF, TPP, ConvSynapse, Graded, PoolSynapse
+from spikeport.toolchain.ir.snn import COS, IF, TPP, ConvSynapse, Graded, PoolSynapse
 
 SEEDS = st.integers(min_value=0, max_value=2**31 - 1)
 
@@ -118,7 +118,7 @@ def test_the_fuzzer_holds_sim_to_the_reference_where_the_oracle_sees_a_fold(monk
     """A lowering fault that makes the readout fold (its weights shifted by act_shift once more):
     sim and the oracle share the lowering and agree, Lava register events included, so only the
     zero-delay reference catches it. Seeds 10, 12 and 21 are cases where the readout folds."""
-    from spikeport.toolchain import lowering
+    from spikeport.toolchain.passes import lowering
 
     assert check(random_case(341), lava=False).exact  # unmutated: the one readout fold of seeds 0..999 is exempt
     real = lowering.ProcessNet
@@ -204,9 +204,9 @@ def test_beyond_the_headroom_only_streamed_sim_reproduces_lavas_leak_between_sam
     """Beyond the head-room a quench cannot always silence a layer: in Lava's stream, a sample leaks
     into the next. sim run side by side misses that; sim streamed, and the oracle, reproduce it."""
     from spikeport.api import run
-    from spikeport.toolchain.lava_oracle import run_oracle
-    from spikeport.toolchain.lowering import lower
-    from spikeport.toolchain.reference import encode
+    from spikeport.toolchain.host.encoding import encode
+    from spikeport.toolchain.oracle.lava_model import run_oracle
+    from spikeport.toolchain.passes.lowering import lower
 
     def same(a, b) -> bool:
         return np.array_equal(a.readout, b.readout) and all(np.array_equal(a.spikes[k], b.spikes[k]) for k in a.spikes)

@@ -5,9 +5,9 @@ import pytest
 
 from spikeport.api import prepare, verify
 from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.interpret import forward
-from spikeport.toolchain.reference import run_reference
-from spikeport.toolchain.snn import Graded
+from spikeport.toolchain.ir.interpret import forward
+from spikeport.toolchain.ir.snn import Graded
+from spikeport.toolchain.oracle.reference import run_reference
 
 
 @pytest.fixture(scope="module")
@@ -59,5 +59,5 @@ def test_graded_spikes_refuse_what_they_cannot_run(mlp):
     with pytest.raises(SpikeportError, match="pass levels"):
         relu.method("graded", 1)
     with pytest.raises(SpikeportError, match="graded spikes replace the IF neuron"):
-        from spikeport.toolchain.methods import graded_spikes
+        from spikeport.toolchain.passes.methods import graded_spikes
         graded_spikes(mlp.method("cos", 2))

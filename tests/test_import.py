@@ -10,12 +10,12 @@ from torch import nn
 
 from spikeport.api import dataset_for, import_model, load_model
 from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
-from spikeport.toolchain import ir
 from spikeport.toolchain.errors import ModelFileError, SpikeportError, UnsupportedOpError
-from spikeport.toolchain.import_onnx import import_onnx
-from spikeport.toolchain.import_torch import import_torch
-from spikeport.toolchain.interpret import forward
-from spikeport.toolchain.passes import normalize
+from spikeport.toolchain.frontends.import_onnx import import_onnx
+from spikeport.toolchain.frontends.import_torch import import_torch
+from spikeport.toolchain.ir import ann
+from spikeport.toolchain.ir.interpret import forward
+from spikeport.toolchain.passes.normalize import normalize
 
 ZOO = ["cnn_mnist", "mlp_digits", "resnet_digits"]
 
@@ -43,7 +43,7 @@ def test_torch_import_matches_the_module(name):
         want = module.double()(torch.from_numpy(x).double()).numpy()
     got = forward(loaded.graph, x, dtype=torch.float64)
     assert np.allclose(got, want, atol=1e-9), np.abs(got - want).max()
-    assert not any(isinstance(n.op, ir.BatchNorm) for n in loaded.graph.nodes)  # folded
+    assert not any(isinstance(n.op, ann.BatchNorm) for n in loaded.graph.nodes)  # folded
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -57,9 +57,9 @@ def test_onnx_import_matches_onnxruntime(name, tmp_path):
     got = forward(graph, x)
     assert close_up_to_level_flips(got, want), np.abs(got - want).max()
     kinds = [n.kind for n in graph.nodes]
-    assert kinds.count("QCFS") == sum(isinstance(n.op, ir.QCFS) for n in loaded.graph.nodes)
-    lams = [n.op.lam for n in graph.nodes if isinstance(n.op, ir.QCFS)]
-    ref = [n.op.lam for n in loaded.graph.nodes if isinstance(n.op, ir.QCFS)]
+    assert kinds.count("QCFS") == sum(isinstance(n.op, ann.QCFS) for n in loaded.graph.nodes)
+    lams = [n.op.lam for n in graph.nodes if isinstance(n.op, ann.QCFS)]
+    ref = [n.op.lam for n in loaded.graph.nodes if isinstance(n.op, ann.QCFS)]
     assert np.allclose(lams, ref, rtol=1e-5)
 
 
@@ -79,18 +79,18 @@ def small_net(act: nn.Module) -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), act, nn.AvgPool2d(2), nn.Flatten(), nn.Linear(64, 5))
 
 
-@pytest.mark.parametrize("act,expect", [(MyQCFS(1.5, 4), ir.QCFS(1.5, 4)), (nn.ReLU(), ir.ReLU()),
-                                        (nn.Hardtanh(0.0, 2.0), ir.QCFS(2.0, 0))])
+@pytest.mark.parametrize("act,expect", [(MyQCFS(1.5, 4), ann.QCFS(1.5, 4)), (nn.ReLU(), ann.ReLU()),
+                                        (nn.Hardtanh(0.0, 2.0), ann.QCFS(2.0, 0))])
 def test_activations_are_recognised_by_what_they_compute(act, expect, tmp_path):
     net = small_net(act)
     g = import_model(net, (1, 8, 8))
-    acts = [n.op for n in g.nodes if isinstance(n.op, ir.ACTIVATIONS)]
+    acts = [n.op for n in g.nodes if isinstance(n.op, ann.ACTIVATIONS)]
     assert len(acts) == 1 and type(acts[0]) is type(expect)
-    if isinstance(expect, ir.QCFS):
+    if isinstance(expect, ann.QCFS):
         assert acts[0].lam == pytest.approx(expect.lam, rel=1e-6) and acts[0].levels == expect.levels
     export_onnx(net, torch.zeros(1, 1, 8, 8), tmp_path / "a.onnx")
     g2 = import_model(tmp_path / "a.onnx")
-    acts2 = [n.op for n in g2.nodes if isinstance(n.op, ir.ACTIVATIONS)]
+    acts2 = [n.op for n in g2.nodes if isinstance(n.op, ann.ACTIVATIONS)]
     assert len(acts2) == 1 and type(acts2[0]) is type(expect)
 
 
@@ -126,7 +126,7 @@ def test_maxpool_needs_opt_in():
         import_model(net, (1, 8, 8))
     with pytest.warns(UserWarning, match="replaced by AvgPool2d"):
         g = import_model(net, (1, 8, 8), maxpool="average")
-    assert any(isinstance(n.op, ir.AvgPool2d) for n in g.nodes)
+    assert any(isinstance(n.op, ann.AvgPool2d) for n in g.nodes)
 
 
 def test_nan_weights_are_named():
@@ -166,7 +166,7 @@ def test_corrupted_and_truncated_onnx_files(tmp_path):
 
 def test_residual_import_keeps_the_add():
     g = normalize(import_torch(load_checkpoint(CHECKPOINT_DIR / "resnet_digits.pt")[0], (1, 8, 8)))
-    adds = [n for n in g.nodes if isinstance(n.op, ir.Add)]
+    adds = [n for n in g.nodes if isinstance(n.op, ann.Add)]
     assert len(adds) == 1 and len(adds[0].inputs) == 2
 
 
@@ -214,7 +214,7 @@ def test_both_onnx_exporters_give_the_same_integers_from_any_folder(name, tmp_pa
 
 
 def loaded_names(loaded):
-    from spikeport.toolchain.convert import convert
+    from spikeport.toolchain.passes.convert import convert
 
     return convert(loaded.graph, dataset_for(loaded).x_train[:64]).populations
 
@@ -241,9 +241,9 @@ def _per_channel_net() -> nn.Module:
 @pytest.mark.parametrize("via", ["torch", "onnx"])
 def test_per_channel_thresholds_become_one_threshold_with_the_factors_in_the_weights(via, tmp_path):
     from spikeport.api import verify
-    from spikeport.toolchain.convert import convert
-    from spikeport.toolchain.interpret import run_graph
-    from spikeport.toolchain.quantize import quantize
+    from spikeport.toolchain.ir.interpret import run_graph
+    from spikeport.toolchain.passes.convert import convert
+    from spikeport.toolchain.passes.quantize import quantize
 
     net = _per_channel_net()
     x = np.random.default_rng(0).random((10, 1, 8, 8)).astype(np.float32)
@@ -254,7 +254,7 @@ def test_per_channel_thresholds_become_one_threshold_with_the_factors_in_the_wei
         graph = import_model(tmp_path / "pc.onnx")
     else:
         graph = import_model(net, (1, 8, 8))
-    qcfs = [n.op for n in graph.nodes if isinstance(n.op, ir.QCFS)]
+    qcfs = [n.op for n in graph.nodes if isinstance(n.op, ann.QCFS)]
     assert [q.levels for q in qcfs] == [4, 8] and all(np.ndim(q.lam) == 0 for q in qcfs)
     assert qcfs[0].lam == pytest.approx(float(net[2].lam.detach().max()))
     with torch.no_grad():
@@ -271,8 +271,8 @@ def test_channels_of_different_kinds_are_layers_of_their_own_or_refused():
     written as one element-wise function (two kinds of channel, no single threshold per channel) is
     refused, naming the op."""
     from spikeport.api import verify
-    from spikeport.toolchain.convert import convert
-    from spikeport.toolchain.quantize import quantize
+    from spikeport.toolchain.passes.convert import convert
+    from spikeport.toolchain.passes.quantize import quantize
 
     class Mixed(nn.Module):
         def forward(self, x):  # channel 0 a ReLU, channel 1 clipped at 1
@@ -287,7 +287,7 @@ def test_channels_of_different_kinds_are_layers_of_their_own_or_refused():
     with torch.no_grad():
         net[0].weight.abs_()  # both channels active
     graph = import_model(net, (1, 8, 8))
-    assert sorted(n.kind for n in graph.nodes if isinstance(n.op, ir.ACTIVATIONS)) == ["QCFS", "ReLU"]
+    assert sorted(n.kind for n in graph.nodes if isinstance(n.op, ann.ACTIVATIONS)) == ["QCFS", "ReLU"]
     x = np.random.default_rng(0).random((10, 1, 8, 8)).astype(np.float32)
     with torch.no_grad():
         want = net.double()(torch.from_numpy(x).double()).numpy()

@@ -22,13 +22,13 @@ from spikeport.api import import_model, verify
 from spikeport.models.families import FunctionLayer as LambdaLayer  # a module calling a stored lambda
 from spikeport.models.families import OptionABlock as BasicBlock  # the option-A shortcut in such a module
 from spikeport.models.families import randomize_batchnorm
-from spikeport.toolchain import ir
-from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError, UnsupportedOpError
-from spikeport.toolchain.interpret import forward
-from spikeport.toolchain.ops import apply_synapse
-from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.snn import ConvSynapse
+from spikeport.toolchain.ir import ann
+from spikeport.toolchain.ir.interpret import forward
+from spikeport.toolchain.ir.snn import ConvSynapse
+from spikeport.toolchain.ir.synapses import apply_synapse
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.quantize import quantize
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -70,7 +70,7 @@ def export(module: nn.Module, path, dynamo: bool) -> None:
         torch.onnx.export(module.eval(), (torch.from_numpy(X[:1]),), str(path), dynamo=dynamo, verbose=False)
 
 
-def imported(module: nn.Module, via: str, folder, shape: tuple[int, ...] = (3, 16, 16)) -> ir.Graph:
+def imported(module: nn.Module, via: str, folder, shape: tuple[int, ...] = (3, 16, 16)) -> ann.Graph:
     """``module`` through torch.fx, or exported to ``folder/<via>.onnx`` (once per folder) and read back."""
     if via == "torch":
         return import_model(module, shape)
@@ -91,7 +91,7 @@ def resnet_folder(tmp_path_factory):
 VIAS = ["torch", "onnx", "onnx_dynamo"]
 
 
-def assert_same_function(graph: ir.Graph, module: nn.Module, via: str, tmp_path) -> None:
+def assert_same_function(graph: ann.Graph, module: nn.Module, via: str, tmp_path) -> None:
     """The imported graph computes the module's function: in float64 from torch.fx (the same
     parameters: equal to rounding), in float32 from ONNX (the exporters fold batch norms in float32),
     where onnxruntime must agree too."""

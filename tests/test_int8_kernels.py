@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from spikeport.targets import int8_kernels
 from spikeport.targets.int8_kernels import Int8Conv, Int8Linear, byte_form, probe, refused, resolve
 from spikeport.targets.sim import SimNet, simulate
-from spikeport.targets.sim_models import ConvMatrix, ConvModel, DenseModel, MatrixOp, lava_weights
+from spikeport.targets.sim_models import ConvMatrix, ConvModel, DenseModel, MatrixOp
 from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.profiles import LOIHI2
-from spikeport.toolchain.reference import encode
+from spikeport.toolchain.hardware.lava_rules import lava_weights
+from spikeport.toolchain.hardware.profiles import LOIHI2
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.passes.lowering import lower
 
 CPU = torch.device("cpu")
 BITS = LOIHI2.weight_bits  # the weight register Lava's Dense and Conv models clip to
@@ -121,7 +122,7 @@ def test_a_convolution_wrong_off_the_probes_geometry_is_refused_and_sim_stays_ex
     planted: the residual net's grouped 1x1 convolution is refused by its own check, runs on
     float32, and says so; its other convolutions stay on int8; sim equals the reference."""
     from spikeport.api import run
-    from spikeport.toolchain.verify import compare
+    from spikeport.toolchain.verification.compare import compare
 
     real = Int8Conv.__call__
     monkeypatch.setattr(Int8Conv, "__call__", lambda self, x: real(self, x) + float(self.geometry[3] > 1))

@@ -14,9 +14,9 @@ from spikeport.api import verify
 from spikeport.targets.lava.runner import WORKER, lava_python, run_lava, run_process
 from spikeport.targets.sim import simulate
 from spikeport.toolchain.errors import TargetError
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.procnet import CurrentSource, DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.reference import encode
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.ir.procnet import CurrentSource, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.passes.lowering import lower
 
 pytestmark = pytest.mark.lava
 
@@ -104,7 +104,7 @@ def test_the_lava_environment_has_no_torch_and_no_spikeport():
 
 def test_grouped_dilated_strided_conv_matches_lava():
     """Conv with groups, dilation, stride and padding between two leaky LIF layers: Lava equals sim."""
-    from spikeport.toolchain.procnet import ConvProcess
+    from spikeport.toolchain.ir.procnet import ConvProcess
 
     rng = np.random.default_rng(5)
     a = LIFProcess("a", (4, 9, 9), du=500, dv=800, vth=20)

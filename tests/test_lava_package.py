@@ -18,8 +18,8 @@ from spikeport.api import prepare, run
 from spikeport.cli import main
 from spikeport.targets.lava.environment import lava_python
 from spikeport.targets.lava.package import export_lava
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.trace import cut_frames
+from spikeport.toolchain.ir.trace import cut_frames
+from spikeport.toolchain.passes.lowering import lower
 
 pytestmark = pytest.mark.lava
 

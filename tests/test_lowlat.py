@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from spikeport.api import prepare, verify
-from spikeport.lowlat import family, pareto, recommend, study
-from spikeport.toolchain.methods import apply_method
+from spikeport.studies.lowlat import family, pareto, recommend, study
+from spikeport.toolchain.passes.methods import apply_method
 
 
 def _row(held_out, test, latency=3, energy=1.0, T=1, method="qcfs"):

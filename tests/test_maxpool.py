@@ -12,12 +12,12 @@ from torch import nn
 
 from spikeport.api import import_model, verify
 from spikeport.quality.mutants import MUTANTS, Checks
-from spikeport.toolchain import ir
-from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.interpret import run_graph
-from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.reference import run_reference
+from spikeport.toolchain.ir import ann
+from spikeport.toolchain.ir.interpret import run_graph
+from spikeport.toolchain.oracle.reference import run_reference
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.quantize import quantize
 
 X = np.random.default_rng(1).random((10, 1, 10, 10)).astype(np.float32)
 
@@ -49,9 +49,9 @@ class CatPool(nn.Module):
 def test_rewrites_keep_the_function_and_make_every_pool_read_spikes(make):
     net = make().eval()
     graph = import_model(net, (1, 10, 10), maxpool="spiking")
-    acts = {n.name for n in graph.nodes if isinstance(n.op, (*ir.ACTIVATIONS, ir.MaxPool2d))}
+    acts = {n.name for n in graph.nodes if isinstance(n.op, (*ann.ACTIVATIONS, ann.MaxPool2d))}
     for n in graph.nodes:
-        if isinstance(n.op, ir.MaxPool2d):
+        if isinstance(n.op, ann.MaxPool2d):
             assert n.inputs[0] in acts, f"{n.name} reads {n.inputs[0]}"
     with torch.no_grad():
         want = net(torch.from_numpy(X)).numpy()

@@ -7,11 +7,11 @@ import torch
 from spikeport.api import verify
 from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
 from spikeport.targets.method_kernels import COSKernel, TPPKernel
-from spikeport.toolchain.methods import apply_method, ftbc_step_error
-from spikeport.toolchain.prng import prng_u32
-from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.reference import run_reference
-from spikeport.toolchain.reference_neurons import Excursion, cos_initial_potential, permute_in_time, run_cos, run_tpp
+from spikeport.toolchain.hardware.prng import prng_u32
+from spikeport.toolchain.oracle.neurons import Excursion, cos_initial_potential, permute_in_time, run_cos, run_tpp
+from spikeport.toolchain.oracle.reference import run_reference
+from spikeport.toolchain.passes.methods import apply_method, ftbc_step_error
+from spikeport.toolchain.passes.quantize import quantize
 
 
 def test_prng_is_the_same_in_python_numpy_and_torch():

@@ -11,15 +11,15 @@ import pytest
 
 from spikeport.api import prepare, run
 from spikeport.cli import main
-from spikeport.lowlat import energy
+from spikeport.studies.lowlat import energy
 from spikeport.quality.perf import chip_work
 from spikeport.reports.quantization import quantization_report
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.metrics import count_work, fan_out, synaptic_ops
-from spikeport.toolchain.profiles import LOIHI2
-from spikeport.toolchain.reference import run_reference
-from spikeport.toolchain.resources import estimate
-from spikeport.toolchain.trace import Trace
+from spikeport.toolchain.costs.metrics import count_work, fan_out, synaptic_ops
+from spikeport.toolchain.costs.resources import estimate
+from spikeport.toolchain.hardware.profiles import LOIHI2
+from spikeport.toolchain.ir.trace import Trace
+from spikeport.toolchain.oracle.reference import run_reference
+from spikeport.toolchain.passes.lowering import lower
 
 T, N = 2, 24
 

@@ -58,4 +58,4 @@ def test_the_wheel_builds_without_packaging_warnings_and_holds_the_checkpoints(t
     names = zipfile.ZipFile(wheel).namelist()
     checkpoints = (root / "models" / "checkpoints").glob("*.pt")
     assert {f"spikeport/models/checkpoints/{p.name}" for p in checkpoints} <= set(names)
-    assert "spikeport/targets/lava/runtime/worker.py" in names and "spikeport/toolchain/prng.py" in names
+    assert "spikeport/targets/lava/runtime/worker.py" in names and "spikeport/toolchain/hardware/prng.py" in names

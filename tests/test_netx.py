@@ -55,7 +55,7 @@ def test_netx_structure_of_pilotnet():
     (np.array([[3, 5, 100]]), 7, -1),
 ])
 def test_netx_weight_optimisation_round_trips(w, want_bits, want_exp):
-    from spikeport.targets.sim_models import lava_weights
+    from spikeport.toolchain.hardware.lava_rules import lava_weights
 
     wl, bits, exp = optimize_weight_bits("x", w)
     assert (bits, exp) == (want_bits, want_exp)

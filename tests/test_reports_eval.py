@@ -18,7 +18,7 @@ import pytest
 from spikeport.cli import main
 from spikeport.evaluate import EvalConfig, Evaluation, summarize
 from spikeport.reports.quantization import quantization_report, write_qreport
-from spikeport.toolchain.reference import run_reference
+from spikeport.toolchain.oracle.reference import run_reference
 
 
 def test_report_numbers_match_an_independent_computation(cnn, tmp_path):

@@ -11,11 +11,11 @@ import pytest
 from spikeport.targets.sim import SimNet, components, simulate
 from spikeport.targets.sim_layout import channels_last_order
 from spikeport.targets.sim_models import FastIF, LIFModel
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.procnet import CurrentSource, DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.reference import encode
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.ir.procnet import CurrentSource, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.methods import apply_method
+from spikeport.toolchain.passes.quantize import quantize
 
 
 def assert_same(a, b):
@@ -203,8 +203,8 @@ def pooled_network(hw: int, seed: int):
     """An integer network whose second layer reads the first through a 2x2 average pool folded
     into its convolution (a block-constant 4x4 kernel at stride 2, as conversion makes it), at
     ``hw`` x ``hw`` pixels: sim keeps 8x8 layers channels-last and 4x4 ones in (C, H, W) order."""
-    from spikeport.toolchain.profiles import LOIHI2
-    from spikeport.toolchain.snn import INPUT, ConvSynapse, DenseSynapse, Population, Projection, SNNGraph
+    from spikeport.toolchain.hardware.profiles import LOIHI2
+    from spikeport.toolchain.ir.snn import INPUT, ConvSynapse, DenseSynapse, Population, Projection, SNNGraph
 
     rng = np.random.default_rng(seed)
     c0, c1, c2, T = 2, 3, 4, 5

@@ -6,9 +6,9 @@ import pytest
 from scipy import sparse
 
 from spikeport.targets.sim import simulate
-from spikeport.targets.sim_models import lava_weights
-from spikeport.toolchain.procnet import ConvProcess, CurrentSource, DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.profiles import LOIHI2
+from spikeport.toolchain.hardware.lava_rules import lava_weights
+from spikeport.toolchain.hardware.profiles import LOIHI2
+from spikeport.toolchain.ir.procnet import ConvProcess, CurrentSource, DenseProcess, LIFProcess, ProcessNet
 
 
 def single(lif: LIFProcess, impulse: int = 0, steps: int = 8, extra: tuple = ()) -> ProcessNet:
@@ -155,7 +155,7 @@ def test_a_folded_pool_factors_into_sum_pool_and_small_conv_only_where_it_is_the
     import torch
     import torch.nn.functional as F
 
-    from spikeport.toolchain.ops import factor_pool
+    from spikeport.targets.pool_factor import factor_pool
 
     rng = np.random.default_rng(0)
     small = rng.integers(-9, 10, (6, 4, 3, 3))
@@ -183,8 +183,8 @@ def test_a_delayed_convolution_runs_as_a_convolution_with_the_matrix_integers(k,
     import torch
 
     from spikeport.targets.sim_models import ConvMatrix, DenseModel
-    from spikeport.toolchain.ops import conv_as_matrix
-    from spikeport.toolchain.snn import ConvSynapse
+    from spikeport.toolchain.ir.snn import ConvSynapse
+    from spikeport.toolchain.ir.synapses import conv_as_matrix
 
     rng = np.random.default_rng(k + stride)
     cin, cout, size = 4, 6, 8

@@ -7,10 +7,10 @@ import pytest
 
 from spikeport.api import run, verify
 from spikeport.targets.sim import simulate
-from spikeport.toolchain.lava_oracle import run_oracle
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.reference import encode
-from spikeport.toolchain.verify import READOUT, compare
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.oracle.lava_model import run_oracle
+from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.verification.compare import READOUT, compare
 
 
 @pytest.mark.parametrize("T", [1, 3, 8])

@@ -13,9 +13,9 @@ from spikeport.api import prepare, run, verify
 from spikeport.cli import main
 from spikeport.quality.mutants import MUTANTS
 from spikeport.targets.lava.runner import LavaRunner
-from spikeport.toolchain.latency import graph_timing
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.verify import compare_frames
+from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.verification.compare import compare_frames
+from spikeport.toolchain.verification.timing import graph_timing
 
 PLANTED = {m.name: m for m in MUTANTS}
 

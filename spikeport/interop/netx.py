@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.interop.h5guard import probe_hdf5
-from spikeport.targets.sim_models import lava_weights
 from spikeport.toolchain.errors import ModelFileError, SpikeportError, UnsupportedOpError
 from spikeport.toolchain.files import atomic_path
-from spikeport.toolchain.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.profiles import LOIHI2, TargetProfile
-from spikeport.toolchain.snn import INPUT, ConvSynapse
+from spikeport.toolchain.hardware.lava_rules import lava_weights
+from spikeport.toolchain.hardware.profiles import LOIHI2, TargetProfile
+from spikeport.toolchain.ir.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.ir.snn import INPUT, ConvSynapse
 
 MAX_DELAY = 62
 NETX_BIAS_EXP = 6  # netx writes every neuron's bias with this exponent

@@ -50,9 +50,9 @@ from spikeport.targets.lava import runtime
 from spikeport.targets.sim import SimTarget, simulate
 from spikeport.toolchain.errors import UnsupportedOpError
 from spikeport.toolchain.files import write_atomic
-from spikeport.toolchain.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.reference import encode
-from spikeport.toolchain.snn import IF, INPUT, ConvSynapse, DenseSynapse, SNNGraph
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.ir.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.ir.snn import IF, INPUT, ConvSynapse, DenseSynapse, SNNGraph
 
 
 @dataclass

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from spikeport.interop.h5guard import probe_hdf5
-from spikeport.toolchain.compose import full_weight
 from spikeport.toolchain.errors import ModelFileError, SpikeportError
 from spikeport.toolchain.files import atomic_path, write_atomic
-from spikeport.toolchain.snn import IF, INPUT, ConvSynapse, SNNGraph
+from spikeport.toolchain.ir.snn import IF, INPUT, ConvSynapse, SNNGraph
+from spikeport.toolchain.passes.compose import full_weight
 
 NEURON_NOTE = {"reset": "subtract threshold", "v_init": "threshold / 2", "fires_when": "m >= threshold",
                "time": "discrete steps, zero synaptic delay", "readout": "sum of the readout synapses over T steps"}

@@ -28,8 +28,8 @@ from spikeport.targets.lava.environment import netx_data_dir
 from spikeport.targets.lava.runner import run_netx_file
 from spikeport.targets.sim import simulate
 from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.procnet import DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.verify import Check, check_equal
+from spikeport.toolchain.ir.procnet import DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.verification.compare import Check, check_equal
 
 
 def data_dir() -> Path:

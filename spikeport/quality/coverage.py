@@ -24,10 +24,10 @@ from spikeport.api import import_model, verify
 from spikeport.models.families import FAMILIES, randomize_batchnorm
 from spikeport.quality.perf import MemoryProbe
 from spikeport.targets.sim import SimTarget
-from spikeport.toolchain.convert import convert
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.resources import estimate
+from spikeport.toolchain.costs.resources import estimate
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.quantize import quantize
 
 # label: (family, constructor arguments, input shape); torchvision's widths
 FULL = {

@@ -33,8 +33,8 @@ from spikeport.interop.netx import read_netx
 from spikeport.interop.nir import export_nir, read_nir
 from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint
 from spikeport.quality.conformance import data_dir
-from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
+from spikeport.toolchain.passes.convert import convert
 
 KINDS = ("onnx", "checkpoint", "netx", "nir", "config", "results")
 SUFFIX = {"onnx": ".onnx", "checkpoint": ".pt", "netx": ".net", "nir": ".nir", "config": ".toml",

@@ -19,7 +19,7 @@ Two families of cases:
 The checks (an *independent* comparison shares no arithmetic with ``sim``; a *self-check* compares
 ``sim`` with itself):
 
-* ``sim`` against the plain Lava model (:mod:`spikeport.toolchain.lava_oracle`) in every case,
+* ``sim`` against the plain Lava model (:mod:`spikeport.toolchain.oracle.lava_model`) in every case,
   side by side and streamed (streams of up to 12 samples), every step of every frame, and their
   overflow counts (none reported is a claim too): independent, and inside or beyond the head-room
   alike;
@@ -43,12 +43,10 @@ import numpy as np
 from spikeport.api import run
 from spikeport.targets.lava.runner import run_lava
 from spikeport.targets.sim import simulate
-from spikeport.toolchain.lava_oracle import OracleRun, run_oracle
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.profiles import LOIHI2
-from spikeport.toolchain.reference import encode
-from spikeport.toolchain.snn import (
+from spikeport.toolchain.hardware.profiles import LOIHI2
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.ir.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.ir.snn import (
     COS,
     IF,
     INPUT,
@@ -61,8 +59,10 @@ from spikeport.toolchain.snn import (
     Projection,
     SNNGraph,
 )
-from spikeport.toolchain.trace import Trace
-from spikeport.toolchain.verify import READOUT, check_equal, compare
+from spikeport.toolchain.ir.trace import Trace
+from spikeport.toolchain.oracle.lava_model import OracleRun, run_oracle
+from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.verification.compare import READOUT, check_equal, compare
 
 STEPS = (1, 1, 2, 2, 3, 4, 4, 5, 6, 8, 8, 12, 16, 24, 32)
 

@@ -31,8 +31,8 @@ import torch
 from spikeport.api import prepare, verify
 from spikeport.quality.fuzz import check, check_process, random_case, random_process_case
 from spikeport.targets import if_kernel, int8_kernels, method_kernels, sim, sim_models
-from spikeport.toolchain import lowering
-from spikeport.toolchain.procnet import DenseProcess
+from spikeport.toolchain.ir.procnet import DenseProcess
+from spikeport.toolchain.passes import lowering
 
 
 @dataclass(frozen=True)

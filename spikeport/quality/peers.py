@@ -36,12 +36,12 @@ import torch
 
 from spikeport.api import run, verify
 from spikeport.quality.perf import Network, best_time, lava_figures
+from spikeport.targets.pool_factor import factor_pool
 from spikeport.targets.sim import SimTarget
-from spikeport.toolchain.convert import convert
 from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.ops import factor_pool
-from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.snn import INPUT, ConvSynapse, DenseSynapse, SNNGraph
+from spikeport.toolchain.ir.snn import INPUT, ConvSynapse, DenseSynapse, SNNGraph
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.quantize import quantize
 
 PEERS = ("spikingjelly", "snntorch")
 

@@ -39,13 +39,13 @@ from spikeport.models.data import load_dataset
 from spikeport.models.families import resnet18
 from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint, vgg_mnist
 from spikeport.targets.sim import SimTarget
-from spikeport.toolchain.convert import convert
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.methods import apply_method
-from spikeport.toolchain.metrics import count_work
-from spikeport.toolchain.quantize import quantize
-from spikeport.toolchain.reference import run_reference
-from spikeport.toolchain.snn import INPUT, SNNGraph
+from spikeport.toolchain.costs.metrics import count_work
+from spikeport.toolchain.ir.snn import INPUT, SNNGraph
+from spikeport.toolchain.oracle.reference import run_reference
+from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.methods import apply_method
+from spikeport.toolchain.passes.quantize import quantize
 
 
 # -- measuring --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from spikeport.models.data import SPLIT_SEED, Dataset
 from spikeport.reports.html import STYLE, accuracy_plot, json_default, png, table
 from spikeport.reports.quantization import html_section
 from spikeport.toolchain.files import write_atomic
-from spikeport.toolchain.snn import SNNGraph
+from spikeport.toolchain.ir.snn import SNNGraph
 
 TARGET_ORDER = ["ann", "torch_float", "torch_int", "sim", "lava"]
 
@@ -36,7 +36,7 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     snn_summary: str = ""
-    methods: dict = field(default_factory=dict)  # spikeport.methods_table.MethodTable as a dict
+    methods: dict = field(default_factory=dict)  # spikeport.studies.methods_table.MethodTable as a dict
     quantization_report: dict = field(default_factory=dict)  # spikeport.reports.quantization at one T
     methods_markdown: str = ""
 

@@ -10,7 +10,7 @@ Per layer, with a per-channel drill-down:
   the input, so the layer where they part is visible.
 
 For the whole network: messages, payloads and synaptic operations per inference (counted by
-:mod:`spikeport.toolchain.metrics`, as eval, bench and lowlat count them), and an energy estimate
+:mod:`spikeport.toolchain.costs.metrics`, as eval, bench and lowlat count them), and an energy estimate
 from published per-operation figures. Every source is named in the report. SMAPE follows BrainChip
 quantizeml: mean(|a - b| / ((|a| + |b|) / 2)) over the entries that are not both zero.
 """
@@ -20,13 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from spikeport.reports.html import STYLE, json_default, png, table
-from spikeport.toolchain import ir
+from spikeport.toolchain.costs.metrics import count_work
+from spikeport.toolchain.costs.resources import estimate
 from spikeport.toolchain.files import write_atomic
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.metrics import count_work
-from spikeport.toolchain.reference import run_reference
-from spikeport.toolchain.resources import estimate
-from spikeport.toolchain.snn import INPUT, SNNGraph
+from spikeport.toolchain.ir import ann
+from spikeport.toolchain.ir.snn import INPUT, SNNGraph
+from spikeport.toolchain.oracle.reference import run_reference
+from spikeport.toolchain.passes.lowering import lower
 
 
 def smape(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,18 +45,18 @@ def _per_channel(w_float: np.ndarray, w_deq: np.ndarray, mant: np.ndarray, limit
     return rows
 
 
-def ann_macs(graph: ir.Graph) -> int:
+def ann_macs(graph: ann.Graph) -> int:
     macs = 0
     for n in graph.nodes:
-        if isinstance(n.op, ir.Conv2d):
+        if isinstance(n.op, ann.Conv2d):
             co, cig, kh, kw = n.op.weight.shape
             macs += co * cig * kh * kw * int(np.prod(n.shape[1:]))
-        elif isinstance(n.op, ir.Linear):
+        elif isinstance(n.op, ann.Linear):
             macs += int(np.prod(n.op.weight.shape))
     return macs
 
 
-def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ir.Graph | None = None) -> dict:
+def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ann.Graph | None = None) -> dict:
     """Report for the integer graph ``q`` quantized from the float graph ``snn``, measured on ``x``."""
     T = int(q.T)
     ft = run_reference(snn, x, T, record=True)

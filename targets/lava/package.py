@@ -17,10 +17,17 @@ from scipy import sparse
 
 from spikeport.targets import method_kernels
 from spikeport.targets.lava import runtime
-from spikeport.toolchain import prng
 from spikeport.toolchain.files import write_atomic
-from spikeport.toolchain.procnet import ConvProcess, COSProcess, GradedProcess, MaxPoolProcess, ProcessNet, TPPProcess
-from spikeport.toolchain.snn import INPUT, ConvSynapse, SNNGraph
+from spikeport.toolchain.hardware import prng
+from spikeport.toolchain.ir.procnet import (
+    ConvProcess,
+    COSProcess,
+    GradedProcess,
+    MaxPoolProcess,
+    ProcessNet,
+    TPPProcess,
+)
+from spikeport.toolchain.ir.snn import INPUT, ConvSynapse, SNNGraph
 
 FORMAT = "spikeport-lava-package/1"
 RUNTIME = Path(runtime.__file__).resolve().parent
@@ -237,7 +244,7 @@ def export_lava(folder: Path, q: SNNGraph, model: str, method: str, x: np.ndarra
     loader, a README and example inputs ``x`` (labels ``y``)."""
     from importlib.metadata import version
 
-    from spikeport.toolchain.lowering import lower
+    from spikeport.toolchain.passes.lowering import lower
 
     folder = Path(folder)
     net = lower(q, int(q.T))

@@ -24,10 +24,10 @@ from spikeport.targets import method_kernels
 from spikeport.targets.lava import runtime
 from spikeport.targets.lava.environment import lava_python
 from spikeport.targets.lava.package import write_package, write_samples
-from spikeport.toolchain import prng
 from spikeport.toolchain.errors import TargetError
-from spikeport.toolchain.procnet import ProcessNet
-from spikeport.toolchain.trace import Trace, cut_frames
+from spikeport.toolchain.hardware import prng
+from spikeport.toolchain.ir.procnet import ProcessNet
+from spikeport.toolchain.ir.trace import Trace, cut_frames
 
 RUNTIME = Path(runtime.__file__).resolve().parent
 WORKER = RUNTIME / "worker.py"

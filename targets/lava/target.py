@@ -6,11 +6,11 @@ import numpy as np
 
 from spikeport.targets.base import check_graph
 from spikeport.targets.lava.runner import LavaRunner
-from spikeport.toolchain.lowering import lower
-from spikeport.toolchain.procnet import ProcessNet
-from spikeport.toolchain.reference import encode
-from spikeport.toolchain.snn import SNNGraph
-from spikeport.toolchain.trace import Trace
+from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.ir.procnet import ProcessNet
+from spikeport.toolchain.ir.snn import SNNGraph
+from spikeport.toolchain.ir.trace import Trace
+from spikeport.toolchain.passes.lowering import lower
 
 
 class LavaTarget:
