@@ -3,14 +3,16 @@ spike against the PyTorch reference.
 
     import spikeport as sp
     p = sp.prepare("cnn_mnist")                        # load, pick the data set, convert
-    snn, q = p.compile(T=8, method="qcfs")             # float SNN with the method, integer SNN
-    model = sp.load_model("cnn_mnist")                 # bundled checkpoint, .pt or .onnx
+    dep = p.compile(T=8, method="qcfs")                # float SNN, integer SNN, process network: once
+    trace = sp.run(dep, p.data.x_test, target="sim")   # torch_float | torch_int | sim | lava
+    rows, _ = sp.verify(dep, p.data.x_test[:32], targets=("sim", "lava"))
+
+    model = sp.load_model("cnn_mnist")                 # the same, step by step: .pt, .onnx or bundled
     data = sp.dataset_for(model)
     snn = sp.convert(model.graph, data.x_train[:512])  # IF neurons, thresholds, readout
-    q = sp.quantize(snn, data.x_train[:512], T=8)      # integers under the loihi2 profile
-    trace = sp.run(q, data.x_test, T=8, target="sim")  # torch_float | torch_int | sim | lava
-    rows, _ = sp.verify(q, data.x_test[:32], T=8, targets=("sim", "lava"))
-    work = sp.count_work(q, sp.run(q, data.x_test[:32], T=8, target="sim", record=True))
+    q = sp.quantize(snn, data.x_train[:512], T=8)      # integers under the loihi2 profile, for T=8
+    dep = sp.deploy(q, snn)                            # lowered once to Lava processes
+    work = sp.count_work(q, sp.run(dep, data.x_test[:32], target="sim", record=True))
     work.per_inference(q.profile.energy)               # messages, payloads, synops, neuron updates, uJ
 """
 
@@ -27,6 +29,7 @@ from spikeport.api import (
     load_model,
     prepare,
     run,
+    run_float,
     verify,
 )
 from spikeport.models.data import load_dataset
@@ -36,12 +39,14 @@ from spikeport.toolchain.costs.metrics import count_work
 from spikeport.toolchain.costs.resources import estimate
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.host.encoding import encode
+from spikeport.toolchain.ir.deployment import Deployment
 from spikeport.toolchain.passes.convert import convert
-from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.lowering import deploy, lower
 from spikeport.toolchain.passes.methods import apply_method
 from spikeport.toolchain.passes.quantize import quantize
 
 __all__ = [
+    "Deployment",
     "Prepared",
     "SpikeportError",
     "__version__",
@@ -52,6 +57,7 @@ __all__ = [
     "convert",
     "count_work",
     "dataset_for",
+    "deploy",
     "encode",
     "estimate",
     "finetune",
@@ -63,5 +69,6 @@ __all__ = [
     "prepare",
     "quantize",
     "run",
+    "run_float",
     "verify",
 ]

@@ -22,12 +22,13 @@ from spikeport.toolchain.frontends.import_onnx import import_onnx
 from spikeport.toolchain.frontends.import_torch import import_torch
 from spikeport.toolchain.hardware.profiles import TargetProfile
 from spikeport.toolchain.ir import ann
+from spikeport.toolchain.ir.deployment import Deployment
 from spikeport.toolchain.ir.interpret import forward
-from spikeport.toolchain.ir.procnet import Timing
 from spikeport.toolchain.ir.snn import SNNGraph
 from spikeport.toolchain.ir.trace import Trace
+from spikeport.toolchain.oracle.reference import run_reference
 from spikeport.toolchain.passes.convert import convert
-from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.methods import apply_method
 from spikeport.toolchain.passes.normalize import fold_batchnorm, infer_shapes, normalize, prepend_normalization
 from spikeport.toolchain.passes.quantize import quantize
@@ -114,10 +115,14 @@ class Prepared:
         return quantize(snn, self.calib, T, profile, device=self.device)
 
     def compile(self, T: int, method: str = "qcfs", profile: str | TargetProfile = "loihi2", rho: int = 4,
-                seed: int = 0) -> tuple[SNNGraph, SNNGraph]:
-        """(float SNN with the method, integer SNN for ``profile`` at ``T``)."""
-        snn = self.method(method, T, rho, seed)
-        return snn, self.quantize(snn, T, profile)
+                seed: int = 0) -> Deployment:
+        """The model compiled for ``profile`` at ``T`` running ``method``: the float SNN, the integer SNN
+        and its process network, lowered once (what every runner, check and report takes)."""
+        return self.deploy(self.method(method, T, rho, seed), T, profile)
+
+    def deploy(self, snn: SNNGraph, T: int, profile: str | TargetProfile = "loihi2") -> Deployment:
+        """The float SNN ``snn`` quantized for ``profile`` at ``T`` and lowered, once."""
+        return deploy(self.quantize(snn, T, profile), snn)
 
 
 def prepare(spec: str | Path | LoadedModel, data: str | None = None, calib: int = 512, maxpool: str = "error",
@@ -160,16 +165,24 @@ def accuracy(trace: Trace, y: np.ndarray) -> float:
     return float((trace.predictions == y).mean())
 
 
-def run(snn: SNNGraph, x: np.ndarray, T: int, target: str = "sim", record: bool = False,
+def run(deployment: Deployment, x: np.ndarray, target: str = "sim", record: bool = False,
         sample_ids: np.ndarray | None = None, **options) -> Trace:
-    """Run an SNN on a target (``torch_float``, ``torch_int``, ``sim``, ``lava``)."""
-    return get_target(target, **options).run(snn, x, T, record=record, sample_ids=sample_ids)
+    """Run a compiled model on a target (``torch_float``, ``torch_int``, ``sim``, ``lava``)."""
+    return get_target(target, **options).run(deployment, x, record=record, sample_ids=sample_ids)
+
+
+def run_float(snn: SNNGraph, x: np.ndarray, T: int, record: bool = False, device: str = "cpu") -> Trace:
+    """A float SNN (before quantization) for ``T`` steps on the zero-delay reference: the accuracy a
+    method reaches in float, at any T, without compiling for a target."""
+    if snn.integer:
+        raise SpikeportError("run_float takes the float SNN; run a compiled deployment with run()")
+    return run_reference(snn, x, T, record=record, device=device)
 
 
 PASS_SAMPLES = 8  # the unrecorded and streamed passes run at least this many samples (a stream of 8)
 
 
-def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("sim", "lava"),
+def verify(deployment: Deployment, x: np.ndarray, targets: tuple[str, ...] = ("sim", "lava"),
            chunk: int = 200, progress: Callable[[int], None] | None = None,
            target_options: dict[str, dict] | None = None,
            device: str = "cpu") -> tuple[list[Verification], dict[str, Trace]]:
@@ -181,17 +194,17 @@ def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("si
     without recording, as ``run``, ``eval`` and the benchmarks do, and a pipelined target that runs
     samples side by side runs them once more as one stream; both are compared with the reference.
     A pipelined target's timing is the lowering's, and that is held to the graph's
-    (``latency.graph_timing``), never to the runner's bookkeeping.
+    (``timing.graph_timing``), never to the runner's bookkeeping.
 
     Returns one row per (target, reference) pair: each target against ``torch_int`` and every later
     target against the first (e.g. ``lava`` against ``sim``), plus the traces (without spikes).
     """
-    if not snn.integer:
-        raise SpikeportError("verify needs the integer SNN (quantize first)")
+    dep = deployment
     target_options = {"sim": {"device": device}, **(target_options or {})}
     runners = {name: get_target(name, **target_options.get(name, {})) for name in targets}
-    timing = lower(snn, T).timing
-    timing_check = check_timing(graph_timing(snn, T), timing)
+    oracle = get_target("torch_int", device=device)
+    timing = dep.timing
+    timing_check = check_timing(graph_timing(dep.snn), timing)
     rows: dict[tuple[str, str], list[Verification]] = {}
     offsets: list[int] = []
     kept: dict[str, list[Trace]] = {}
@@ -199,11 +212,11 @@ def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("si
         xb = x[i:i + chunk]
         ids = np.arange(i, i + len(xb))
         offsets.append(i)
-        ref = run(snn, xb, T, "torch_int", record=True, sample_ids=ids, device=device)
+        ref = oracle.run(dep, xb, record=True, sample_ids=ids)
         kept.setdefault("torch_int", []).append(_strip(ref))
         first = None
         for name, runner in runners.items():
-            tr = runner.run(snn, xb, T, record=True, sample_ids=ids)
+            tr = runner.run(dep, xb, record=True, sample_ids=ids)
             rows.setdefault((name, "torch_int"), []).append(compare(ref, tr, timing if runner.pipelined else None))
             if first is None:
                 first = tr
@@ -214,25 +227,26 @@ def verify(snn: SNNGraph, x: np.ndarray, T: int, targets: tuple[str, ...] = ("si
             progress(len(xb))
     merged = {key: merge_verifications(v, offsets) for key, v in rows.items()}
     idx = np.arange(PASS_SAMPLES) % len(x)  # repeated where x has fewer samples
-    ref = run(snn, x[idx], T, "torch_int", record=True, sample_ids=idx, device=device)
+    ref = oracle.run(dep, x[idx], record=True, sample_ids=idx)
     for name, runner in runners.items():
         extra = [timing_check] if runner.pipelined else []
-        extra += _passes(snn, x[idx], idx, T, ref, runner, timing, target_options.get(name, {}))
+        extra += _passes(dep, x[idx], idx, ref, runner, target_options.get(name, {}))
         key = (name, "torch_int")
         merged[key] = dataclasses.replace(merged[key], checks=merged[key].checks + extra)
     return list(merged.values()), {k: Trace.concat(v) for k, v in kept.items()}
 
 
-def _passes(snn: SNNGraph, x: np.ndarray, ids: np.ndarray, T: int, ref: Trace, runner: Target, timing: Timing,
+def _passes(dep: Deployment, x: np.ndarray, ids: np.ndarray, ref: Trace, runner: Target,
             options: dict) -> list[Check]:
     """The unrecorded pass (readout, answer, counts) and, for a pipelined target that runs samples
     side by side, a recorded stream of the same samples, each against the reference ``ref``."""
-    got = runner.run(snn, x, T, record=False, sample_ids=ids)
+    timing = dep.timing if runner.pipelined else None
+    got = runner.run(dep, x, record=False, sample_ids=ids)
     out = [as_check("unrecorded pass" + (" (streamed)" if runner.streams else ""),
-                    compare(ref, got, timing if runner.pipelined else None, layers=[]))]
+                    compare(ref, got, timing, layers=[]))]
     if runner.pipelined and not runner.streams:
-        got = get_target(runner.name, **{**options, "stream": True}).run(snn, x, T, record=True, sample_ids=ids)
-        out.append(as_check(f"streamed pass ({len(x)} samples)", compare(ref, got, timing)))
+        got = get_target(runner.name, **{**options, "stream": True}).run(dep, x, record=True, sample_ids=ids)
+        out.append(as_check(f"streamed pass ({len(x)} samples)", compare(ref, got, dep.timing)))
     return out
 
 

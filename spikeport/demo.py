@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from spikeport.api import accuracy, ann_accuracy, prepare, run, verify
-from spikeport.studies.methods_table import compare_methods
+from spikeport.api import accuracy, ann_accuracy, prepare, run_float, verify
 from spikeport.reports.demo_report import Report, accuracy_table, write_report
 from spikeport.reports.quantization import quantization_report
+from spikeport.studies.methods_table import compare_methods
 
 
 def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8, 16), lava_T: int = 8,
@@ -42,17 +42,18 @@ def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
     for T in Ts:
         bar.set_description(f"T={T} torch_float")
         t0 = time.perf_counter()
-        tf = run(snn, x, T, "torch_float")
+        tf = run_float(snn, x, T)
         report.timings[f"torch_float_T{T}_s"] = time.perf_counter() - t0
         report.add_accuracy("qcfs", "torch_float", T, accuracy(tf, y), len(x))
         bar.update(len(x))
         t0 = time.perf_counter()
-        q = prep.quantize(snn, T)
+        dep = prep.deploy(snn, T)  # quantized and lowered once for every run below
+        q = dep.snn
         report.timings[f"quantize_T{T}_s"] = time.perf_counter() - t0
         report.quantization[str(T)] = q.meta["quantization"]
         bar.set_description(f"T={T} torch_int+sim verify")
         t0 = time.perf_counter()
-        rows, traces = verify(q, x, T, targets=("sim",), progress=lambda n: bar.update(2 * n))
+        rows, traces = verify(dep, x, targets=("sim",), progress=lambda n: bar.update(2 * n))
         report.timings[f"torch_int_sim_verify_T{T}_s"] = time.perf_counter() - t0
         report.verification += [r.to_dict() for r in rows]
         for name in ("torch_int", "sim"):
@@ -62,7 +63,7 @@ def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
         if lava and T == lava_T and n_lava:
             bar.set_description(f"T={T} lava ({n_lava} samples)")
             t0 = time.perf_counter()
-            rows, traces = verify(q, x[:n_lava], T, targets=("sim", "lava"),
+            rows, traces = verify(dep, x[:n_lava], targets=("sim", "lava"),
                                   progress=lambda n: bar.update(2 * n))
             report.timings[f"lava_T{T}_s"] = time.perf_counter() - t0
             report.verification += [r.to_dict() for r in rows if r.target == "lava"]
@@ -72,7 +73,7 @@ def demo(out: Path, model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
                                                          if isinstance(v, int | float)}}
         if T == lava_T:
             t0 = time.perf_counter()
-            report.quantization_report = quantization_report(snn, q, calib[:256], loaded.graph)
+            report.quantization_report = quantization_report(dep, calib[:256], loaded.graph)
             report.timings[f"quantization_report_T{T}_s"] = time.perf_counter() - t0
     bar.close()
     if methods_Ts:

@@ -42,14 +42,13 @@ from spikeport.toolchain.errors import SpikeportError, TargetError
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.hardware.profiles import PROFILES
 from spikeport.toolchain.ir.trace import Trace
-from spikeport.toolchain.passes.lowering import lower
 from spikeport.toolchain.passes.methods import METHODS
 from spikeport.toolchain.verification.compare import check_timing, compare
 from spikeport.toolchain.verification.timing import graph_timing
 
-# the target "loihi2" is the chip (Lava's Loihi2HwCfg, where Intel's stack exists); the profile "loihi2"
+# the target "loihi2_hw" is the chip (Lava's Loihi2HwCfg, where Intel's stack exists); the profile "loihi2"
 # (EvalConfig.profile) is its description, which every target's integers are sized for
-TARGETS = ("torch_int", "sim", "lava", "loihi2")
+TARGETS = ("torch_int", "sim", "lava", "loihi2_hw")
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def loihi2_missing() -> str | None:
     res = subprocess.run([lava_python(), "-c", probe], capture_output=True, text=True)
     if res.returncode == 0:
         return None
-    return ("target loihi2 needs Intel's Loihi 2 stack in the Lava environment: lava-loihi (NeuroCore process "
+    return ("target loihi2_hw needs Intel's Loihi 2 stack in the Lava environment: lava-loihi (NeuroCore process "
             "models for Loihi2HwCfg) and nxcore, available to INRC members; not installed here "
             f"({(res.stderr.strip().splitlines() or ['import failed'])[-1]})")
 
@@ -142,7 +141,7 @@ class Evaluation:
     def _prepare(self):
         cfg = self.cfg
         p = prepare(cfg.model, cfg.data or None, cfg.calib, device=self.device)
-        return p.data, p.compile(cfg.T, cfg.method, cfg.profile, cfg.rho, cfg.seed)[1]
+        return p.data, p.compile(cfg.T, cfg.method, cfg.profile, cfg.rho, cfg.seed)
 
     def _load_done(self, path: Path) -> dict[int, dict]:
         done: dict[int, dict] = {}
@@ -203,7 +202,7 @@ class Evaluation:
         from tqdm import tqdm
 
         cfg = self.cfg
-        if cfg.target == "loihi2":
+        if cfg.target == "loihi2_hw":
             why = loihi2_missing()
             if why:
                 raise TargetError(why)
@@ -213,7 +212,8 @@ class Evaluation:
             if self.announce is not None:
                 self.announce(self.out / "config.toml")
         finished = self._load_done(self.out / "results.jsonl")
-        data, q = self._prepare()
+        data, dep = self._prepare()
+        q = dep.snn
         n = len(data.x_test) if not cfg.samples else min(cfg.samples, len(data.x_test))
         share = [i for i in range(n) if i not in finished][rank::world]  # every rank computes the same split
         own = self._load_done(path) if path.name != "results.jsonl" else {}
@@ -224,35 +224,36 @@ class Evaluation:
         write_atomic(path, json.dumps({"config": asdict(cfg)}) + "\n"
                      + "".join(json.dumps(kept[i]) + "\n" for i in kept))
         target = cfg.target
-        timing = lower(q, cfg.T).timing if target in ("sim", "lava", "loihi2") else None
-        timing_checks = [check_timing(graph_timing(q, cfg.T), timing)] if timing else []
+        timing = dep.timing if target in ("sim", "lava", "loihi2_hw") else None
+        timing_checks = [check_timing(graph_timing(q), timing)] if timing else []
         latency = timing.latency if timing else cfg.T
-        S = q.steps(cfg.T)
+        S = q.steps(dep.T)
         total = n if world == 1 else len(share)
         bar = tqdm(total=total, initial=total - len(todo), desc=f"eval {cfg.model} on {cfg.target}"
                    + (f" (rank {rank}/{world})" if world > 1 else ""), unit="sample",
                    disable=not self.progress or rank > 0, file=sys.stderr)
         options = {"device": self.device} if target in ("torch_int", "sim") else {}
-        runner = get_target("lava" if target == "loihi2" else target, **options)  # one target: sim compiles once
+        runner = get_target("lava" if target == "loihi2_hw" else target, **options)  # one target: sim builds once
         fans = fan_outs(q)  # synaptic fan-outs, once per run rather than per chunk
         with path.open("a") as f:
             for c0 in range(0, len(todo), cfg.chunk):
                 idx = todo[c0:c0 + cfg.chunk]
                 x = data.x_test[idx]
                 t0 = time.perf_counter()
-                tr = runner.run(q, x, cfg.T, record=True, sample_ids=np.asarray(idx))
+                tr = runner.run(dep, x, record=True, sample_ids=np.asarray(idx))
                 wall = time.perf_counter() - t0
                 work = count_work(q, tr, fans)
                 checks = {}
                 if cfg.verify_every:
                     pick = [j for j, i in enumerate(idx) if i % cfg.verify_every == 0]
                     if pick:
-                        counts = {p.name: tr.window_counts(p.name, S) for p in q.hidden}  # payloads: the values
-                        ref = run(q, x[pick], cfg.T, "torch_int", record=True, sample_ids=np.asarray(idx)[pick],
+                        ref = run(dep, x[pick], "torch_int", record=True, sample_ids=np.asarray(idx)[pick],
                                   device=self.device)
-                        # the counts this file reports (each layer's output window) against the reference's
-                        sub = replace(_subset(tr, pick), spike_counts={k: c[pick].sum(1) for k, c in counts.items()})
-                        ref.spike_counts = {k: ref.spikes[k][:S].sum((0, 2), dtype=np.int64) for k in counts}
+                        # the counts this file reports (each layer's output window: its payloads, counted once
+                        # by count_work) against the reference's
+                        counts = {k: c[pick].sum(1) for k, c in work.counts.items()}
+                        sub = replace(_subset(tr, pick), spike_counts=counts)
+                        ref.spike_counts = {k: ref.spikes[k][:S].sum((0, 2), dtype=np.int64) for k in work.counts}
                         v = compare(ref, sub, timing)
                         v = replace(v, checks=v.checks + timing_checks)
                         for j in pick:

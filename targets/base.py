@@ -1,10 +1,12 @@
 """The one interface every target keeps (the registry by name is :mod:`spikeport.targets.registry`).
 
-``run(snn, x, T, record, sample_ids)`` takes the SNN graph (integer for every target but
-``torch_float``), raw input samples and the number of time steps, and returns a :class:`Trace`.
-``sample_ids`` name the samples for TPP's random numbers (default: their positions in ``x``). Zero-delay targets
-return T steps; pipelined ones return their raw steps per sample, with each population's window
-start recorded (``verify`` re-derives those shifts independently).
+``run(deployment, x, record, sample_ids)`` takes the compiled
+:class:`~spikeport.toolchain.ir.deployment.Deployment` (its integer SNN, its lowered process network,
+its T; ``torch_float`` runs its float SNN) and raw input samples, and returns a :class:`Trace`.
+``sample_ids`` name the samples for TPP's random numbers (default: their positions in ``x``).
+Zero-delay targets return T steps; pipelined ones return their raw steps per sample, with each
+population's window start recorded (``verify`` re-derives those shifts independently). A target
+never lowers: it runs what the deployment holds, building its own models once per deployment.
 """
 
 from __future__ import annotations
@@ -13,23 +15,14 @@ from typing import Protocol
 
 import numpy as np
 
-from spikeport.toolchain.errors import SpikeportError
-from spikeport.toolchain.ir.snn import SNNGraph
+from spikeport.toolchain.ir.deployment import Deployment
 from spikeport.toolchain.ir.trace import Trace
 
 
 class Target(Protocol):
     name: str
     pipelined: bool
-    needs_integer: bool
     streams: bool  # samples run one after another, state carried (else side by side, each from a clean state)
 
-    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,
+    def run(self, deployment: Deployment, x: np.ndarray, record: bool = False,
             sample_ids: np.ndarray | None = None) -> Trace: ...
-
-
-def check_graph(target: Target, snn: SNNGraph) -> None:
-    if target.needs_integer and not snn.integer:
-        raise SpikeportError(f"target {target.name!r} runs integer graphs; quantize the SNN first")
-    if not target.needs_integer and snn.integer:
-        raise SpikeportError(f"target {target.name!r} runs float graphs")

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from spikeport.targets.base import check_graph
 from spikeport.targets.if_kernel import PoolPlan
 from spikeport.targets.int8_kernels import resolve
 from spikeport.targets.sim_layout import channels_last_order, permute_net, restore_order
@@ -50,10 +49,9 @@ from spikeport.targets.sim_models import (
 )
 from spikeport.toolchain.host.encoding import encode
 from spikeport.toolchain.host.exact import exact_arithmetic
+from spikeport.toolchain.ir.deployment import Deployment
 from spikeport.toolchain.ir.procnet import DenseProcess, GradedProcess, LIFProcess, MaxPoolProcess, ProcessNet
-from spikeport.toolchain.ir.snn import SNNGraph
 from spikeport.toolchain.ir.trace import Trace, cut_frames
-from spikeport.toolchain.passes.lowering import lower
 
 __all__ = ["INPUT_NAME", "SimNet", "SimTarget", "components", "simulate"]
 
@@ -755,11 +753,10 @@ def simulate(net: ProcessNet, currents: dict[str, np.ndarray], record: bool = Fa
 
 
 class SimTarget:
-    """``sim``: lower for T, encode the inputs, simulate in batches."""
+    """``sim``: encode the inputs, simulate the deployment's process network in batches."""
 
     name = "sim"
     pipelined = True
-    needs_integer = True
 
     def __init__(self, batch: int = 64, device: str = "cpu", progress=None, stream: bool = False,
                  int8: bool | None = None) -> None:
@@ -771,28 +768,25 @@ class SimTarget:
         self.device = device
         self.progress = progress
         self.stream = self.streams = stream
-        self._compiled: tuple[SNNGraph, int, SimNet] | None = None
+        self._compiled: tuple[Deployment, SimNet] | None = None
 
-    def compile(self, snn: SNNGraph, T: int) -> SimNet:
-        """Lower ``snn`` for T and build its models, once per network and T on this target (0.5 s
-        for a ResNet-18, as long as simulating 10 of its samples). Graphs are values (every pass
-        returns a new one), so the same object is the same network."""
-        if self._compiled is None or self._compiled[0] is not snn or self._compiled[1] != T:
-            self._compiled = (snn, T, SimNet.build(lower(snn, T), self.device, int8=self.int8))
-        return self._compiled[2]
+    def compile(self, deployment: Deployment) -> SimNet:
+        """The deployment's process network as sim's models, built once per deployment on this target
+        (0.5 s for a ResNet-18, as long as simulating 10 of its samples)."""
+        if self._compiled is None or self._compiled[0] is not deployment:
+            self._compiled = (deployment, SimNet.build(deployment.net, self.device, int8=self.int8))
+        return self._compiled[1]
 
-    def run(self, snn: SNNGraph, x: np.ndarray, T: int, record: bool = False,
+    def run(self, deployment: Deployment, x: np.ndarray, record: bool = False,
             sample_ids: np.ndarray | None = None) -> Trace:
-        check_graph(self, snn)
-        prepared = self.compile(snn, T)
+        prepared = self.compile(deployment)
         net = prepared.net
         ids = np.arange(len(x)) if sample_ids is None else np.asarray(sample_ids)
         traces = []
         for i in range(0, len(x), self.batch):
-            traces.append(simulate(net, encode(snn, x[i:i + self.batch]), record=record, device=self.device,
-                                   sample_ids=ids[i:i + self.batch], prepared=prepared, stream=self.stream))
+            traces.append(simulate(net, encode(deployment.snn, x[i:i + self.batch]), record=record,
+                                   device=self.device, sample_ids=ids[i:i + self.batch], prepared=prepared,
+                                   stream=self.stream))
             if self.progress is not None:
                 self.progress(len(x[i:i + self.batch]))
         return Trace.concat(traces)
-
-

@@ -38,7 +38,8 @@ def test_the_tree_keeps_the_layering_contract(tmp_path):
     ("spikeport/models/zoo.py", "import spikeport.api", LAYERS),  # zoo -> application
     ("spikeport/targets/base.py", "import spikeport.targets.registry", CYCLES),  # registry <-> base
     ("spikeport/toolchain/ir/snn.py", "import spikeport.toolchain.passes.quantize", FLOW),  # IR -> a pass
-    ("spikeport/toolchain/oracle/reference.py", "import spikeport.toolchain.verification.compare", FLOW),  # oracle -> judge
+    # the oracle -> what judges it
+    ("spikeport/toolchain/oracle/reference.py", "import spikeport.toolchain.verification.compare", FLOW),
 ])
 def test_a_planted_violation_breaks_the_contract(tmp_path, where, line, broken):
     lint_imports.stage(tmp_path)

@@ -11,6 +11,7 @@ from spikeport.models.train import _crop_flip, recipe, train, train_and_save
 from spikeport.models.zoo import CHECKPOINT_DIR, build_model, load_checkpoint
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.quantize import quantize
 
 
@@ -57,7 +58,7 @@ def test_small_resnet20_converts_and_sim_equals_torch_int_spike_for_spike():
     x = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
     snn = convert(graph, x)
     q = quantize(snn, x, 3)
-    (row,), _ = verify(q, x, 3, targets=("sim",))
+    (row,), _ = verify(deploy(q), x, targets=("sim",))
     assert row.exact, row.line()
 
 

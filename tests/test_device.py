@@ -8,6 +8,7 @@ import torch
 
 from spikeport.api import run, verify
 from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.methods import apply_method
 from spikeport.toolchain.passes.quantize import quantize
 
@@ -31,9 +32,9 @@ def test_device_path_gives_the_same_integers(mlp, device, method):
         assert p0.threshold == p1.threshold and np.array_equal(p0.bias, p1.bias)
         for a, b in zip(p0.inputs, p1.inputs, strict=True):
             assert np.array_equal(a.synapse.weight, b.synapse.weight)
-    ref = run(base, x, T, "sim", record=True)
+    ref = run(deploy(base), x, "sim", record=True)
     for target in ("sim", "torch_int"):
-        got = run(q, x, T, target, record=True, device=device)
+        got = run(deploy(q), x, target, record=True, device=device)
         assert np.array_equal(got.final, ref.final)
-    (row,), _ = verify(q, x, T, targets=("sim",), device=device)
+    (row,), _ = verify(deploy(q), x, targets=("sim",), device=device)
     assert row.exact, row.line()

@@ -14,6 +14,7 @@ from spikeport.api import import_model, verify
 from spikeport.models.families import FAMILIES, randomize_batchnorm
 from spikeport.toolchain.ir import ann
 from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.quantize import quantize
 
 # small members of each family (widths scaled down), 3x32x32 inputs
@@ -57,7 +58,7 @@ def test_family_converts_and_runs_exactly_through_both_importers(name, tmp_path)
     onnx_graph = import_model(tmp_path / "m.onnx", maxpool="average")
     for g in (graph, onnx_graph):
         q = integer_net(g)
-        (row,), _ = verify(q, X[8:10], 4, targets=("sim",))
+        (row,), _ = verify(deploy(q), X[8:10], targets=("sim",))
         assert row.exact, row.line()
         assert row.spikes > 0
     # both importers see the same network: same populations, thresholds and integer weights
@@ -102,7 +103,7 @@ def test_concatenation_adds_no_neurons():
 @pytest.mark.parametrize("name", ["resnet18", "densenet_block"])
 def test_family_in_lava(name):
     q = integer_net(import_model(build(name), (3, 32, 32), maxpool="average"), T=3)
-    rows, _ = verify(q, X[8:9], 3, targets=("sim", "lava"))
+    rows, _ = verify(deploy(q), X[8:9], targets=("sim", "lava"))
     assert all(r.exact for r in rows), [r.line() for r in rows]
 
 
@@ -116,5 +117,5 @@ def test_family_with_the_spiking_maxpool_through_both_importers(name, tmp_path):
               import_model(tmp_path / "m.onnx", maxpool="spiking")):
         q = integer_net(g)
         assert any(p.kind == "maxpool" for p in q.populations)
-        (row,), _ = verify(q, X[8:10], 4, targets=("sim",))
+        (row,), _ = verify(deploy(q), X[8:10], targets=("sim",))
         assert row.exact and row.spikes > 0, row.line()

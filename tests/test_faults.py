@@ -19,14 +19,14 @@ from spikeport.toolchain.passes.lowering import lower
 
 @pytest.mark.lava
 def test_a_lava_worker_killed_mid_run_is_reported_and_the_next_run_is_clean(mlp, monkeypatch, lava_processes):
-    q, T = mlp.q(16), 16
+    q = mlp.q(16)
     x = np.repeat(mlp.data.x_test[:1], 150, axis=0)  # about 2,500 streamed steps
     processes = lava_processes(kill_after=4.0)
     with pytest.raises(TargetError, match=r"the Lava worker exited with status -9"):
-        run_lava(lower(q, T), encode(q, x), chunk=150)
+        run_lava(lower(q), encode(q, x), chunk=150)
     monkeypatch.undo()
     assert processes.leftovers() == []
-    again = run_lava(lower(q, T), encode(q, x[:2]))  # the next run works
+    again = run_lava(lower(q), encode(q, x[:2]))  # the next run works
     assert again.final.shape == (2, 10)
 
 

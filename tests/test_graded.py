@@ -8,6 +8,7 @@ from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.ir.interpret import forward
 from spikeport.toolchain.ir.snn import Graded
 from spikeport.toolchain.oracle.reference import run_reference
+from spikeport.toolchain.passes.lowering import deploy
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_one_graded_step_is_the_qcfs_ann(mlp):
 def test_graded_spikes_are_exact_on_sim_and_lava(name, T):
     p = prepare(name, calib=256)
     q = p.quantize(p.method("graded", T), T)
-    rows, traces = verify(q, p.data.x_test[:6], T, targets=("sim", "lava"))
+    rows, traces = verify(deploy(q), p.data.x_test[:6], targets=("sim", "lava"))
     assert len(rows) == 3 and all(r.exact for r in rows), [r.line() for r in rows]
     assert rows[0].spikes > rows[0].samples  # payloads were compared, not just 0/1
     assert int(traces["sim"].spike_counts[q.hidden[0].name].max()) > q.hidden[0].size  # payloads > 1 occur
@@ -45,7 +46,7 @@ def test_graded_energy_charges_messages_and_reports_payloads(mlp):
     T = 2
     g = mlp.method("graded", T)
     q = mlp.quantize(g, T)
-    net = quantization_report(g, q, mlp.data.x_test[:32])["network"]
+    net = quantization_report(deploy(q, g), mlp.data.x_test[:32])["network"]
     assert net["payload_per_inference"] > net["spikes_per_inference"] > 0  # payloads of several thresholds
     assert "graded" in net["energy_sources"]
 

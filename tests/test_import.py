@@ -15,6 +15,7 @@ from spikeport.toolchain.frontends.import_onnx import import_onnx
 from spikeport.toolchain.frontends.import_torch import import_torch
 from spikeport.toolchain.ir import ann
 from spikeport.toolchain.ir.interpret import forward
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.normalize import normalize
 
 ZOO = ["cnn_mnist", "mlp_digits", "resnet_digits"]
@@ -261,7 +262,7 @@ def test_per_channel_thresholds_become_one_threshold_with_the_factors_in_the_wei
         want = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(run_graph(graph, x)[graph.output.name].numpy(), want, atol=1e-5)
     q = quantize(convert(graph, x[:8]), x[:8], 4)
-    (row,), _ = verify(q, x[8:], 4, targets=("sim",))
+    (row,), _ = verify(deploy(q), x[8:], targets=("sim",))
     assert row.exact and row.spikes > 0, row.line()
 
 
@@ -293,7 +294,7 @@ def test_channels_of_different_kinds_are_layers_of_their_own_or_refused():
         want = net.double()(torch.from_numpy(x).double()).numpy()
     assert np.allclose(forward(graph, x, dtype=torch.float64), want, atol=1e-9)
     q = quantize(convert(graph, x[:8]), x[:8], 4)
-    (row,), _ = verify(q, x[8:], 4, targets=("sim",))
+    (row,), _ = verify(deploy(q), x[8:], targets=("sim",))
     assert row.exact and row.spikes > 0, row.line()
     net = net.float()
     net[1] = Masked()

@@ -28,6 +28,7 @@ from spikeport.toolchain.ir.interpret import forward
 from spikeport.toolchain.ir.snn import ConvSynapse
 from spikeport.toolchain.ir.synapses import apply_synapse
 from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.quantize import quantize
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -130,7 +131,7 @@ def test_option_a_resnet_imports_exactly_and_runs_spike_for_spike(via, resnet_fo
         c_out, c_in = w.shape
         pad = (c_out - c_in) // 2
         assert np.count_nonzero(w) == c_in and np.all(w[pad + np.arange(c_in), np.arange(c_in)] > 0)
-    (row,), _ = verify(q, X[8:10], 4, targets=("sim",))
+    (row,), _ = verify(deploy(q), X[8:10], targets=("sim",))
     assert row.exact and row.spikes > 0, row.line()
 
 
@@ -166,7 +167,7 @@ def test_the_normalisation_folds_into_the_first_layer_exactly_at_the_border():
 @pytest.mark.lava
 def test_option_a_resnet_in_lava():
     q = quantize(convert(import_model(build(), (3, 16, 16)), X[:8]), X[:8], 3)
-    rows, _ = verify(q, X[8:9], 3, targets=("sim", "lava"))
+    rows, _ = verify(deploy(q), X[8:9], targets=("sim", "lava"))
     assert {(r.target, r.against) for r in rows} == {("sim", "torch_int"), ("lava", "torch_int"), ("lava", "sim")}
     assert all(r.exact and r.spikes > 0 for r in rows), [r.line() for r in rows]
 
@@ -221,7 +222,7 @@ def test_wrappers_are_probed_first_then_traced_through():
     q = quantize(convert(graph, X[:8]), X[:8], 4)
     (proj,) = q.populations[1].inputs
     assert isinstance(proj.synapse, ConvSynapse) and proj.synapse.stride == (2, 2)
-    (row,), _ = verify(q, X[8:10], 4, targets=("sim",))
+    (row,), _ = verify(deploy(q), X[8:10], targets=("sim",))
     assert row.exact and row.spikes > 0, row.line()
 
 
@@ -261,7 +262,7 @@ def test_linear_rearrangements_import_exactly_and_run_spike_for_spike(make, via,
     graph = imported(module, via, tmp_path)
     assert_same_function(graph, module, via, tmp_path)
     q = quantize(convert(graph, X[:8]), X[:8], 4)
-    (row,), _ = verify(q, X[8:10], 4, targets=("sim",))
+    (row,), _ = verify(deploy(q), X[8:10], targets=("sim",))
     assert row.exact and row.spikes > 0, row.line()
 
 

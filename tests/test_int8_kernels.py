@@ -19,7 +19,7 @@ from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.hardware.lava_rules import lava_weights
 from spikeport.toolchain.hardware.profiles import LOIHI2
 from spikeport.toolchain.host.encoding import encode
-from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.lowering import deploy, lower
 
 CPU = torch.device("cpu")
 BITS = LOIHI2.weight_bits  # the weight register Lava's Dense and Conv models clip to
@@ -127,8 +127,8 @@ def test_a_convolution_wrong_off_the_probes_geometry_is_refused_and_sim_stays_ex
     real = Int8Conv.__call__
     monkeypatch.setattr(Int8Conv, "__call__", lambda self, x: real(self, x) + float(self.geometry[3] > 1))
     assert probe.__wrapped__() is None
-    T, q, x = 3, resnet.q(3), resnet.data.x_test[:24]
-    net = lower(q, T)
+    q, x = resnet.q(3), resnet.data.x_test[:24]
+    net = lower(q)
     with pytest.warns(RuntimeWarning, match="int8 kernel refused, float32 runs this layer: conv 8->8 channels, "
                                             "1x1 kernel.*groups 8, inputs up to 1: .* differ from float64"):
         sn = SimNet.build(net, int8=True)
@@ -137,7 +137,7 @@ def test_a_convolution_wrong_off_the_probes_geometry_is_refused_and_sim_stays_ex
     assert any(c.int8 is not None for c in _convs(sn))
     (line,) = refused()
     assert "groups 8" in line and line in int8_kernels.describe()  # what `spikeport info` says too
-    v = compare(run(q, x, T, "torch_int", record=True), simulate(net, encode(q, x), record=True, prepared=sn),
+    v = compare(run(deploy(q), x, "torch_int", record=True), simulate(net, encode(q, x), record=True, prepared=sn),
                 net.timing)
     assert v.exact
 
@@ -204,7 +204,7 @@ def test_without_int8_kernels_sim_keeps_float32_throughout(monkeypatch, cnn):
     from spikeport.targets import sim as sim_module
 
     T = 3
-    net = lower(cnn.q(T), T)
+    net = lower(cnn.q(T))
     cur = encode(cnn.q(T), cnn.data.x_test[:6])
     monkeypatch.setattr(int8_kernels, "has_int8_dot_product", lambda: False)
     plain = SimNet.build(net)
@@ -237,7 +237,7 @@ def test_sim_with_int8_kernels_equals_sim_without(exact_here, fresh_verdicts, re
     b = request.getfixturevalue(bundle)
     T = 3
     q = b.q(T)
-    net = lower(q, T)
+    net = lower(q)
     cur = encode(q, b.data.x_test[:12])
     with_int8, without = SimNet.build(net, int8=True), SimNet.build(net, int8=False)
     used = [s for s in with_int8.synapses if _on_int8(s)]

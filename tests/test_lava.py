@@ -14,9 +14,10 @@ from spikeport.api import verify
 from spikeport.targets.lava.runner import WORKER, lava_python, run_lava, run_process
 from spikeport.targets.sim import simulate
 from spikeport.toolchain.errors import TargetError
+from spikeport.toolchain.hardware.profiles import LOIHI2
 from spikeport.toolchain.host.encoding import encode
 from spikeport.toolchain.ir.procnet import CurrentSource, DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.lowering import deploy, lower
 
 pytestmark = pytest.mark.lava
 
@@ -30,7 +31,7 @@ def test_lava_environment_is_real():
 @pytest.mark.parametrize("bundle,T,n", [("mlp", 4, 6), ("resnet", 3, 4), ("cnn", 8, 3)])
 def test_lava_equals_sim_and_reference(bundle, T, n, request):
     b = request.getfixturevalue(bundle)
-    rows, traces = verify(b.q(T), b.data.x_test[:n], T, targets=("sim", "lava"))
+    rows, traces = verify(deploy(b.q(T)), b.data.x_test[:n], targets=("sim", "lava"))
     by = {(r.target, r.against): r for r in rows}
     assert set(by) == {("sim", "torch_int"), ("lava", "torch_int"), ("lava", "sim")}
     for r in rows:
@@ -50,7 +51,7 @@ def test_generic_lif_semantics_match_sim():
     syns = [DenseProcess("ab", "a", "b", rng.integers(-255, 256, (7, 12)), weight_exp=1),
             DenseProcess("br", "b", "r", rng.integers(-255, 256, (3, 7)), num_weight_bits=5)]
     srcs = [CurrentSource("in", "a", start=1, value=np.zeros(12, np.int64), quench=0, adds_input=True)]
-    net = ProcessNet(T=30, period=40, lifs=[a, b, r], synapses=syns, sources=srcs, readout="r")
+    net = ProcessNet(T=30, period=40, lifs=[a, b, r], synapses=syns, sources=srcs, readout="r", profile=LOIHI2)
     cur = {"a": rng.integers(-20, 80, (1, 12))}
     sim = simulate(net, cur, record=True)
     lava = run_lava(net, cur, record=True)
@@ -62,7 +63,7 @@ def test_generic_lif_semantics_match_sim():
 
 def test_a_lava_model_exception_is_reported(mlp):
     """DelaySparse rejects delays above 63 inside its process model: Lava's own error reaches the user."""
-    net = lower(mlp.q(2), 2)
+    net = lower(mlp.q(2))
     net.synapses[-1] = dataclasses.replace(net.synapses[-1], delay=70, sparse=True)
     with pytest.raises(TargetError, match=r"the Lava worker failed.*between 0 and 63"):
         run_lava(net, encode(mlp.q(2), mlp.data.x_test[:1]))
@@ -83,7 +84,7 @@ def test_a_hanging_worker_is_stopped_with_all_its_processes(mlp, monkeypatch, la
     x = np.repeat(mlp.data.x_test[:1], 400, axis=0)  # 26,000 streamed steps
     processes = lava_processes()
     with pytest.raises(TargetError, match="did not finish within 8 s and was stopped"):
-        run_lava(lower(q, 64), encode(q, x), timeout=8, chunk=400)
+        run_lava(lower(q), encode(q, x), timeout=8, chunk=400)
     monkeypatch.undo()
     assert processes.leftovers() == []
 
@@ -114,7 +115,8 @@ def test_grouped_dilated_strided_conv_matches_lava():
                        stride=(2, 2), padding=(1, 1), dilation=(2, 1), groups=2)
     readout = DenseProcess("br", "b", "r", np.eye(6 * 4 * 5, dtype=np.int64) * 2, sign_mode="exc")
     srcs = [CurrentSource("in", "a", start=1, value=np.zeros(4 * 81, np.int64), quench=0, adds_input=True)]
-    net = ProcessNet(T=25, period=30, lifs=[a, b, r], synapses=[conv, readout], sources=srcs, readout="r")
+    net = ProcessNet(T=25, period=30, lifs=[a, b, r], synapses=[conv, readout], sources=srcs, readout="r",
+                     profile=LOIHI2)
     cur = {"a": rng.integers(-5, 30, (1, 4 * 81))}
     sim = simulate(net, cur, record=True)
     lava = run_lava(net, cur, record=True)

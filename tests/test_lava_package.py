@@ -19,7 +19,7 @@ from spikeport.cli import main
 from spikeport.targets.lava.environment import lava_python
 from spikeport.targets.lava.package import export_lava
 from spikeport.toolchain.ir.trace import cut_frames
-from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.lowering import deploy, lower
 
 pytestmark = pytest.mark.lava
 
@@ -41,10 +41,10 @@ def test_the_package_runs_in_plain_lava_and_equals_sim(model, method, T, n, tmp_
     q = p.quantize(p.method(method, T), T)
     x, y = p.data.x_test[:n], p.data.y_test[:n]
     folder = tmp_path / "pkg"
-    export_lava(folder, q, model, method, x, y)
+    export_lava(folder, deploy(q), model, method, x, y)
     lava = _run_example(folder, tmp_path)
-    net = lower(q, T)
-    sim = run(q, x, T, "sim", record=True, stream=True)
+    net = lower(q)
+    sim = run(deploy(q), x, "sim", record=True, stream=True)
     P, F = net.period, net.frame
     timing = net.timing
     for name in sim.spikes:  # each layer's window of each sample (the schedules run on before and after)
@@ -75,7 +75,7 @@ def test_export_command_writes_a_package_with_its_readme(tmp_path):
 def test_damaged_packages_get_one_line_from_the_loader(tmp_path):
     p = prepare("mlp_digits", calib=128)
     good = tmp_path / "good"
-    export_lava(good, p.quantize(p.snn, 2), "mlp_digits", "qcfs", p.data.x_test[:1], p.data.y_test[:1])
+    export_lava(good, deploy(p.quantize(p.snn, 2)), "mlp_digits", "qcfs", p.data.x_test[:1], p.data.y_test[:1])
 
     def copy(name: str) -> Path:
         d = tmp_path / name

@@ -6,6 +6,7 @@ import pytest
 
 from spikeport.api import prepare, verify
 from spikeport.studies.lowlat import family, pareto, recommend, study
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.methods import apply_method
 
 
@@ -44,7 +45,7 @@ def test_combined_configurations_are_exact_on_sim_and_lava(name, method):
     else:
         s = apply_method(p.snn, method, T, rho=levels)
     q = p.quantize(s, T)
-    rows, _ = verify(q, p.data.x_test[:5], T, targets=("sim", "lava"))
+    rows, _ = verify(deploy(q), p.data.x_test[:5], targets=("sim", "lava"))
     assert all(r.exact for r in rows), [r.line() for r in rows]
 
 

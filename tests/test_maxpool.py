@@ -17,6 +17,7 @@ from spikeport.toolchain.ir import ann
 from spikeport.toolchain.ir.interpret import run_graph
 from spikeport.toolchain.oracle.reference import run_reference
 from spikeport.toolchain.passes.convert import convert
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.quantize import quantize
 
 X = np.random.default_rng(1).random((10, 1, 10, 10)).astype(np.float32)
@@ -77,7 +78,7 @@ def test_sim_equals_the_reference_with_pools_at_several_T():
     snn = convert(import_model(lenet(), (1, 10, 10), maxpool="spiking"), X[:8])
     for T in (1, 4, 9):
         q = quantize(snn, X[:8], T)
-        (row,), _ = verify(q, X[8:], T, targets=("sim",))
+        (row,), _ = verify(deploy(q), X[8:], targets=("sim",))
         assert row.exact and row.spikes > 0, row.line()
 
 
@@ -106,8 +107,8 @@ def test_the_gate_mutant_is_caught():
 def test_pools_in_lava_equal_sim_and_the_reference():
     snn = convert(import_model(CatPool(), (1, 10, 10), maxpool="spiking"), X[:8])
     q = quantize(snn, X[:8], 5)
-    rows, _ = verify(q, X[8:], 5, targets=("sim", "lava"))
+    rows, _ = verify(deploy(q), X[8:], targets=("sim", "lava"))
     assert all(r.exact for r in rows), [r.line() for r in rows]
     q = quantize(convert(import_model(lenet(), (1, 10, 10), maxpool="spiking"), X[:8]), X[:8], 4)
-    rows, _ = verify(q, X[8:], 4, targets=("sim", "lava"))
+    rows, _ = verify(deploy(q), X[8:], targets=("sim", "lava"))
     assert all(r.exact for r in rows), [r.line() for r in rows]

@@ -6,7 +6,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeport.studies.methods_table import compare_methods, nq_twin, published_markdown, relu_markdown, relu_study, row_times
+from spikeport.studies.methods_table import (
+    compare_methods,
+    nq_twin,
+    published_markdown,
+    relu_markdown,
+    relu_study,
+    row_times,
+)
 
 
 def test_nq_twins_are_found_by_name():

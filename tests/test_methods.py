@@ -10,6 +10,7 @@ from spikeport.targets.method_kernels import COSKernel, TPPKernel
 from spikeport.toolchain.hardware.prng import prng_u32
 from spikeport.toolchain.oracle.neurons import Excursion, cos_initial_potential, permute_in_time, run_cos, run_tpp
 from spikeport.toolchain.oracle.reference import run_reference
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.methods import apply_method, ftbc_step_error
 from spikeport.toolchain.passes.quantize import quantize
 
@@ -125,7 +126,7 @@ def test_every_method_is_exact_on_sim_and_the_reference(method, T, opts, bundle,
     if method == "ftbc":
         opts = {**opts, "graph": b.model.graph, "calib_x": b.data.x_train}
     q = quantize(apply_method(b.snn, method, T, **opts), b.calib, T)
-    (row,), _ = verify(q, b.data.x_test[:60], T, targets=("sim",))
+    (row,), _ = verify(deploy(q), b.data.x_test[:60], targets=("sim",))
     assert row.exact, row.line()
 
 
@@ -136,7 +137,7 @@ def test_every_method_is_exact_in_lava(method, T, opts, resnet):
     if method == "ftbc":
         opts = {**opts, "graph": resnet.model.graph, "calib_x": resnet.data.x_train}
     q = quantize(apply_method(resnet.snn, method, T, **opts), resnet.calib, T)
-    rows, _ = verify(q, resnet.data.x_test[:4], T, targets=("sim", "lava"))
+    rows, _ = verify(deploy(q), resnet.data.x_test[:4], targets=("sim", "lava"))
     assert len(rows) == 3 and all(r.exact for r in rows), [r.line() for r in rows]
 
 

@@ -11,15 +11,15 @@ import pytest
 
 from spikeport.api import prepare, run
 from spikeport.cli import main
-from spikeport.studies.lowlat import energy
 from spikeport.quality.perf import chip_work
 from spikeport.reports.quantization import quantization_report
+from spikeport.studies.lowlat import energy
 from spikeport.toolchain.costs.metrics import count_work, fan_out, synaptic_ops
 from spikeport.toolchain.costs.resources import estimate
 from spikeport.toolchain.hardware.profiles import LOIHI2
 from spikeport.toolchain.ir.trace import Trace
 from spikeport.toolchain.oracle.reference import run_reference
-from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.lowering import deploy, lower
 
 T, N = 2, 24
 
@@ -57,8 +57,8 @@ def test_eval_bench_report_and_lowlat_count_the_same_synops(mlp, graded, tmp_pat
                  "--samples", str(N), "--out", str(tmp_path)]) == 0
     records = [json.loads(ln) for ln in (tmp_path / "results.jsonl").read_text().splitlines()[1:]]
     eval_synops = np.array([r["synops"] for r in sorted(records, key=lambda r: r["index"])], dtype=np.float64)
-    net = quantization_report(g, q, x)["network"]
-    sim = run(q, x, T, "sim", record=True)
+    net = quantization_report(deploy(q, g), x)["network"]
+    sim = run(deploy(q), x, "sim", record=True)
     ll, bench = energy(q, sim), chip_work(q, sim)
     ref = run_reference(q, x, T, record=True)
     np.testing.assert_array_equal(eval_synops, count_work(q, ref).synops)  # per sample, against the oracle's run
@@ -78,7 +78,7 @@ def test_eval_bench_report_and_lowlat_count_the_same_synops(mlp, graded, tmp_pat
 
 def test_on_binary_spikes_messages_are_payloads(mlp):
     q = mlp.quantize(mlp.snn, T)
-    work = count_work(q, run(q, mlp.data.x_test[:N], T, "sim", record=True))
+    work = count_work(q, run(deploy(q), mlp.data.x_test[:N], "sim", record=True))
     assert work.messages.sum() > 0
     np.testing.assert_array_equal(work.messages, work.payloads)
 
@@ -92,8 +92,8 @@ def test_limits_and_energy_come_from_the_profile_the_network_carries(mlp):
     q, q_small = mlp.quantize(mlp.snn, T), mlp.quantize(mlp.snn, T, small)
     assert q_small.profile is small
     cores = {p.name: p.size for p in q.populations}
-    assert [r.cores for r in estimate(lower(q_small, T)).layers] == [-(-n // 16) for n in cores.values()]
-    assert estimate(lower(q, T)).cores == len(cores)  # the stock limits: one core per layer here
-    net = quantization_report(mlp.snn, q_small, x)["network"]
+    assert [r.cores for r in estimate(lower(q_small)).layers] == [-(-n // 16) for n in cores.values()]
+    assert estimate(lower(q)).cores == len(cores)  # the stock limits: one core per layer here
+    net = quantization_report(deploy(q_small, mlp.snn), x)["network"]
     assert net["snn_energy_uJ"] == pytest.approx(net["synops_per_inference"] * 1e-6)
     assert net["energy_sources"]["loihi"]["synop_pJ"] == 1.0

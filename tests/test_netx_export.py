@@ -55,7 +55,7 @@ def test_netx_form_refuses_what_netx_cannot_hold(mlp):
     with pytest.raises(UnsupportedOpError, match="residual"):
         reset_zero_form(res.quantize(res.snn, 4), 4)
     for method, words in [("cos", "no COS neuron"), ("tpp", "no TPP neuron")]:
-        _, q = mlp.compile(4, method)
+        q = mlp.compile(4, method).snn
         with pytest.raises(UnsupportedOpError, match=words):
             reset_zero_form(q, 4)
     q = mlp.quantize(mlp.snn, 4)

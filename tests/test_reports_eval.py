@@ -19,12 +19,13 @@ from spikeport.cli import main
 from spikeport.evaluate import EvalConfig, Evaluation, summarize
 from spikeport.reports.quantization import quantization_report, write_qreport
 from spikeport.toolchain.oracle.reference import run_reference
+from spikeport.toolchain.passes.lowering import deploy
 
 
 def test_report_numbers_match_an_independent_computation(cnn, tmp_path):
     T, x = 4, cnn.data.x_train[:64]
     q = cnn.q(T)
-    r = quantization_report(cnn.snn, q, x, cnn.model.graph)
+    r = quantization_report(deploy(q, cnn.snn), x, cnn.model.graph)
     # weights: recompute SMAPE and zeroed share for layer 'act2' from the raw arrays
     pf, pq = cnn.snn.population("act2"), q.population("act2")
     unit = next(e for e in q.meta["quantization"] if e["population"] == "act2")["unit"]

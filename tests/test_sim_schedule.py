@@ -11,6 +11,7 @@ import pytest
 from spikeport.targets.sim import SimNet, components, simulate
 from spikeport.targets.sim_layout import channels_last_order
 from spikeport.targets.sim_models import FastIF, LIFModel
+from spikeport.toolchain.hardware.profiles import LOIHI2
 from spikeport.toolchain.host.encoding import encode
 from spikeport.toolchain.ir.procnet import CurrentSource, DenseProcess, LIFProcess, ProcessNet
 from spikeport.toolchain.passes.lowering import lower
@@ -49,7 +50,7 @@ def test_every_schedule_equals_stepping(request, bundle, T):
     b = request.getfixturevalue(bundle)
     q = b.q(T)
     x = b.data.x_test[:6]
-    net = lower(q, T)
+    net = lower(q)
     for chunk, mode, plain, got in schedules(net, encode(q, x)):
         assert got.spikes and sum(int(s.sum()) for s in got.spikes.values()) > 0
         assert_same(plain, got), (chunk, mode)
@@ -60,7 +61,7 @@ def test_every_schedule_equals_stepping_for_the_seed_methods(mlp, method):
     T = 3
     f = apply_method(mlp.snn, method, T, mlp.model.graph, mlp.calib, mlp.data.y_train[:256])
     q = quantize(f, mlp.calib, T)
-    net = lower(q, T)
+    net = lower(q)
     for _, _, plain, got in schedules(net, encode(q, mlp.data.x_test[:5]), sample_ids=np.arange(5) + 11):
         assert_same(plain, got)
 
@@ -80,7 +81,8 @@ def test_the_fused_loop_hands_steps_near_the_wrap_to_the_general_model(monkeypat
     self_conn = DenseProcess("h.reset", "h", "h", -128 * np.eye(n, dtype=np.int64), weight_exp=3, sign_mode="inh")
     out = DenseProcess("h.out", "h", "o", 2 * np.eye(n, dtype=np.int64))
     src = CurrentSource("h.bias", "h", start=1, value=value, quench=1 << 15, length=12, schedule=schedule)
-    net = ProcessNet(T=12, period=14, lifs=[lif, ro], synapses=[self_conn, out], sources=[src], readout="o")
+    net = ProcessNet(T=12, period=14, lifs=[lif, ro], synapses=[self_conn, out], sources=[src], readout="o",
+                     profile=LOIHI2)
     plain = simulate(net, {}, record=True, steps=14, chunk=1, fast=False)
     assert plain.overflow["h"] > 0  # the case is real: u does fold
 
@@ -121,7 +123,7 @@ def test_a_loop_between_two_populations_equals_stepping():
             DenseProcess("ba", "b", "a", np.array([[-20, 10, 0], [0, -40, 5], [7, 0, -9]]) * 2, weight_exp=-1),
             DenseProcess("bo", "b", "o", np.eye(3, dtype=np.int64) * 3)]
     src = CurrentSource("kick", "a", start=1, value=np.array([9, 14, 21]), quench=0, length=30)
-    net = ProcessNet(T=30, period=40, lifs=[a, b, o], synapses=syns, sources=[src], readout="o")
+    net = ProcessNet(T=30, period=40, lifs=[a, b, o], synapses=syns, sources=[src], readout="o", profile=LOIHI2)
     plain = simulate(net, {}, record=True, steps=32, chunk=1, fast=False)
     assert plain.spikes["a"].sum() > 0 and plain.spikes["b"].sum() > 0
     for chunk in (3, None):
@@ -137,7 +139,7 @@ def test_streamed_samples_equal_side_by_side_samples_within_the_headroom(request
     snn = b.snn if method == "qcfs" else apply_method(b.snn, method, T, b.model.graph, b.calib,
                                                       b.data.y_train[:256])
     q = quantize(snn, b.calib, T)
-    net = lower(q, T)
+    net = lower(q)
     cur, ids = encode(q, b.data.x_test[:5]), np.arange(5) + 40
     side = simulate(net, cur, record=True, sample_ids=ids)
     assert sum(side.overflow.values()) == 0
@@ -170,7 +172,7 @@ def test_a_general_step_before_any_fused_step_invalidates_the_bound():
             self.u = None
 
     c = random_case(77)
-    net, cur = lower(c.snn, c.T), encode(c.snn, c.x)
+    net, cur = lower(c.snn), encode(c.snn, c.x)
     plain = simulate(net, cur, record=True, chunk=1, fast=False)
     assert plain.overflow["l0"] > 0
     for chunk in (1, None):
@@ -184,7 +186,7 @@ def test_channels_last_order_renumbers_conv_layers_and_changes_nothing(cnn):
     """sim keeps the CNN's conv-connected layers in (H, W, C) order; what it reports (spikes, u and
     v at every step, counts, overflows) is in the network's order and equal to the plain run's."""
     q, x = cnn.q(4), cnn.data.x_test
-    net = lower(q, 4)
+    net = lower(q)
     order = channels_last_order(net)
     assert sorted(order) == ["act1", "act2", "act3"]  # 28x28, 14x14 and 7x7 images; not the readout
     _, h, w = net.lif("act1").shape
@@ -203,7 +205,6 @@ def pooled_network(hw: int, seed: int):
     """An integer network whose second layer reads the first through a 2x2 average pool folded
     into its convolution (a block-constant 4x4 kernel at stride 2, as conversion makes it), at
     ``hw`` x ``hw`` pixels: sim keeps 8x8 layers channels-last and 4x4 ones in (C, H, W) order."""
-    from spikeport.toolchain.hardware.profiles import LOIHI2
     from spikeport.toolchain.ir.snn import INPUT, ConvSynapse, DenseSynapse, Population, Projection, SNNGraph
 
     rng = np.random.default_rng(seed)
@@ -229,8 +230,8 @@ def test_the_compiled_loop_sum_pools_for_pooled_convolutions(monkeypatch, hw):
     """A layer read only through a pooled convolution hands the convolution its spikes already
     sum-pooled (``PoolPlan``), in either neuron order; with nothing recorded it keeps no spikes at
     all. Readout, counts and overflows equal stepping the plain models, recorded spikes too."""
-    snn, x, T = pooled_network(hw, seed=hw)
-    net = lower(snn, T)
+    snn, x, _ = pooled_network(hw, seed=hw)
+    net = lower(snn)
     cur = encode(snn, x)
     plain = simulate(net, cur, record=True, chunk=1, fast=False, prepared=SimNet.build(net, channels_last=False))
     assert plain.spikes["a"].sum() > 0 and plain.spikes["b"].sum() > 0
@@ -263,7 +264,7 @@ def test_the_compiled_loop_on_two_threads_equals_it_on_one(monkeypatch, cnn):
     parallel = sim_models.integrate_fire
     monkeypatch.setattr(sim_models, "integrate_fire", lambda *a: (calls.append(1), parallel(*a))[1])
     q, x = cnn.q(4), cnn.data.x_test[:16]
-    net = lower(q, 4)
+    net = lower(q)
     cur = encode(q, x)
     threads = torch.get_num_threads()
     try:

@@ -14,7 +14,8 @@ from spikeport.toolchain.ir.procnet import ConvProcess, CurrentSource, DenseProc
 def single(lif: LIFProcess, impulse: int = 0, steps: int = 8, extra: tuple = ()) -> ProcessNet:
     """One LIF (the 'readout', so its u is recorded) with an optional impulse into a_in at step 1."""
     sources = [CurrentSource("imp", lif.name, start=1, value=np.full(lif.size, impulse), quench=0)]
-    return ProcessNet(T=1, period=steps + 1, lifs=[lif, *extra], synapses=[], sources=sources, readout=lif.name)
+    return ProcessNet(T=1, period=steps + 1, lifs=[lif, *extra], synapses=[], sources=sources, readout=lif.name,
+                     profile=LOIHI2)
 
 
 def v_trace(net: ProcessNet, steps: int) -> np.ndarray:
@@ -24,7 +25,7 @@ def v_trace(net: ProcessNet, steps: int) -> np.ndarray:
 def test_bias_driven_lif_spikes_at_5_and_10():
     lif = LIFProcess("n", (1,), du=0, dv=0, vth=8, bias_mant=2, bias_exp=6)
     other = LIFProcess("o", (1,), du=0, dv=0, vth=1 << 17)
-    net = ProcessNet(T=1, period=20, lifs=[lif, other], synapses=[], sources=[], readout="o")
+    net = ProcessNet(T=1, period=20, lifs=[lif, other], synapses=[], sources=[], readout="o", profile=LOIHI2)
     tr = simulate(net, {}, record=True, steps=12)
     assert list(np.flatnonzero(tr.spikes["n"][:, 0, 0]) + 1) == [5, 10]
 
@@ -84,7 +85,7 @@ def spike_source_net(syn, n_in: int, n_out: int, delay_steps: int = 6) -> Proces
     src = LIFProcess("src", (n_in,), du=4095, dv=4096, vth=0)
     out = LIFProcess("out", (n_out,), du=-1, dv=4096, vth=1 << 17)
     sources = [CurrentSource("kick", "src", start=1, value=np.full(n_in, 1), quench=0)]
-    return ProcessNet(T=1, period=20, lifs=[src, out], synapses=[syn], sources=sources, readout="out")
+    return ProcessNet(T=1, period=20, lifs=[src, out], synapses=[syn], sources=sources, readout="out", profile=LOIHI2)
 
 
 def test_dense_exponent_and_one_step_delay():
@@ -111,7 +112,7 @@ def test_conv_output_wraps_at_24_bits():
 def test_graded_input_spikes_are_weighted_by_their_value():
     syn = DenseProcess("d", "input", "out", np.array([[3, 4]]), sign_mode="exc", num_message_bits=8)
     out = LIFProcess("out", (1,), du=-1, dv=4096, vth=1 << 17)
-    net = ProcessNet(T=1, period=10, lifs=[out], synapses=[syn], sources=[], readout="out")
+    net = ProcessNet(T=1, period=10, lifs=[out], synapses=[syn], sources=[], readout="out", profile=LOIHI2)
     spikes = np.zeros((4, 1, 2))
     spikes[0, 0] = [5, 2]  # graded payloads 5 and 2 at step 1
     tr = simulate(net, {}, steps=3, spikes_in=spikes)
@@ -123,7 +124,7 @@ def test_per_synapse_delays_arrive_one_plus_delay_steps_later():
     d = np.array([[3, 0], [0, 1]])
     syn = DenseProcess("d", "input", "out", w, sign_mode="exc", delay=d)
     out = LIFProcess("out", (2,), du=-1, dv=4096, vth=1 << 17)
-    net = ProcessNet(T=1, period=10, lifs=[out], synapses=[syn], sources=[], readout="out")
+    net = ProcessNet(T=1, period=10, lifs=[out], synapses=[syn], sources=[], readout="out", profile=LOIHI2)
     spikes = np.zeros((6, 1, 2))
     spikes[0, 0] = [1, 1]
     tr = simulate(net, {}, steps=6, spikes_in=spikes)

@@ -13,7 +13,7 @@ from spikeport.api import prepare, run, verify
 from spikeport.cli import main
 from spikeport.quality.mutants import MUTANTS
 from spikeport.targets.lava.runner import LavaRunner
-from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.lowering import deploy, lower
 from spikeport.toolchain.verification.compare import compare_frames
 from spikeport.toolchain.verification.timing import graph_timing
 
@@ -25,11 +25,11 @@ PLANTED = {m.name: m for m in MUTANTS}
                                            ("counts+1", "spike counts"), ("latency+1", "timing vs graph")])
 def test_a_fault_outside_the_recorded_frames_is_caught(mlp, mutant, check):
     q, x = mlp.q(4), mlp.data.x_test[:6]  # fewer than 8: the passes repeat samples to stream 8
-    (row,), _ = verify(q, x, 4, targets=("sim",))
+    (row,), _ = verify(deploy(q), x, targets=("sim",))
     assert row.exact and [c.name for c in row.checks] == [
         "final", "predictions", "spike counts", "timing vs graph", "unrecorded pass", "streamed pass (8 samples)"]
     with PLANTED[mutant].plant():
-        (row,), _ = verify(q, x, 4, targets=("sim",))
+        (row,), _ = verify(deploy(q), x, targets=("sim",))
     assert not row.exact
     failed = [c.name for c in row.checks if not c.exact]
     assert failed[0] == check or (check == "final" and failed[:2] == ["final", "predictions"]), row.line()
@@ -38,23 +38,23 @@ def test_a_fault_outside_the_recorded_frames_is_caught(mlp, mutant, check):
 
 def test_the_answer_and_counts_alone_fail_even_where_every_frame_matches(mlp):
     with PLANTED["answer-early"].plant():
-        (row,), _ = verify(mlp.q(3), mlp.data.x_test[:10], 3, targets=("sim",))
+        (row,), _ = verify(deploy(mlp.q(3)), mlp.data.x_test[:10], targets=("sim",))
     assert row.first_divergence is None and not row.exact  # the frames were right, the answer was not
     assert "DIVERGES in final" in row.line() and "first at sample 0" in row.line()
 
 
 def test_a_window_split_between_chunks_of_sims_loop_is_verified(mlp):
     q, x = mlp.q(20), mlp.data.x_test[:8]  # T=20 > sim's 8-step chunk: windows split between calls
-    (row,), _ = verify(q, x, 20, targets=("sim",))
+    (row,), _ = verify(deploy(q), x, targets=("sim",))
     assert row.exact, row.line()
     with PLANTED["chunk-subtraction"].plant():
-        (row,), _ = verify(q, x, 20, targets=("sim",))
+        (row,), _ = verify(deploy(q), x, targets=("sim",))
     assert not row.exact and row.first_divergence["layer"] == q.hidden[0].name
 
 
 def test_lava_is_held_to_its_answer_and_an_unrecorded_stream(mlp, monkeypatch):
     q, x = mlp.q(3), mlp.data.x_test[:4]
-    rows, _ = verify(q, x, 3, targets=("lava",))
+    rows, _ = verify(deploy(q), x, targets=("lava",))
     (row,) = rows
     assert row.exact, row.line()
     assert "unrecorded pass (streamed)" in [c.name for c in row.checks]
@@ -66,7 +66,7 @@ def test_lava_is_held_to_its_answer_and_an_unrecorded_stream(mlp, monkeypatch):
         return tr
 
     monkeypatch.setattr(LavaRunner, "_frames", staticmethod(early))
-    (row,), _ = verify(q, x, 3, targets=("lava",))
+    (row,), _ = verify(deploy(q), x, targets=("lava",))
     assert not row.exact and "DIVERGES in final" in row.line()
 
 
@@ -75,14 +75,14 @@ def test_the_lowerings_timing_is_the_graphs(method):
     p = prepare("resnet_digits", calib=64)  # a skip connection: the longest path decides
     for T in (1, 3):
         q = p.quantize(p.method(method, T, rho=2), T)
-        assert lower(q, T).timing == graph_timing(q, T), (method, T)
+        assert lower(q).timing == graph_timing(q), (method, T)
 
 
 def test_mismatches_are_counted_over_every_chunk(mlp):
     q, x = mlp.q(3), mlp.data.x_test[:12]
     with PLANTED["readout+1"].plant():
-        (one,), _ = verify(q, x, 3, targets=("sim",), chunk=12)
-        (three,), _ = verify(q, x, 3, targets=("sim",), chunk=4)
+        (one,), _ = verify(deploy(q), x, targets=("sim",), chunk=12)
+        (three,), _ = verify(deploy(q), x, targets=("sim",), chunk=4)
     assert one.mismatches == three.mismatches and one.mismatches["readout"] > 0
     n = f"{one.mismatches['readout']:,} values differ in that layer"
     assert n in one.line() and n in three.line()
@@ -91,20 +91,20 @@ def test_mismatches_are_counted_over_every_chunk(mlp):
 
 
 def test_frame_comparisons_label_steps_inside_the_window(mlp):
-    q, x, T = mlp.q(4), mlp.data.x_test[:4], 4
-    sim = run(q, x, T, "sim", record=True)
+    q, x = mlp.q(4), mlp.data.x_test[:4]
+    sim = run(deploy(q), x, "sim", record=True)
     layer = q.hidden[0].name
     start = sim.window_start[layer]
     flipped = {**sim.spikes, layer: sim.spikes[layer].copy()}
     flipped[layer][start + 1, 0, 0] ^= 1
-    v = compare_frames(sim, dataclasses.replace(sim, spikes=flipped, target="lava"), lower(q, T).timing)
+    v = compare_frames(sim, dataclasses.replace(sim, spikes=flipped, target="lava"), lower(q).timing)
     assert not v.exact and v.first_divergence["where"] == "in the window", v.line()
 
 
 def test_a_reference_beyond_its_head_room_is_named(mlp):
     """Quantized for T=2, run at T=64: the reference itself leaves the head-room, and the report says
     where instead of reading like a target bug."""
-    (row,), _ = verify(mlp.q(2), mlp.data.x_test[:30], 64, targets=("sim",))
+    (row,), _ = verify(deploy(dataclasses.replace(mlp.q(2), T=64)), mlp.data.x_test[:30], targets=("sim",))
     assert not row.exact and row.headroom is not None
     assert f"the reference itself left its head-room at layer {row.headroom['layer']!r}" in row.line()
 
@@ -125,3 +125,15 @@ def test_verification_json_carries_every_check(mlp, capsys):
     assert code == 0 and out[0]["exact"]
     assert {c["name"]: c["exact"] for c in out[0]["checks"]}["streamed pass (8 samples)"] is True
     assert np.all([c["exact"] for c in out[0]["checks"]])
+
+
+def test_the_head_room_exit_named_does_not_depend_on_how_samples_are_cut(mlp):
+    """The reference's batches and verify's chunks merge their exits by one rule (the least layer
+    order, step, sample), so the exit named is the whole run's whatever the batch or chunk size."""
+    dep = deploy(dataclasses.replace(mlp.q(2), T=64))
+    x = mlp.data.x_test[:30]
+    whole = run(dep, x, "torch_int").meta["headroom"]
+    assert whole is not None and run(dep, x, "torch_int", batch=7).meta["headroom"] == whole
+    for chunk in (7, 30):
+        (row,), _ = verify(dep, x, targets=("sim",), chunk=chunk)
+        assert row.headroom == whole, chunk

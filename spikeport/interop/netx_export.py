@@ -53,6 +53,7 @@ from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.host.encoding import encode
 from spikeport.toolchain.ir.procnet import ConvProcess, DenseProcess, LIFProcess, ProcessNet
 from spikeport.toolchain.ir.snn import IF, INPUT, ConvSynapse, DenseSynapse, SNNGraph
+from spikeport.toolchain.passes.lowering import deploy
 
 
 @dataclass
@@ -196,7 +197,7 @@ def reset_cost(snn: SNNGraph, x: np.ndarray, y: np.ndarray, T: int, path=None, b
     form = form or reset_zero_form(snn, T)
     nx = read_netx(path, reset_interval=T) if path is not None else form.nx
     final, _ = run_netx_sim(nx, input_bias(snn, x), T, batch)
-    soft = SimTarget(batch=batch).run(snn, x, T)
+    soft = SimTarget(batch=batch).run(deploy(snn), x)
     return {"T": T, "samples": len(x), "soft_reset": float(np.mean(soft.predictions == y)),
             "reset_zero": float(np.mean(final.argmax(axis=1) == y)), "rounded_biases": form.rounded_biases,
             "shift": form.shift}

@@ -26,7 +26,7 @@ from spikeport.quality.perf import MemoryProbe
 from spikeport.targets.sim import SimTarget
 from spikeport.toolchain.costs.resources import estimate
 from spikeport.toolchain.passes.convert import convert
-from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.quantize import quantize
 
 # label: (family, constructor arguments, input shape); torchvision's widths
@@ -104,23 +104,23 @@ def cover(label: str, family: str, kwargs: dict, shape: tuple[int, ...], T: int 
                 row.imported = True
                 q = quantize(convert(graph, x[:calib]), x[:calib], T)
                 row.converted = True
-                net = lower(q, T)
-                res = estimate(net)
+                dep = deploy(q)
+                res = estimate(dep.net)
                 row.populations, row.neurons, row.synapses = len(q.populations), res.neurons, res.synapses
                 row.loihi2_cores, row.loihi2_chips = res.cores, res.chips
                 targets = ("sim", "lava") if lava and importer == "torch" else ("sim",)
-                checks, _ = verify(q, x[calib:], T, targets=targets)
+                checks, _ = verify(dep, x[calib:], targets=targets)
                 row.sim_exact = all(c.exact for c in checks if c.target == "sim")
                 if "lava" in targets:
                     row.lava_exact = all(c.exact for c in checks if c.target == "lava")
                 if importer == "torch":
                     sim = SimTarget(batch=samples)
-                    sim.run(q, x[calib:], T)  # compiles: the lowering, the models (and on first use, numba)
+                    sim.run(dep, x[calib:])  # builds the models (and on first use, numba compiles)
                     t0 = time.perf_counter()
-                    sim.run(q, x[calib:], T)
+                    sim.run(dep, x[calib:])
                     row.sim_ms_per_sample_step = 1e3 * (time.perf_counter() - t0) / (samples * T)
                     if memory is not None:
-                        memory.measure(row.__dict__, "sim_peak_mib", lambda q=q, sim=sim: sim.run(q, x[calib:], T))
+                        memory.measure(row.__dict__, "sim_peak_mib", lambda dep=dep, sim=sim: sim.run(dep, x[calib:]))
             except Exception as exc:  # a row per failure: the table shows what does not go through
                 row.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return rows
@@ -134,21 +134,22 @@ def large_resnet(T: int = 4, batch: int = 8, memory: MemoryProbe | None = None) 
     q = quantize(convert(import_model(_build("resnet18", {"stem": "imagenet"}), shape, maxpool="spiking"), x[:8]),
                  x[:8], T)
     compile_s = time.perf_counter() - t0
-    res = estimate(lower(q, T))
     sim = SimTarget(batch=batch)
     t0 = time.perf_counter()
-    sim.compile(q, T)
+    dep = deploy(q)  # the lowering, once
+    sim.compile(dep)  # sim's models
     compile_s += time.perf_counter() - t0
-    sim.run(q, x[8:8 + 1], T)  # the compiled IF loop's machine code, on first use
+    res = estimate(dep.net)
+    sim.run(dep, x[8:8 + 1])  # the compiled IF loop's machine code, on first use
     t0 = time.perf_counter()
-    sim.run(q, x[8:], T)
+    sim.run(dep, x[8:])
     seconds = time.perf_counter() - t0
     row = {"network": "ResNet-18 (ImageNet stem)", "input_shape": list(shape), "T": T, "batch": batch,
            "neurons": res.neurons, "synapses": res.synapses, "loihi2_cores": res.cores, "loihi2_chips": res.chips,
            "compile_s": compile_s, "sim_s_per_sample": seconds / batch,
            "sim_ms_per_sample_step": 1e3 * seconds / (batch * T)}
     if memory is not None:
-        memory.measure(row, "sim_peak_mib", lambda: sim.run(q, x[8:], T))
+        memory.measure(row, "sim_peak_mib", lambda: sim.run(dep, x[8:]))
     return row
 
 

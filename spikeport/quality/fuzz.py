@@ -61,7 +61,7 @@ from spikeport.toolchain.ir.snn import (
 )
 from spikeport.toolchain.ir.trace import Trace
 from spikeport.toolchain.oracle.lava_model import OracleRun, run_oracle
-from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.verification.compare import READOUT, check_equal, compare
 
 STEPS = (1, 1, 2, 2, 3, 4, 4, 5, 6, 8, 8, 12, 16, 24, 32)
@@ -321,7 +321,7 @@ def random_process_case(seed: int) -> ProcessCase:
     n = int(np.prod(shape))
     syns.append(DenseProcess("ro", src, "readout", **_lava_weights_case(rng, 4, n)))
     lifs.append(LIFProcess("readout", (4,), du=-1, dv=LOIHI2.decay_unit, vth=LOIHI2.u_limit))
-    net = ProcessNet(lifs, syns, [], readout="readout", T=steps, period=steps)
+    net = ProcessNet(lifs, syns, [], readout="readout", T=steps, period=steps, profile=LOIHI2)
     return ProcessCase(seed, net, spikes)
 
 
@@ -395,13 +395,14 @@ class _Tally:
 def check(case: Case, lava: bool) -> Outcome:
     """Run a network case on torch_int, sim (side by side and streamed), the oracle and optionally
     Lava, and compare as the module docstring says."""
-    snn, x, T = case.snn, case.x, case.T
-    net = lower(snn, T)
+    snn, x = case.snn, case.x
+    dep = deploy(snn)
+    net = dep.net
     ids = np.arange(len(x))
-    ref = run(snn, x, T, "torch_int", record=True, sample_ids=ids)
+    ref = run(dep, x, "torch_int", record=True, sample_ids=ids)
     currents = encode(snn, x)
-    side = run(snn, x, T, "sim", record=True, sample_ids=ids)
-    streamed = run(snn, x, T, "sim", record=True, sample_ids=ids, stream=True)
+    side = run(dep, x, "sim", record=True, sample_ids=ids)
+    streamed = run(dep, x, "sim", record=True, sample_ids=ids, stream=True)
     tally = _Tally()
     oracle_side = run_oracle(net, currents, stream=False, sample_ids=ids)
     tally.frames("sim vs oracle (side by side)", side, oracle_side)
@@ -418,7 +419,7 @@ def check(case: Case, lava: bool) -> Outcome:
     general = simulate(net, currents, record=True, fast=False, sample_ids=ids)
     tally.frames("sim (fused loop) vs sim (general models)", side, general, independent=False)
     if lava:
-        lv = run(snn, x, T, "lava", record=True, sample_ids=ids)
+        lv = run(dep, x, "lava", record=True, sample_ids=ids)
         tally.frames("lava vs oracle (streamed)", lv, oracle_stream, counts=False)
         tally.frames("lava vs sim (streamed)", lv, streamed)
     silent = sum(not ref.spikes[p.name].any() for p in snn.hidden)

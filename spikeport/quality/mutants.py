@@ -33,6 +33,7 @@ from spikeport.quality.fuzz import check, check_process, random_case, random_pro
 from spikeport.targets import if_kernel, int8_kernels, method_kernels, sim, sim_models
 from spikeport.toolchain.ir.procnet import DenseProcess
 from spikeport.toolchain.passes import lowering
+from spikeport.toolchain.passes.lowering import deploy
 
 
 @dataclass(frozen=True)
@@ -327,25 +328,26 @@ class Result:
 
 
 class Checks:
-    """The checks every mutant faces, prepared once (models converted and quantized without mutants)."""
+    """The checks every mutant faces, prepared once (models converted and quantized without mutants;
+    lowered in each run, since the lowering is among what the mutants change)."""
 
     def __init__(self, network_cases: int = 40, process_cases: int = 24) -> None:
         mlp, resnet = prepare("mlp_digits", calib=256), prepare("resnet_digits", calib=256)
         cnn = prepare("cnn_mnist", calib=256)  # average pools folded into convolutions: sim's sum-pooling loop
-        self.verify_runs = [("verify mlp_digits", mlp.quantize(mlp.snn, 4), mlp.data.x_test[:24], 4),
-                            ("verify resnet_digits", resnet.quantize(resnet.snn, 3), resnet.data.x_test[:24], 3),
+        self.verify_runs = [("verify mlp_digits", mlp.quantize(mlp.snn, 4), mlp.data.x_test[:24]),
+                            ("verify resnet_digits", resnet.quantize(resnet.snn, 3), resnet.data.x_test[:24]),
                             ("verify mlp_digits graded", mlp.quantize(mlp.method("graded", 1), 1),
-                             mlp.data.x_test[:24], 1),
-                            ("verify cnn_mnist", cnn.quantize(cnn.snn, 3), cnn.data.x_test[:16], 3),
+                             mlp.data.x_test[:24]),
+                            ("verify cnn_mnist", cnn.quantize(cnn.snn, 3), cnn.data.x_test[:16]),
                             # T above sim's chunk of steps: a window split between two calls of its loop
-                            ("verify mlp_digits T=20", mlp.quantize(mlp.snn, 20), mlp.data.x_test[:8], 20)]
+                            ("verify mlp_digits T=20", mlp.quantize(mlp.snn, 20), mlp.data.x_test[:8])]
         self.network_seeds = range(network_cases)
         self.process_seeds = range(process_cases)
 
     def run(self) -> tuple[str, str] | None:
         """The first check that fails, as (check, what it said), or None when all pass."""
-        for name, q, x, T in self.verify_runs:
-            rows, _ = verify(q, x, T, targets=("sim",))
+        for name, q, x in self.verify_runs:
+            rows, _ = verify(deploy(q), x, targets=("sim",))
             bad = [r for r in rows if not r.exact]
             if bad:
                 return name, bad[0].line()

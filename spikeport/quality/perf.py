@@ -40,10 +40,11 @@ from spikeport.models.families import resnet18
 from spikeport.models.zoo import CHECKPOINT_DIR, load_checkpoint, vgg_mnist
 from spikeport.targets.sim import SimTarget
 from spikeport.toolchain.costs.metrics import count_work
+from spikeport.toolchain.ir.deployment import Deployment
 from spikeport.toolchain.ir.snn import INPUT, SNNGraph
 from spikeport.toolchain.oracle.reference import run_reference
 from spikeport.toolchain.passes.convert import convert
-from spikeport.toolchain.passes.lowering import lower
+from spikeport.toolchain.passes.lowering import deploy
 from spikeport.toolchain.passes.methods import apply_method
 from spikeport.toolchain.passes.quantize import quantize
 
@@ -229,6 +230,7 @@ def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat:
     log(f"{net.name}: convert, quantize, methods")
     convert_s, snn = best_time(lambda: convert(net.graph, net.x_calib, device=device), 1)
     quantize_s, q = best_time(lambda: quantize(snn, net.x_calib, T, device=device), 1)
+    dep = deploy(q, snn)
     methods_s = {}
     labels = np.zeros(len(net.x_calib), dtype=np.int64)  # FTBC's alpha choice needs labels; speed only
     for m in methods:
@@ -240,9 +242,9 @@ def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat:
         ann_s, _ = best_time(lambda: net.module(xt), repeat + 2)
     ref_s, _ = best_time(lambda: run_reference(q, x, T, batch=batch, device=device), repeat)
     sim = SimTarget(batch=batch, device=device)
-    sim.run(q, x, T)  # warm-up
-    sim_s, _ = best_time(lambda: sim.run(q, x, T), repeat)
-    recorded = run(q, x, T, "sim", record=True, device=device)
+    sim.run(dep, x)  # warm-up
+    sim_s, _ = best_time(lambda: sim.run(dep, x), repeat)
+    recorded = run(dep, x, "sim", record=True, device=device)
     per_step = batch * T * 1e-6
     fig = NetworkFigures(
         network=net.name, notes=net.notes, T=T, batch=batch, lava_samples=lava_samples,
@@ -251,24 +253,25 @@ def measure_network(net: Network, T: int, batch: int, lava_samples: int, repeat:
         convert_s=convert_s, quantize_s=quantize_s, methods_s=methods_s,
         ann_us_per_sample=ann_s / batch * 1e6, sim_us_per_sample_step=sim_s / per_step,
         torch_int_us_per_sample_step=ref_s / per_step)
-    memory.measure(fig.__dict__, "sim_peak_mb", lambda: sim.run(q, x, T))
+    memory.measure(fig.__dict__, "sim_peak_mb", lambda: sim.run(dep, x))
     if lava_samples:
         log(f"{net.name}: Lava, {lava_samples} samples streamed (the same inputs)")
-        lava = lava_figures(q, x[:lava_samples], T, device)
+        lava = lava_figures(dep, x[:lava_samples], device)
         fig.lava_run_us_per_sample_step, fig.lava_wall_us_per_sample_step = lava["run_us"], lava["wall_us"]
         fig.lava_startup_s, fig.lava_exact, fig.lava_values_compared = lava["startup_s"], lava["exact"], lava["values"]
     return fig
 
 
-def lava_figures(q: SNNGraph, x: np.ndarray, T: int, device: str = "cpu") -> dict:
+def lava_figures(dep: Deployment, x: np.ndarray, device: str = "cpu") -> dict:
     """Lava on ``x`` streamed, verified against torch_int and sim in the same call: its steady time
     per sample-step (``run_us``: streaming puts one sample every ``period`` steps, and a step costs
     the run time over the steps after the first, which compiles the network and starts its
     processes), its wall time per sample-step (``wall_us``), the start-up, and the verdict."""
-    rows, traces = verify(q, x, T, targets=("sim", "lava"), device=device, target_options={"lava": {}})
+    T = dep.T
+    rows, traces = verify(dep, x, targets=("sim", "lava"), device=device, target_options={"lava": {}})
     meta = traces["lava"].meta
     step_s = meta["lava_run_seconds"] / max(1, meta["lava_run_steps"])
-    return {"run_us": step_s * lower(q, T).period / T * 1e6, "wall_us": meta["wall_seconds"] / (len(x) * T) * 1e6,
+    return {"run_us": step_s * dep.net.period / T * 1e6, "wall_us": meta["wall_seconds"] / (len(x) * T) * 1e6,
             "startup_s": meta["lava_startup_seconds"],
             "exact": all(r.exact for r in rows),  # sim and Lava against torch_int, Lava against sim
             # distinct values: Lava's frames against torch_int (the row against sim compares the same values again)
@@ -276,13 +279,14 @@ def lava_figures(q: SNNGraph, x: np.ndarray, T: int, device: str = "cpu") -> dic
 
 
 # -- scaling ----------------------------------------------------------------------------------------
-def sim_cost(q: SNNGraph, x: np.ndarray, T: int, batch: int, repeat: int, device: str, memory: MemoryProbe,
+def sim_cost(q: SNNGraph, x: np.ndarray, batch: int, repeat: int, device: str, memory: MemoryProbe,
              row: dict) -> dict:
+    dep, T = deploy(q), int(q.T)
     sim = SimTarget(batch=batch, device=device)
-    sim.run(q, x[:batch], T)
-    t, _ = best_time(lambda: sim.run(q, x[:batch], T), repeat)
+    sim.run(dep, x[:batch])
+    t, _ = best_time(lambda: sim.run(dep, x[:batch]), repeat)
     row.update({"us_per_sample_step": t / (batch * T) * 1e6, "ms_per_batch": t * 1e3})
-    memory.measure(row, "peak_mb", lambda: sim.run(q, x[:batch], T))
+    memory.measure(row, "peak_mb", lambda: sim.run(dep, x[:batch]))
     return row
 
 
@@ -292,12 +296,12 @@ def scaling(cnn: Network, Ts: tuple[int, ...], batches: tuple[int, ...], widths:
     out: dict[str, list[dict]] = {"T": [], "batch": [], "width": []}
     for t in Ts:
         log(f"scaling: cnn_mnist T={t}")
-        out["T"].append(sim_cost(quantize(snn, cnn.x_calib, t), cnn.x, t, batch, repeat, device, memory,
+        out["T"].append(sim_cost(quantize(snn, cnn.x_calib, t), cnn.x, batch, repeat, device, memory,
                                  {"T": t, "batch": batch}))
     q = quantize(snn, cnn.x_calib, T)
     for b in batches:
         log(f"scaling: cnn_mnist batch {b}")
-        out["batch"].append(sim_cost(q, cnn.x, T, b, repeat, device, memory, {"batch": b, "T": T}))
+        out["batch"].append(sim_cost(q, cnn.x, b, repeat, device, memory, {"batch": b, "T": T}))
     for w in widths:
         log(f"scaling: vgg_mnist width {w}")
         net = random_vgg(batch, width=w)
@@ -305,7 +309,7 @@ def scaling(cnn: Network, Ts: tuple[int, ...], batches: tuple[int, ...], widths:
         xt = torch.as_tensor(net.x, dtype=torch.float32)
         with torch.no_grad():
             ann_s, _ = best_time(lambda net=net, xt=xt: net.module(xt), repeat + 2)
-        row = sim_cost(qv, net.x, T, batch, repeat, device, memory,
+        row = sim_cost(qv, net.x, batch, repeat, device, memory,
                        {"width": w, "T": T, "batch": batch, "neurons": sum(p.size for p in qv.hidden),
                         "dense_macs_per_step": dense_macs(qv), "ann_us_per_sample": ann_s / len(net.x) * 1e6})
         row["sim_over_ann"] = row["us_per_sample_step"] / row["ann_us_per_sample"]

@@ -24,9 +24,9 @@ from spikeport.toolchain.costs.metrics import count_work
 from spikeport.toolchain.costs.resources import estimate
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.ir import ann
-from spikeport.toolchain.ir.snn import INPUT, SNNGraph
+from spikeport.toolchain.ir.deployment import Deployment
+from spikeport.toolchain.ir.snn import INPUT
 from spikeport.toolchain.oracle.reference import run_reference
-from spikeport.toolchain.passes.lowering import lower
 
 
 def smape(a: np.ndarray, b: np.ndarray) -> float:
@@ -56,9 +56,10 @@ def ann_macs(graph: ann.Graph) -> int:
     return macs
 
 
-def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ann.Graph | None = None) -> dict:
-    """Report for the integer graph ``q`` quantized from the float graph ``snn``, measured on ``x``."""
-    T = int(q.T)
+def quantization_report(deployment: Deployment, x: np.ndarray, graph: ann.Graph | None = None) -> dict:
+    """Report for the deployment's integer SNN against the float SNN it was quantized from, measured on
+    ``x`` (``graph``: the ANN, for its multiply-accumulates)."""
+    snn, q, T = deployment.float_graph(), deployment.snn, deployment.T
     ft = run_reference(snn, x, T, record=True)
     it = run_reference(q, x, T, record=True)
     S = snn.steps(T)
@@ -151,7 +152,7 @@ def quantization_report(snn: SNNGraph, q: SNNGraph, x: np.ndarray, graph: ann.Gr
             summary.append(f"layer {name!r} rounds its weights from {p['source']!r} hardest: SMAPE {100 * sm:.0f}%, "
                            f"{100 * p['zero_share']:.0f}% of them round to zero (exponent {p['weight_exp']}: "
                            "a few large weights set the scale for many small ones)")
-    resources = estimate(lower(q, T))
+    resources = estimate(deployment.net)
     summary.append(resources.lines()[0] + ("" if not resources.problems else
                                           f"; does not fit: {'; '.join(resources.problems)}"))
     return {"summary": summary, "layers": layers, "network": network, "resources": resources.to_dict()}

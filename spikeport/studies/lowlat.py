@@ -37,7 +37,6 @@ from spikeport.reports.html import STYLE, json_default, png, table
 from spikeport.toolchain.costs.metrics import count_work
 from spikeport.toolchain.hardware.profiles import get_profile
 from spikeport.toolchain.ir.snn import SNNGraph
-from spikeport.toolchain.passes.lowering import lower
 from spikeport.toolchain.passes.methods import apply_method
 
 PROFILE = "loihi2"  # the target every configuration is quantized for
@@ -95,14 +94,14 @@ def study(base: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4), methods: tup
             for method in methods:
                 bar.set_description(f"{name} T={T} {method}")
                 t0 = time.perf_counter()
-                q = prep.quantize(_variant(prep, method, T, levels, fit, calibrated), T, PROFILE)
-                val = run(q, x_val, T, "sim", record=True)
-                test = run(q, x, T, "sim")
+                dep = prep.deploy(_variant(prep, method, T, levels, fit, calibrated), T, PROFILE)
+                val = run(dep, x_val, "sim", record=True)
+                test = run(dep, x, "sim")
                 rows.append({"model": name, "L": levels, "trained": trained, "method": method, "T": T,
                              "held_out": float(np.mean(val.predictions == y_val)),
-                             "test": float(np.mean(test.predictions == y)), "latency": lower(q, T).latency,
-                             **energy(q, val), "seconds": time.perf_counter() - t0})
-                kept[key(rows[-1])] = (q, x)
+                             "test": float(np.mean(test.predictions == y)), "latency": dep.timing.latency,
+                             **energy(dep.snn, val), "seconds": time.perf_counter() - t0})
+                kept[key(rows[-1])] = (dep, x)
                 bar.update(1)
     bar.close()
     best = recommend(rows, Ts)
@@ -112,8 +111,8 @@ def study(base: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4), methods: tup
     for k, r in picks.items():
         if not lava_samples:
             break
-        q, x = kept[k]  # the very network the table measured
-        ver, _ = verify(q, x[:lava_samples], r["T"], targets=("sim", "lava"))
+        dep, x = kept[k]  # the very network the table measured
+        ver, _ = verify(dep, x[:lava_samples], targets=("sim", "lava"))
         checks += [{"T": r["T"], "config": label(r), **v.to_dict()} for v in ver]
         log(f"lowlat: T={r['T']} {label(r)}: " + "; ".join(v.line() for v in ver))
     return {"base": base, "Ts": list(Ts), "held_out": HELD_OUT, "anns": anns, "rows": rows,

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from spikeport.api import LoadedModel, accuracy, ann_accuracy, import_model, load_model, prepare, run, verify
-from spikeport.studies.methods_table import MethodTable, _integer_rows
+from spikeport.api import LoadedModel, accuracy, ann_accuracy, import_model, load_model, prepare, run_float, verify
 from spikeport.models.data import load_dataset
 from spikeport.models.train import finetune
 from spikeport.models.zoo import ARCHITECTURES, bundled_checkpoint, load_checkpoint, save_checkpoint
+from spikeport.studies.methods_table import MethodTable, _integer_rows
 
 VARIANTS = ("average", "average + finetune", "spiking")
 
@@ -64,13 +64,13 @@ def compare_maxpool(model: str = "maxpool_cnn_mnist", Ts: tuple[int, ...] = (4, 
     for T in Ts:
         for label, prep in variants.items():
             bar.set_description(f"{path.stem} T={T} {label}")
-            table.add(label, "torch_float", T, [accuracy(run(prep.snn, x, T, "torch_float"), y)], len(x))
+            table.add(label, "torch_float", T, [accuracy(run_float(prep.snn, x, T), y)], len(x))
             bar.update(len(x))
-            q = prep.quantize(prep.snn, T)
-            _integer_rows(table, label, q, x, y, T, verify_samples, bar.update)
+            dep = prep.deploy(prep.snn, T)
+            _integer_rows(table, label, dep, x, y, verify_samples, bar.update)
             if n_lava:
                 t0 = time.perf_counter()
-                rows, traces = verify(q, x[:n_lava], T, targets=("sim", "lava"))
+                rows, traces = verify(dep, x[:n_lava], targets=("sim", "lava"))
                 table.timings[f"lava_{label}_T{T}_s"] = time.perf_counter() - t0
                 table.checks += [{"method": label, "T": T, "check": "spikes", **r.to_dict()} for r in rows]
                 table.add(label, "lava", T, [accuracy(traces["lava"], y[:n_lava])], n_lava)

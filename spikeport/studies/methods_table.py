@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from spikeport.api import Prepared, accuracy, ann_accuracy, prepare, run, verify
+from spikeport.api import Prepared, accuracy, ann_accuracy, prepare, run, run_float, verify
 from spikeport.models.zoo import CHECKPOINT_DIR
+from spikeport.toolchain.ir.deployment import Deployment
 from spikeport.toolchain.ir.snn import SNNGraph
 from spikeport.toolchain.oracle.reference import run_reference
-from spikeport.toolchain.passes.lowering import lower
 
 METHOD_ORDER = ["qcfs", "ftbc", "cos", "tpp", "graded", "nq", "permute"]
 
@@ -85,27 +85,28 @@ class MethodTable:
         return "\n".join(lines)
 
 
-def _integer_rows(table: MethodTable, label: str, q: SNNGraph, x, y, T: int, verify_samples: int,
+def _integer_rows(table: MethodTable, label: str, dep: Deployment, x, y, verify_samples: int,
                   tick: Callable[[int], None], oracle_samples: int | None = None) -> tuple[float, float]:
     """sim on the whole split and torch_int on the first ``oracle_samples`` (default: all; their logits
     must agree on every one), spikes verified on the first ``verify_samples``; returns (torch_int acc,
     sim acc)."""
     n_oracle = len(x) if oracle_samples is None else min(oracle_samples, len(x))
+    T = dep.T
     t0 = time.perf_counter()
-    ti = run(q, x[:n_oracle], T, "torch_int")
+    ti = run(dep, x[:n_oracle], "torch_int")
     t_int = time.perf_counter() - t0
     tick(n_oracle)
     t0 = time.perf_counter()
-    ts = run(q, x, T, "sim")
+    ts = run(dep, x, "sim")
     t_sim = time.perf_counter() - t0
     tick(len(x))
     same = bool(np.array_equal(ti.final, ts.final[:n_oracle]))
-    rows, _ = verify(q, x[:verify_samples], T, targets=("sim",))
+    rows, _ = verify(dep, x[:verify_samples], targets=("sim",))
     what = "every test sample" if n_oracle == len(x) else f"the first {n_oracle} test samples"
     table.checks.append({"method": label, "T": T, "check": f"sim vs torch_int logits, {what}",
                          "exact": same, "samples": n_oracle})
     table.checks += [{"method": label, "T": T, "check": "spikes", **r.to_dict()} for r in rows]
-    latency = lower(q, T).latency
+    latency = dep.timing.latency
     a_int, a_sim = accuracy(ti, y[:n_oracle]), accuracy(ts, y)
     table.add(label, "torch_int", T, [a_int], n_oracle, seconds=t_int)
     table.add(label, "sim", T, [a_sim], len(x), latency=latency, seconds=t_sim)
@@ -165,20 +166,20 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
         for label, s, extra in variants:
             bar.set_description(f"{model} T={T} {label}")
             t0 = time.perf_counter()
-            acc = accuracy(run(s, x, T, "torch_float"), y)
+            acc = accuracy(run_float(s, x, T), y)
             table.add(label, "torch_float", T, [acc], len(x), seconds=time.perf_counter() - t0, **extra)
             tick(len(x))
-            _integer_rows(table, label, prep.quantize(s, T), x, y, T, verify_samples, tick, oracle_samples)
+            _integer_rows(table, label, prep.deploy(s, T), x, y, verify_samples, tick, oracle_samples)
         if "tpp" in methods:
             bar.set_description(f"{model} T={T} tpp")
             accs: dict[str, list[float]] = {"torch_float": [], "torch_int": [], "sim": []}
             for seed in range(tpp_seeds):
                 s = prep.method("tpp", T, seed=seed)
-                accs["torch_float"].append(accuracy(run(s, x, T, "torch_float"), y))
+                accs["torch_float"].append(accuracy(run_float(s, x, T), y))
                 tick(len(x))
                 sub = MethodTable(model, data_set.name, None, len(x))
-                a_int, a_sim = _integer_rows(sub, f"tpp seed {seed}", prep.quantize(s, T), x, y, T, verify_samples,
-                                             tick, oracle_samples)
+                a_int, a_sim = _integer_rows(sub, f"tpp seed {seed}", prep.deploy(s, T), x, y, verify_samples, tick,
+                                             oracle_samples)
                 table.checks += sub.checks
                 accs["torch_int"].append(a_int)
                 accs["sim"].append(a_sim)
@@ -203,8 +204,7 @@ def compare_methods(model: str = "cnn_mnist", Ts: tuple[int, ...] = (1, 2, 4, 8,
                 s = snn if method == "qcfs" else prep.method(method, T, rho=rho, seed=0)
                 bar.set_description(f"{model} T={T} lava {label}")
                 t0 = time.perf_counter()
-                qm = prep.quantize(s, T)
-                rows, traces = verify(qm, x[:n], T, targets=("sim", "lava"))
+                rows, traces = verify(prep.deploy(s, T), x[:n], targets=("sim", "lava"))
                 table.timings[f"lava_{label}_T{T}_s"] = time.perf_counter() - t0
                 table.checks += [{"method": label, "T": T, "check": "spikes", **r.to_dict()} for r in rows]
                 name = f"{label} (seed 0)" if label == "tpp" else label
@@ -274,10 +274,11 @@ def relu_study(spec, data: str | None = None, mean: list[float] | None = None, s
     snns = {pc: (base.snn if pc == 99.9 else convert(graph, base.calib, percentile=pc)) for pc in percentiles}
     rows, checks = [], []
 
-    def test_row(kind: str, q: SNNGraph, T: int, **extra) -> None:
+    def test_row(kind: str, dep: Deployment, **extra) -> None:
+        T = dep.T
         t0 = time.perf_counter()
-        tr = run(q, x, T, "sim")
-        ti = run(q, x[:oracle_samples], T, "torch_int")
+        tr = run(dep, x, "sim")
+        ti = run(dep, x[:oracle_samples], "torch_int")
         checks.append({"kind": kind, "T": T, "exact": bool(np.array_equal(ti.final, tr.final[:oracle_samples])),
                        "samples": min(oracle_samples, len(x))})
         rows.append({"kind": kind, "T": T, "acc": accuracy(tr, y), "n": len(x),
@@ -285,14 +286,14 @@ def relu_study(spec, data: str | None = None, mean: list[float] | None = None, s
         log(f"relu T={T} {kind}: {100 * rows[-1]['acc']:.2f}% ({rows[-1]['seconds']:.0f} s)")
 
     for T in Ts:
-        qs = {pc: base.quantize(s, T) for pc, s in snns.items()}
-        held = {pc: accuracy(run(q, xh, T, "sim"), yh) for pc, q in qs.items()}
+        deps = {pc: base.deploy(s, T) for pc, s in snns.items()}
+        held = {pc: accuracy(run(dep, xh, "sim"), yh) for pc, dep in deps.items()}
         best = max(percentiles, key=lambda pc: (held[pc], -abs(pc - 99.9)))
-        test_row("percentile 99.9", qs[99.9], T, held_out_acc=held.get(99.9))
-        test_row("best percentile (held-out)", qs[best], T, percentile=best, held_out_acc=held[best])
+        test_row("percentile 99.9", deps[99.9], held_out_acc=held.get(99.9))
+        test_row("best percentile (held-out)", deps[best], percentile=best, held_out_acc=held[best])
         ftbc = apply_method(snns[best], "ftbc", T, graph=graph, calib_x=ds.x_train[:-held_out],
                             calib_y=ds.y_train[:-held_out])
-        test_row("best percentile + FTBC", base.quantize(ftbc, T), T, percentile=best,
+        test_row("best percentile + FTBC", base.deploy(ftbc, T), percentile=best,
                  alpha=ftbc.meta["ftbc"]["alpha"])
     within = {}
     for kind in dict.fromkeys(r["kind"] for r in rows):

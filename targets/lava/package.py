@@ -19,6 +19,7 @@ from spikeport.targets import method_kernels
 from spikeport.targets.lava import runtime
 from spikeport.toolchain.files import write_atomic
 from spikeport.toolchain.hardware import prng
+from spikeport.toolchain.ir.deployment import Deployment
 from spikeport.toolchain.ir.procnet import (
     ConvProcess,
     COSProcess,
@@ -239,15 +240,14 @@ def write_samples(folder: Path, net: ProcessNet, currents: dict[str, np.ndarray]
     return run
 
 
-def export_lava(folder: Path, q: SNNGraph, model: str, method: str, x: np.ndarray, y: np.ndarray) -> dict:
-    """``spikeport export --lava``: the integer SNN ``q`` lowered for its T, as a package with its
-    loader, a README and example inputs ``x`` (labels ``y``)."""
+def export_lava(folder: Path, deployment: Deployment, model: str, method: str, x: np.ndarray,
+                y: np.ndarray) -> dict:
+    """``spikeport export --lava``: the deployment's process network as a package with its loader, a
+    README and example inputs ``x`` (labels ``y``)."""
     from importlib.metadata import version
 
-    from spikeport.toolchain.passes.lowering import lower
-
     folder = Path(folder)
-    net = lower(q, int(q.T))
+    net, q = deployment.net, deployment.snn
     meta = {"model": model, "method": method, "spikeport": version("spikeport"), "input_shape": list(q.input_shape),
             "classes": int(q.readout.size)}
     spec = write_package(folder, net, q, meta)

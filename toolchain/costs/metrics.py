@@ -22,7 +22,7 @@ runner's (``sim``, ``lava``) count is the zero-delay reference's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -82,6 +82,7 @@ class Work:
     payloads: np.ndarray  # the values they carried (== messages on a binary network)
     synops: np.ndarray  # messages x fan-out
     neuron_updates: int
+    counts: dict[str, np.ndarray] = field(default_factory=dict)  # each hidden layer's (batch, N) window payloads
 
     def energy_uJ(self, figures: EnergyFigures) -> np.ndarray:
         """Energy of each inference at ``figures`` (synaptic operations and neuron updates only)."""
@@ -99,8 +100,9 @@ def count_work(snn: SNNGraph, trace: Trace, fans: Fans | None = None) -> Work:
     network ``snn`` at ``trace.T``. ``fans``: ``fan_outs(snn)``, to reuse across batches."""
     steps = snn.steps(trace.T)
     messages = {p.name: trace.window_counts(p.name, steps, messages=True) for p in snn.hidden}
+    counts = {p.name: trace.window_counts(p.name, steps) for p in snn.hidden}
     none = np.zeros(len(trace.final), dtype=np.int64)
     synops = synaptic_ops(snn, messages, fans) if messages else none.astype(np.float64)
     return Work(messages=sum((m.sum(1) for m in messages.values()), none),
-                payloads=sum((trace.window_counts(p.name, steps).sum(1) for p in snn.hidden), none),
-                synops=synops, neuron_updates=neuron_updates(snn, steps))
+                payloads=sum((c.sum(1) for c in counts.values()), none),
+                synops=synops, neuron_updates=neuron_updates(snn, steps), counts=counts)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from spikeport.toolchain.hardware.profiles import LOIHI2, TargetProfile
+from spikeport.toolchain.hardware.profiles import TargetProfile
 
 
 @dataclass
@@ -225,9 +225,9 @@ class ProcessNet:
     readout: str  # the LIF whose u carries the summed logits
     T: int = 1  # window length of the sources
     period: int = 1  # steps between consecutive streamed samples
-    # the target (bit widths of the registers, chip limits): lower() and the netx reader pass it; the
-    # default serves networks built by hand (tests, the process-level fuzzer) in Lava's Loihi 2 arithmetic
-    profile: TargetProfile = LOIHI2
+    # the target (bit widths of the registers, Lava's rules, chip limits), always passed: lower(),
+    # the netx reader, the fuzzer and hand-built test networks name it
+    profile: TargetProfile = field(kw_only=True)
     timing: Timing | None = None  # lowering states it; derived for plain LIF networks
     meta: dict = field(default_factory=dict)
 

@@ -14,6 +14,15 @@ def cut_frames(stream: np.ndarray, n: int, period: int, frame: int) -> np.ndarra
     return np.moveaxis(stream[idx], 0, 1)
 
 
+def first_exit(exits: list[tuple[dict | None, int]]) -> dict | None:
+    """The first head-room exit among those of several batches of samples, each ``(exit, offset)``
+    with sample indices counted from the batch's ``offset``: the least (layer order, step, sample),
+    the order each batch's own exit is the least of. The reference's batches and verify's chunks
+    both merge with it, so the exit named does not depend on how the samples were cut."""
+    found = [dict(h, sample=h["sample"] + off) for h, off in exits if h is not None]
+    return min(found, key=lambda h: (h["order"], h["step"], h["sample"]), default=None)
+
+
 @dataclass
 class Trace:
     """Results of running an SNN on a batch of samples.

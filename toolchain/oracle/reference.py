@@ -17,7 +17,7 @@ from spikeport.toolchain.host.encoding import encode
 from spikeport.toolchain.host.exact import exact_arithmetic, exact_dtype
 from spikeport.toolchain.ir.snn import COS, INPUT, TPP, Graded, SNNGraph
 from spikeport.toolchain.ir.synapses import apply_synapse, weight_tensor
-from spikeport.toolchain.ir.trace import Trace
+from spikeport.toolchain.ir.trace import Trace, first_exit
 from spikeport.toolchain.oracle.neurons import (
     Excursion,
     permute_in_time,
@@ -157,7 +157,7 @@ class SNNReference(nn.Module):
             spikes[p.name] = s
             peak[p.name], overflow[p.name] = ex.peak, ex.overflow
             if headroom is None and ex.first is not None:
-                headroom = {"layer": p.name, "step": ex.first[0], "sample": ex.first[1]}
+                headroom = {"layer": p.name, "order": i, "step": ex.first[0], "sample": ex.first[1]}
             counts[p.name] = s[:T].sum(dim=(0, 2), dtype=torch.int64).cpu()  # graded: the payloads
             if record:
                 recorded[p.name] = s.cpu().to(torch.uint8).numpy()
@@ -186,6 +186,5 @@ def run_reference(snn: SNNGraph, inputs: np.ndarray, T: int, record: bool = Fals
                   for i in range(0, len(inputs), batch)]
     out = Trace.concat(traces)
     out.meta["peak"] = {k: max(t.meta["peak"][k] for t in traces) for k in traces[0].meta["peak"]}
-    out.meta["headroom"] = next((dict(t.meta["headroom"], sample=t.meta["headroom"]["sample"] + i)
-                                 for i, t in zip(range(0, len(inputs), batch), traces) if t.meta["headroom"]), None)
+    out.meta["headroom"] = first_exit([(t.meta["headroom"], i) for i, t in zip(range(0, len(inputs), batch), traces)])
     return out

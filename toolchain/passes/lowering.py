@@ -44,6 +44,7 @@ from scipy import sparse as sp
 
 from spikeport.toolchain.errors import SpikeportError
 from spikeport.toolchain.hardware.profiles import TargetProfile
+from spikeport.toolchain.ir.deployment import Deployment
 from spikeport.toolchain.ir.procnet import (
     ConvProcess,
     COSProcess,
@@ -98,12 +99,18 @@ def _self_connection(name: str, n: int, theta: int, sparse: bool, profile: Targe
                         num_weight_bits=profile.weight_bits, sign_mode="inh", sparse=sparse)
 
 
-def lower(snn: SNNGraph, T: int) -> ProcessNet:
-    """The Lava process network that runs ``snn`` for ``T``-step windows, streamed sample after
-    sample, under the profile ``snn`` was quantized for (which the network carries on)."""
-    if not snn.integer:
+def deploy(snn: SNNGraph, float_snn: SNNGraph | None = None) -> Deployment:
+    """The compiled artifact of an integer SNN: lowered once, for the T and the profile it was
+    quantized for; ``float_snn`` is the float SNN it was quantized from (``torch_float`` runs it)."""
+    return Deployment(snn, lower(snn), float_snn)
+
+
+def lower(snn: SNNGraph) -> ProcessNet:
+    """The Lava process network that runs ``snn`` for the ``snn.T``-step windows it was quantized
+    for, streamed sample after sample, under its profile (which the network carries on)."""
+    if not snn.integer or snn.T is None:
         raise SpikeportError("only integer graphs can be lowered; run quantize() first")
-    profile = snn.profile
+    profile, T = snn.profile, int(snn.T)
     P = period(snn, T)
     depth = depths(snn, T)
     delay_out = own_delays(snn, T)

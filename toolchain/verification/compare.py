@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from spikeport.toolchain.ir.procnet import Timing
-from spikeport.toolchain.ir.trace import Trace
+from spikeport.toolchain.ir.trace import Trace, first_exit
 
 READOUT = "readout"
 
@@ -289,17 +289,15 @@ def compare_frames(ref: Trace, other: Trace, timing: Timing) -> Verification:
 
 def merge_verifications(rows: list[Verification], offsets: list[int]) -> Verification:
     """Join the verifications of consecutive chunks of samples (sample indices offset per chunk): the
-    earliest divergence, mismatches and checks summed over every chunk."""
-    first = headroom = None
+    earliest divergence, mismatches and checks summed over every chunk, and the reference's first
+    head-room exit (``first_exit``, the rule ``run_reference`` merges its batches with)."""
+    first = None
     for row, off in zip(rows, offsets):
         d = row.first_divergence
         if d is not None:
             d = dict(d, sample=d["sample"] + off)
             if first is None or (d["frame_step"], d["sample"]) < (first["frame_step"], first["sample"]):
                 first = d
-        h = row.headroom
-        if h is not None and (headroom is None or h["step"] < headroom["step"]):
-            headroom = dict(h, sample=h["sample"] + off)
     mismatches: dict[str, int] = {}
     for row in rows:
         for k, n in row.mismatches.items():
@@ -317,4 +315,5 @@ def merge_verifications(rows: list[Verification], offsets: list[int]) -> Verific
     r0 = rows[0]
     return Verification(r0.target, r0.against, all(r.exact for r in rows), sum(r.samples for r in rows),
                         r0.steps, r0.layers, sum(r.spikes for r in rows), sum(r.values for r in rows),
-                        first, r0.shifts, mismatches, checks, headroom)
+                        first, r0.shifts, mismatches, checks,
+                        first_exit([(r.headroom, off) for r, off in zip(rows, offsets)]))

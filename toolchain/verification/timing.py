@@ -29,8 +29,9 @@ def _first_output_delay(snn: SNNGraph, kind: str, T: int) -> int:
     return neuron.rho if isinstance(neuron, COS) else T if isinstance(neuron, TPP) else 0
 
 
-def graph_timing(snn: SNNGraph, T: int) -> Timing:
-    """The Timing a correct lowering of ``snn`` for ``T`` must state."""
+def graph_timing(snn: SNNGraph) -> Timing:
+    """The Timing a correct lowering of the integer ``snn`` (for the T it was quantized for) must state."""
+    T = int(snn.T)
     by_name = {p.name: p for p in snn.populations}
 
     @cache
