@@ -129,11 +129,16 @@ def test_verification_json_carries_every_check(mlp, capsys):
 
 def test_the_head_room_exit_named_does_not_depend_on_how_samples_are_cut(mlp):
     """The reference's batches and verify's chunks merge their exits by one rule (the least layer
-    order, step, sample), so the exit named is the whole run's whatever the batch or chunk size."""
+    order, step, sample), so the exit named is the whole run's whatever the batch or chunk size.
+    The samples are ordered so that the first chunk's exit is not the run's first."""
     dep = deploy(dataclasses.replace(mlp.q(2), T=64))
     x = mlp.data.x_test[:30]
+    own = [run(dep, x[i:i + 1], "torch_int").meta["headroom"] for i in range(len(x))]
+    key = [(h["order"], h["step"]) if h else (99, 0) for h in own]
+    x = x[sorted(range(len(x)), key=lambda i: key[i], reverse=True)]  # the earliest exits last
     whole = run(dep, x, "torch_int").meta["headroom"]
-    assert whole is not None and run(dep, x, "torch_int", batch=7).meta["headroom"] == whole
+    assert (whole["order"], whole["step"]) == min(key) < max(key)
+    assert run(dep, x, "torch_int", batch=7).meta["headroom"] == whole
     for chunk in (7, 30):
         (row,), _ = verify(dep, x, targets=("sim",), chunk=chunk)
         assert row.headroom == whole, chunk
