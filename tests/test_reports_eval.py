@@ -153,8 +153,8 @@ def test_eval_on_lava_verifies_every_nth_sample_and_reruns_from_its_config(tmp_p
     assert [r["prediction"] for r in recs] == [r["prediction"] for r in _records(again / "results.jsonl")]
 
 
-def test_eval_loihi2_says_what_is_missing(capsys, tmp_path):
-    code = main(["eval", "mlp_digits", "--target", "loihi2", "--out", str(tmp_path)])
+def test_eval_on_the_chip_says_what_is_missing(capsys, tmp_path):
+    code = main(["eval", "mlp_digits", "--target", "loihi2_hw", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "needs Intel's Loihi 2 stack" in err[0]
 

@@ -26,7 +26,7 @@ def register(sub) -> None:
                     "config.toml)", EXAMPLE)
     p.add_argument("model", nargs="?", default=None, help=MODEL_HELP + " (omit with --config)")
     p.add_argument("--config", type=Path, default=None, help="a config.toml written by an earlier eval: rerun it")
-    p.add_argument("--target", choices=["torch_int", "sim", "lava", "loihi2"], default="sim",
+    p.add_argument("--target", choices=["torch_int", "sim", "lava", "loihi2_hw"], default="sim",
                    help="torch_int: the integer PyTorch reference (zero delay)")
     p.add_argument("--T", type=positive, default=8)
     p.add_argument("--method", choices=["qcfs", "ftbc", "cos", "tpp", "graded"], default="qcfs")

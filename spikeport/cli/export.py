@@ -36,11 +36,12 @@ def run(args) -> int:
     if args.nir is None and args.netx is None and args.lava is None:
         raise SpikeportError("nothing to do: pass --lava DIR, --nir FILE and/or --netx DIR")
     p, snn = prepare(args)
-    q = p.quantize(snn, args.T, args.profile)
+    dep = p.deploy(snn, args.T, args.profile)
+    q = dep.snn
     if args.lava is not None:
         from spikeport.targets.lava.package import export_lava
 
-        spec = export_lava(args.lava, q, p.model.name, args.method, p.data.x_test[:args.examples],
+        spec = export_lava(args.lava, dep, p.model.name, args.method, p.data.x_test[:args.examples],
                            p.data.y_test[:args.examples])
         from spikeport.targets.lava.environment import lava_python
 

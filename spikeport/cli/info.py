@@ -18,7 +18,8 @@ def run(args) -> int:
     p, snn = prepare(args)
     model = p.model
     print(f"# float graph ({model.name})\n{model.graph.summary()}\n\n# spiking network\n{snn.summary()}")
-    q = p.quantize(snn, args.T, args.profile)
+    dep = p.deploy(snn, args.T, args.profile)
+    q = dep.snn
     print(f"\n# quantized for T={args.T} ({q.profile.name})")
     for layer in q.meta["quantization"]:
         exps = [p.get("weight_exp", "analog") for p in layer["projections"]]
@@ -26,10 +27,9 @@ def run(args) -> int:
         print(f"{layer['population']:<14} threshold {thr:<6} weight exponents {exps!s:<14} "
               f"head-room used {100 * layer['headroom_used']:.1f}%")
     from spikeport.toolchain.costs.resources import estimate
-    from spikeport.toolchain.passes.lowering import lower
 
     print(f"\n# resources at T={args.T} (an estimate from published chip limits)")
-    print("\n".join(estimate(lower(q, args.T)).lines()))
+    print("\n".join(estimate(dep.net).lines()))
     from spikeport.targets.int8_kernels import describe
 
     print(f"\n# sim on this machine\nsynapse kernels: {describe()}")

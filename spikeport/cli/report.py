@@ -23,8 +23,7 @@ def run(args) -> int:
     from spikeport.reports.quantization import quantization_report, write_qreport
 
     p, snn = prepare(args)
-    q = p.quantize(snn, args.T, args.profile)
-    r = quantization_report(snn, q, p.data.x_train[:args.samples], p.model.graph)
+    r = quantization_report(p.deploy(snn, args.T, args.profile), p.data.x_train[:args.samples], p.model.graph)
     write_qreport(r, args.out)
     for line in r["summary"]:
         print(line)

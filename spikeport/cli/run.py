@@ -23,11 +23,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from spikeport.api import accuracy, run
+    from spikeport.api import accuracy, run, run_float
 
     p, snn = prepare(args)
     x, y = p.data.x_test[:args.samples], p.data.y_test[:args.samples]
-    net = snn if args.target == "torch_float" else p.quantize(snn, args.T, args.profile)
     options = {} if args.target == "lava" else {"device": args.device}
     if args.stream:
         if args.target != "sim":
@@ -36,7 +35,10 @@ def run(args) -> int:
         options["stream"] = True
     if args.target == "sim":
         options["int8"] = SIM_KERNELS[args.sim_kernels]
-    trace = run(net, x, args.T, args.target, **options)
+    if args.target == "torch_float":  # the float SNN on the reference: nothing to quantize or lower
+        trace = run_float(snn, x, args.T, device=args.device)
+    else:
+        trace = run(p.deploy(snn, args.T, args.profile), x, args.target, **options)
     acc = accuracy(trace, y)
     overflow = int(sum(trace.overflow.values()))
     if args.json:

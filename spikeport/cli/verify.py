@@ -37,8 +37,7 @@ def run(args) -> int:
     if bad:
         from spikeport.toolchain.errors import SpikeportError
         raise SpikeportError(f"unknown verification target(s) {bad}; choose from sim, lava")
-    q = p.quantize(snn, args.T, args.profile)
-    rows, _ = verify(q, p.data.x_test[:args.samples], args.T, targets=targets,
+    rows, _ = verify(p.deploy(snn, args.T, args.profile), p.data.x_test[:args.samples], targets=targets,
                      target_options={"lava": {"timeout": args.timeout},
                                      "sim": {"device": args.device, "int8": SIM_KERNELS[args.sim_kernels]}},
                      device=args.device)
