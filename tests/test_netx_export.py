@@ -30,7 +30,7 @@ def test_netx_export_runs_in_lava_netx_equal_to_sim(name, tmp_path):
     p = prepare(name, calib=256)
     q = p.quantize(p.snn, T)
     d = p.data
-    info = export_netx(tmp_path / "nx", q, T, name, d.x_test[:n], d.y_test[:n], d.x_test[:64], d.y_test[:64])
+    info = export_netx(tmp_path / "nx", q, name, d.x_test[:n], d.y_test[:n], d.x_test[:64], d.y_test[:64])
     assert info["samples"] == 64 and 0.5 < info["reset_zero"] <= 1.0
     saved, stdout = run_export_in_lava(tmp_path / "nx")
     assert "equal to spikeport's sim on this file: True" in stdout, stdout
@@ -53,25 +53,25 @@ def test_netx_export_runs_in_lava_netx_equal_to_sim(name, tmp_path):
 def test_netx_form_refuses_what_netx_cannot_hold(mlp):
     res = prepare("resnet_digits", calib=64)
     with pytest.raises(UnsupportedOpError, match="residual"):
-        reset_zero_form(res.quantize(res.snn, 4), 4)
+        reset_zero_form(res.quantize(res.snn, 4))
     for method, words in [("cos", "no COS neuron"), ("tpp", "no TPP neuron")]:
         q = mlp.compile(4, method).snn
         with pytest.raises(UnsupportedOpError, match=words):
-            reset_zero_form(q, 4)
+            reset_zero_form(q)
     q = mlp.quantize(mlp.snn, 4)
     q.populations[1].time_bias = np.arange(4).reshape(4, 1) * np.ones((1, 128), dtype=np.int64)  # as FTBC makes
     with pytest.raises(UnsupportedOpError, match="'act2': a bias that changes from step to step"):
-        reset_zero_form(q, 4)
+        reset_zero_form(q)
 
 
 def test_netx_form_is_exact_in_units_and_costs_little_on_the_mlp(mlp):
     T = 8
     q = mlp.quantize(mlp.snn, T)
-    form = reset_zero_form(q, T)
+    form = reset_zero_form(q)
     for p, lif in zip(q.populations, form.nx.net.lifs):
         assert (lif.du, lif.dv) == (4095, 0)  # netx iDecay 4096, vDecay 0: reset-to-zero IF
         k = form.shift[p.name]
         if p.kind == "if":  # threshold exact in the layer's new unit
             assert (lif.vth + 1) * 2 ** k + int(p.v_init) == int(p.threshold)
-    cost = reset_cost(q, mlp.data.x_test[:200], mlp.data.y_test[:200], T)
+    cost = reset_cost(q, mlp.data.x_test[:200], mlp.data.y_test[:200])
     assert cost["soft_reset"] > 0.9 and cost["reset_zero"] > 0.9

@@ -58,7 +58,7 @@ def run(args) -> int:
         from spikeport.interop.netx_export import export_netx
 
         d = p.data
-        info = export_netx(args.netx, q, args.T, p.model.name, d.x_test[:args.examples], d.y_test[:args.examples],
+        info = export_netx(args.netx, q, p.model.name, d.x_test[:args.examples], d.y_test[:args.examples],
                            d.x_test[:args.samples], d.y_test[:args.samples])
         print(f"wrote {args.netx / 'network.net'} (lava-dl netx, reset to zero, T={args.T}, reset_interval={args.T}); "
               f"accuracy on {info['samples']} test samples (sim): soft reset {info['soft_reset']:.1%}, this file "

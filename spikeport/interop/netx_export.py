@@ -110,9 +110,10 @@ def _fits(layer: str, what: str, value, lo: int, hi: int) -> None:
     check_range(repr(layer), what, value, lo, hi, UnsupportedOpError)
 
 
-def reset_zero_form(snn: SNNGraph, T: int) -> ZeroResetForm:
-    """The netx-expressible network nearest to integer ``snn`` at ``T`` (see the module docstring)."""
+def reset_zero_form(snn: SNNGraph) -> ZeroResetForm:
+    """The netx-expressible network nearest to integer ``snn`` at its T (see the module docstring)."""
     _chain(snn)
+    T = int(snn.T)
     profile = snn.profile
     no_memory = profile.decay_unit - 1  # du: u = this step's input (netx iDecay = du + 1 = 4096)
     lifs: list[LIFProcess] = []
@@ -189,12 +190,13 @@ def run_netx_sim(nx: NetxNetwork, bias: np.ndarray, T: int, batch: int = 64,
     return np.concatenate(finals), {k: np.concatenate(v, axis=1) for k, v in spikes.items()}
 
 
-def reset_cost(snn: SNNGraph, x: np.ndarray, y: np.ndarray, T: int, path=None, batch: int = 64,
+def reset_cost(snn: SNNGraph, x: np.ndarray, y: np.ndarray, path=None, batch: int = 64,
                form: ZeroResetForm | None = None) -> dict:
-    """Accuracy of the soft-reset network and of its netx form on ``x`` at ``T`` (integer ``sim``
-    both). With ``path`` the netx form is the one read back from that ``.net`` file; ``form`` is
-    ``reset_zero_form(snn, T)`` where the caller has it already."""
-    form = form or reset_zero_form(snn, T)
+    """Accuracy of the integer soft-reset network and of its netx form on ``x`` at its T (integer
+    ``sim`` both). With ``path`` the netx form is the one read back from that ``.net`` file; ``form``
+    is ``reset_zero_form(snn)`` where the caller has it already."""
+    T = int(snn.T)
+    form = form or reset_zero_form(snn)
     nx = read_netx(path, reset_interval=T) if path is not None else form.nx
     final, _ = run_netx_sim(nx, input_bias(snn, x), T, batch)
     soft = SimTarget(batch=batch).run(deploy(snn), x)
@@ -243,14 +245,16 @@ not tested here (no hardware); the file is bit-exact against Lava's `fixed_pt` C
 """
 
 
-def export_netx(folder: str | Path, snn: SNNGraph, T: int, model: str, x_examples: np.ndarray, y_examples: np.ndarray,
+def export_netx(folder: str | Path, snn: SNNGraph, model: str, x_examples: np.ndarray, y_examples: np.ndarray,
                 x_cost: np.ndarray, y_cost: np.ndarray) -> dict:
-    """Write the netx form of ``snn`` into ``folder``: ``network.net``, ``example_inputs.npz`` (with
-    the logits spikeport's ``sim`` computes from the written file), ``run_netx_example.py``, its
-    ``netx_import.py``, ``netx_export.json`` (the accuracy cost on ``x_cost``) and a README."""
+    """Write the netx form of the integer ``snn`` (for its T) into ``folder``: ``network.net``,
+    ``example_inputs.npz`` (with the logits spikeport's ``sim`` computes from the written file),
+    ``run_netx_example.py``, its ``netx_import.py``, ``netx_export.json`` (the accuracy cost on
+    ``x_cost``) and a README."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    form = reset_zero_form(snn, T)
+    T = int(snn.T)
+    form = reset_zero_form(snn)
     path = write_netx(form.nx, folder / "network.net")
     back = read_netx(path, reset_interval=T)
     bias = input_bias(snn, x_examples)
@@ -260,7 +264,7 @@ def export_netx(folder: str | Path, snn: SNNGraph, T: int, model: str, x_example
     here = Path(runtime.__file__).resolve().parent
     for name in ("run_netx_example.py", "netx_import.py"):
         shutil.copyfile(here / name, folder / name)
-    cost = reset_cost(snn, x_cost, y_cost, T, path=path, form=form)
+    cost = reset_cost(snn, x_cost, y_cost, path=path, form=form)
     info = {"format": "spikeport-netx-export/1", "model": model, "T": T, "depth": form.depth,
             "reset_interval": T, "layers": form.nx.layers, **cost}
     write_atomic(folder / "netx_export.json", json.dumps(info, indent=1))
@@ -323,7 +327,7 @@ def reset_table(models: list[str], Ts: tuple[int, ...], out: Path, samples: int 
         for T in Ts:
             q = p.quantize(p.snn, T)
             folder = out / f"{name}_T{T}"
-            info = export_netx(folder, q, T, name, x[:lava_samples], y[:lava_samples], x, y)
+            info = export_netx(folder, q, name, x[:lava_samples], y[:lava_samples], x, y)
             row = {"model": name, "T": T, "samples": len(x), "soft_reset": info["soft_reset"],
                    "reset_zero": info["reset_zero"], "lava_samples": 0, "lava_exact": None}
             if lava_samples:
