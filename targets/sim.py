@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from spikeport.targets.cos_loop import CompiledCOS
 from spikeport.targets.if_kernel import PoolPlan
 from spikeport.targets.int8_kernels import resolve
 from spikeport.targets.sim_layout import channels_last_order, permute_net, restore_order
@@ -50,7 +51,14 @@ from spikeport.targets.sim_models import (
 from spikeport.toolchain.host.encoding import encode
 from spikeport.toolchain.host.exact import exact_arithmetic
 from spikeport.toolchain.ir.deployment import Deployment
-from spikeport.toolchain.ir.procnet import DenseProcess, GradedProcess, LIFProcess, MaxPoolProcess, ProcessNet
+from spikeport.toolchain.ir.procnet import (
+    COSProcess,
+    DenseProcess,
+    GradedProcess,
+    LIFProcess,
+    MaxPoolProcess,
+    ProcessNet,
+)
 from spikeport.toolchain.ir.trace import Trace, cut_frames
 
 __all__ = ["INPUT_NAME", "SimNet", "SimTarget", "components", "simulate"]
@@ -265,6 +273,9 @@ class _Run:
             if (fast and n != net.readout and n not in record_state
                     and FastIF.eligible(self.neurons[n].p, internal, net.profile)):
                 self.fast[n] = FastIF(self.neurons[n], internal[0])
+        # COS populations on the CPU: their steps compiled (cos_loop), as FastIF's are
+        self.cos_loops = {p.name: CompiledCOS(batch, p.size, p.theta, p.v_init, p.rho, p.S, p.start, p.period)
+                          for p in net.lifs if isinstance(p, COSProcess) and fast and self.compiled}
         # FastIF populations read only by pooled convolutions: the compiled loop sum-pools their
         # spikes as it makes them (each neuron's pooled position, the pooled size)
         self.pool_out: dict[str, PoolPlan] = {}
@@ -376,6 +387,8 @@ class _Run:
         """Steps t0 .. t0+count-1 of one group, its spikes sent on, counted and recorded."""
         if len(group) == 1 and group[0] in self.fast:
             out = {group[0]: self.run_fast(group[0], t0, count)}
+        elif group[0] in self.cos_loops:  # (a COS population feeds nothing back to itself: a group of one)
+            out = {group[0]: self.run_cos(group[0], t0, count)}
         else:
             out = {n: Chunk(count, s) for n, s in self.run_general(group, t0, count).items()}
         for n, c in out.items():
@@ -564,14 +577,7 @@ class _Run:
 
     def run_general(self, group: list[str], t0: int, count: int) -> dict[str, torch.Tensor]:
         """Step by step with the general models; synapses inside the group run every step."""
-        a = {}
-        for n in group:
-            x = self.inbox[n].take(t0, count)
-            a[n] = torch.zeros((count, *self.inbox[n].shape), dtype=torch.int64, device=self.dev) if x is None \
-                else x.to(torch.int64)
-            for j, e in enumerate(self.source_inputs(n, t0, count)[0]):
-                if e is not None:
-                    a[n][j] += e
+        a = {n: self.general_inputs(n, t0, count) for n in group}
         out = {n: torch.empty((count, self.batch, self.neurons[n].p.size), device=self.dev,
                               dtype=torch.uint8 if isinstance(self.neurons[n].p, GradedProcess) else torch.bool)
                for n in group}  # graded spikes carry payloads
@@ -594,6 +600,26 @@ class _Run:
                     else:
                         self.inbox[syn.p.dst].add(arrive, contrib)
         return out
+
+    def run_cos(self, n: str, t0: int, count: int) -> Chunk | None:
+        """``count`` steps of a COS population in its compiled loop, or None where they neither
+        spike nor change its state (what arrives then is ignored, as the kernel ignores it)."""
+        loop = self.cos_loops[n]
+        js = loop.positions(t0, count)
+        if loop.idle(js):
+            self.inbox[n].take(t0, count)  # consumed all the same
+            return None
+        return Chunk(count, loop.run(js, self.general_inputs(n, t0, count)))
+
+    def general_inputs(self, n: str, t0: int, count: int) -> torch.Tensor:
+        """Everything that enters ``n`` at each step of the chunk, (count, batch, N) int64."""
+        x = self.inbox[n].take(t0, count)
+        a = torch.zeros((count, *self.inbox[n].shape), dtype=torch.int64, device=self.dev) if x is None \
+            else x.to(torch.int64)
+        for j, e in enumerate(self.source_inputs(n, t0, count)[0]):
+            if e is not None:
+                a[j] += e
+        return a
 
     def send(self, src: str, c: Chunk, t0: int, synapses: list[SynapseModel]) -> None:
         """Carry a chunk of ``src``'s spikes (or their sum-pool) through its outgoing synapses,

@@ -14,6 +14,7 @@ from spikeport.targets.sim_models import FastIF, LIFModel
 from spikeport.toolchain.hardware.profiles import LOIHI2
 from spikeport.toolchain.host.encoding import encode
 from spikeport.toolchain.ir.procnet import CurrentSource, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.ir.snn import COS
 from spikeport.toolchain.passes.lowering import lower
 from spikeport.toolchain.passes.methods import apply_method
 from spikeport.toolchain.passes.quantize import quantize
@@ -152,6 +153,71 @@ def test_streamed_samples_equal_side_by_side_samples_within_the_headroom(request
         for k, w0 in side.window_start.items():
             assert np.array_equal(side.spikes[k][w0:w0 + T], streamed.spikes[k][w0:w0 + T]), k
             assert np.array_equal(side.spike_counts[k], streamed.spike_counts[k]), k
+
+
+@pytest.mark.parametrize("bundle,T", [("cnn", 2), ("mlp", 20)])
+def test_the_compiled_cos_loop_equals_the_kernel(request, bundle, T):
+    """COS on the CPU runs its compiled loop (``cos_loop``); sim's general models run ``COSKernel``,
+    the kernel Lava's process runs too: equal at every step, side by side and streamed, also where
+    chunks split a window (T=20: windows of 24 steps, chunks of 8)."""
+    b = request.getfixturevalue(bundle)
+    q = quantize(apply_method(b.snn, "cos", T), b.calib, T)
+    net = lower(q)
+    cur, ids = encode(q, b.data.x_test[:4]), np.arange(4)
+    for stream in (False, True):
+        kernel = simulate(net, cur, record=True, fast=False, sample_ids=ids, stream=stream)
+        loop = simulate(net, cur, record=True, sample_ids=ids, stream=stream)
+        assert sum(int(s.sum()) for s in loop.spikes.values()) > 0
+        assert_same(kernel, loop)
+
+
+def test_the_compiled_cos_loop_equals_the_kernel_on_the_fuzzers_cos_networks():
+    """The fuzzer's random COS networks drive both of COS's shifts (a pre-run that fired too often
+    and one that fired too rarely, which the trained models hardly do), with several samples a stream."""
+    from spikeport.quality.fuzz import random_case
+
+    cases = [c for c in map(random_case, range(60)) if isinstance(c.snn.neuron, COS)]
+    assert len(cases) >= 5
+    for c in cases:
+        net, cur, ids = lower(c.snn), encode(c.snn, c.x), np.arange(len(c.x))
+        for stream in (False, True):
+            assert_same(simulate(net, cur, record=True, fast=False, sample_ids=ids, stream=stream),
+                        simulate(net, cur, record=True, sample_ids=ids, stream=stream))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_compiled_cos_loop_steps_as_the_kernel_on_any_input(seed):
+    """Inputs up to three thresholds a step drive every branch of COS's pre-run (too many spikes,
+    too few, none at all) and its replay; the loop, run in chunks of any length, repeating windows,
+    equals ``COSKernel`` stepped as sim's general model steps it."""
+    import torch
+
+    from spikeport.targets.cos_loop import CompiledCOS
+    from spikeport.targets.method_kernels import COSKernel
+
+    rng = np.random.default_rng(seed)
+    theta = int(rng.integers(1, 64))
+    v_init, rho = int(rng.integers(0, theta + 1)), int(rng.integers(1, 7))
+    S = int(rng.integers(rho, 13))
+    start, period, B, N = int(rng.integers(1, 4)), rho + S + 1, 3, 40
+    steps = start + 3 * period
+    a = torch.as_tensor(rng.integers(-3 * theta, 3 * theta + 1, (steps, B, N)))
+    kernel = COSKernel(torch, (B, N), theta, v_init, rho, S)
+    kernel.reset()
+    want = torch.zeros((steps, B, N), dtype=torch.bool)
+    for t in range(1, steps + 1):
+        if t >= start:
+            j = (t - start) % period
+            if j == 0:
+                kernel.reset()
+            want[t - 1] = kernel.step(j, a[t - 1])
+    loop = CompiledCOS(B, N, theta, v_init, rho, S, start, period)
+    got, t = [], 1
+    while t <= steps:
+        k = min(int(rng.integers(1, 2 * period)), steps - t + 1)
+        got.append(loop.run(loop.positions(t, k), a[t - 1:t - 1 + k].contiguous()))
+        t += k
+    assert want.any() and torch.equal(torch.cat(got), want)
 
 
 def test_a_general_step_before_any_fused_step_invalidates_the_bound():

@@ -7,13 +7,14 @@ the fuzzer's network cases and its Lava-arithmetic cases (against the plain Lava
 reference). A mutant no check catches is MISSED, and the command exits 1.
 
 The faults are those a bit-accurate simulator can realistically get wrong: a threshold off by one,
-timing, silent layers, the readout, Lava's register widths and weight processing, the bias
-exponent, axonal delays, the flush-step quench, the seed methods' own arithmetic, the spiking
-max-pool's and the graded spikes' cap, the channels-last layout, the compiled IF loop's
-sum-pooling and range check, and the int8 synapse kernels' weights; and what users read besides the
-frames: the answer, the spike counts, the unrecorded and streamed paths, a window split between
-chunks of sim's loop, and a lowering that adds latency everywhere. A kernel the int8 admission
-refuses (sim then runs that layer on float32) counts as caught by it.
+timing, silent layers, the readout, Lava's register widths and weight processing, the bias exponent,
+axonal delays, the flush-step quench, the seed methods' own arithmetic, the spiking max-pool's and
+the graded spikes' cap, the channels-last layout, the compiled IF loop's sum-pooling and range
+check, the compiled COS loop's own arithmetic (mutated in its source), and the int8 synapse kernels'
+weights; and what users read besides the frames: the answer, the spike counts, the unrecorded and
+streamed paths, a window split between chunks of sim's loop, and a lowering that adds latency
+everywhere. A kernel the int8 admission refuses (sim then runs that layer on float32) counts as
+caught by it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 
 from spikeport.api import prepare, verify
 from spikeport.quality.fuzz import check, check_process, random_case, random_process_case
-from spikeport.targets import if_kernel, int8_kernels, method_kernels, sim, sim_models
+from spikeport.targets import cos_loop, if_kernel, int8_kernels, method_kernels, sim, sim_models
 from spikeport.toolchain.ir.procnet import DenseProcess
 from spikeport.toolchain.passes import lowering
 from spikeport.toolchain.passes.lowering import deploy
@@ -107,6 +108,26 @@ def _ftbc_one_step_late(self, _result, *_args):
 
 def _cos_shift_off_by_one(self, _result, *_args):
     self.v = self.v + (self.v != self.v_init)
+
+
+def _cos_loop_shift_off_by_one() -> contextlib.AbstractContextManager:
+    """The compiled COS loop's own arithmetic, mutated in its source and compiled again: each shift
+    one unit too far (the loop ``sim`` runs on the CPU; the kernel above is what Lava and sim's
+    general models run)."""
+    import inspect
+    import textwrap
+
+    from numba import njit
+
+    src = textwrap.dedent(inspect.getsource(cos_loop._cos_steps))
+    rule = {"v_init + up if": "v_init + up + 1 if", "v_init - down if": "v_init - down - 1 if"}
+    if any(src.count(k) != 1 for k in rule):
+        raise AssertionError("the COS loop's shift rule moved: update the mutant")
+    for k, v in rule.items():
+        src = src.replace(k, v)
+    scope = dict(vars(cos_loop))
+    exec(src, scope)
+    return mock.patch.object(cos_loop, "cos_steps", njit(scope["_cos_steps"]))
 
 
 def _maxpool_keeps_firing(self, out, *_args):
@@ -275,6 +296,8 @@ MUTANTS: list[Mutant] = [
     Mutant("tpp-stream", "TPP draws from another seed's random stream", _wrong_tpp_stream),
     Mutant("cos-shift+1", "COS shifts initial potentials one unit too far",
            lambda: _wrap(method_kernels.COSKernel, "_finish_prerun", _cos_shift_off_by_one)),
+    Mutant("cos-loop-shift+1", "the compiled COS loop shifts initial potentials one unit too far",
+           _cos_loop_shift_off_by_one),
     Mutant("ftbc-late", "FTBC's time bias is applied one step late",
            lambda: _wrap(sim._Run, "__init__", _ftbc_one_step_late)),
     Mutant("u-decay-1", "u decays by du instead of du + 1", _decay_patch),

@@ -44,9 +44,9 @@ class LIFProcess:
 
 @dataclass
 class COSProcess:
-    """spikeport's own COS neuron (``procs/neurons.py``; CPU-only in Lava): a rho-step pre-run on
+    """spikeport's own COS neuron (``neuron_procs.COSNeuron``; CPU-only in Lava): a rho-step pre-run on
     the live input fixes each neuron's initial potential, then the buffered input is replayed for
-    S steps (see ``kernels.COSKernel``). Window j = 0 starts at ``start`` and repeats every ``period``."""
+    S steps (see ``method_kernels.COSKernel``). Window j = 0 starts at ``start`` and repeats every ``period``."""
 
     name: str
     shape: tuple[int, ...]

@@ -1,0 +1,110 @@
+"""COS's steps compiled for the CPU (numba): every step of a chunk for a block of neurons in one
+pass, the state in cache, instead of a dozen whole-population torch operations per step.
+
+The arithmetic is :class:`~spikeport.targets.method_kernels.COSKernel`'s (the kernel Lava's COS
+process and ``sim``'s general models run), written as one loop over each neuron: int64 throughout,
+exact like the kernel. ``sim`` runs it for COS populations on the CPU (``simulate(fast=True)``);
+the fuzzer checks it against the kernel (``fast=False``), and both against the reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+from spikeport.targets.if_kernel import BLOCK
+
+BIG = 1 << 40  # "no spike" / "no quiet step" yet (COSKernel.BIG)
+
+
+def _cos_steps(js: np.ndarray, a: np.ndarray, v: np.ndarray, count: np.ndarray, min_spike: np.ndarray,
+               max_quiet: np.ndarray, buf: np.ndarray, out: np.ndarray, theta: int, v_init: int, rho: int,
+               S: int, block: int) -> None:  # pragma: no cover (compiled)
+    """K steps of B x N COS neurons. ``js[k]`` is step k's position in its window (-1: before the
+    first window: no spike, no change; 0 restarts the neuron); ``a`` (K, B, N) its input; the state
+    (B, N) ``v``, ``count``, ``min_spike``, ``max_quiet`` and ``buf`` (S, B, N), the buffered input,
+    carry from chunk to chunk; ``out`` (K, B, N) receives the spikes.
+
+    Positions j < rho pre-run an IF neuron on the live input, buffering it; at j = rho - 1 the
+    initial potential is shifted (COSKernel's docstring); positions rho .. rho + S - 1 replay the
+    buffer from that potential and emit the spikes."""
+    K = js.shape[0]
+    B, N = v.shape
+    per_row = (N + block - 1) // block
+    for job in prange(B * per_row):
+        b = job // per_row
+        lo = (job % per_row) * block
+        hi = min(lo + block, N)
+        vb, cb, lb, qb = v[b, lo:hi], count[b, lo:hi], min_spike[b, lo:hi], max_quiet[b, lo:hi]
+        for k in range(K):  # (the phase is the step's: each loop below runs branch-free over neurons)
+            j = js[k]
+            ob = out[k, b, lo:hi]
+            if j < 0:
+                ob[:] = False
+                continue
+            ab = a[k, b, lo:hi]
+            if j == 0:
+                vb[:], cb[:], lb[:], qb[:] = v_init, 0, BIG, -BIG
+            if j < S:
+                buf[j, b, lo:hi] = ab
+            if j < rho:
+                for i in range(hi - lo):
+                    m = vb[i] + ab[i]
+                    fire = m >= theta
+                    lb[i] = min(lb[i], m) if fire else lb[i]
+                    qb[i] = qb[i] if fire else max(qb[i], m)
+                    cb[i] += fire
+                    vb[i] = m - theta * fire
+                ob[:] = False  # the pre-run emits nothing
+                if j == rho - 1:  # one spike too many: shift down; too few: up
+                    for i in range(hi - lo):
+                        up = max(theta, theta - qb[i]) if qb[i] > -BIG else S * theta
+                        down = max(theta, lb[i] - theta + 1)
+                        vb[i] = v_init + up if vb[i] >= theta else v_init - down if vb[i] < 0 and cb[i] > 0 \
+                            else v_init
+            elif j - rho < S:
+                rb = buf[j - rho, b, lo:hi]
+                for i in range(hi - lo):
+                    m = vb[i] + rb[i]
+                    fire = m >= theta
+                    vb[i] = m - theta * fire
+                    ob[i] = fire
+            else:
+                ob[:] = False
+
+
+_compile = {"cache": True, "boundscheck": False, "nogil": True}
+cos_steps = njit(parallel=True, **_compile)(_cos_steps)
+
+
+class CompiledCOS:
+    """A COS population's state between chunks, stepped by :func:`cos_steps`."""
+
+    def __init__(self, batch: int, size: int, theta: int, v_init: int, rho: int, S: int, start: int,
+                 period: int) -> None:
+        self.theta, self.v_init, self.rho, self.S = int(theta), int(v_init), int(rho), int(S)
+        self.start, self.period = start, period
+        shape = (batch, size)
+        self.v = np.full(shape, self.v_init, np.int64)
+        self.count = np.zeros(shape, np.int64)
+        self.min_spike = np.full(shape, BIG, np.int64)
+        self.max_quiet = np.full(shape, -BIG, np.int64)
+        self.buf = np.zeros((self.S, *shape), np.int64)
+
+    def positions(self, t0: int, count: int) -> np.ndarray:
+        """Each step's position in its window, -1 before the first window."""
+        t = np.arange(t0, t0 + count)
+        return np.where(t < self.start, -1, (t - self.start) % self.period).astype(np.int64)
+
+    def idle(self, js: np.ndarray) -> bool:
+        """No step of these positions spikes or changes the state (before the first window, or
+        between a window's last replay step and the next window: input there is ignored)."""
+        return bool(((js < 0) | (js >= self.rho + self.S)).all())
+
+    def run(self, js: np.ndarray, a: torch.Tensor) -> torch.Tensor:
+        """The steps at window positions ``js`` for input ``a`` (K, B, N) int64: their spikes (K, B, N) bool."""
+        out = np.empty(a.shape, np.bool_)
+        cos_steps(js, np.ascontiguousarray(a.numpy()), self.v, self.count, self.min_spike, self.max_quiet, self.buf,
+                  out, self.theta, self.v_init, self.rho, self.S, BLOCK)
+        return torch.from_numpy(out)
