@@ -9,11 +9,12 @@ the fuzzer checks it against the kernel (``fast=False``), and both against the r
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 from numba import njit, prange
 
-from spikeport.targets.if_kernel import BLOCK
+from spikeport.targets.if_kernel import BLOCK, named
 
 BIG = 1 << 40  # "no spike" / "no quiet step" yet (COSKernel.BIG)
 
@@ -75,7 +76,9 @@ def _cos_steps(js: np.ndarray, a: np.ndarray, v: np.ndarray, count: np.ndarray, 
 
 
 _compile = {"cache": True, "boundscheck": False, "nogil": True}
-cos_steps = njit(parallel=True, **_compile)(_cos_steps)
+cos_steps = njit(parallel=True, **_compile)(named(_cos_steps, "cos_steps"))
+# one thread: no thread pool at all, as for the IF loop (a pool spins after each call, beside torch's)
+cos_steps_serial = njit(**_compile)(named(_cos_steps, "cos_steps_serial"))
 
 
 class CompiledCOS:
@@ -105,6 +108,10 @@ class CompiledCOS:
     def run(self, js: np.ndarray, a: torch.Tensor) -> torch.Tensor:
         """The steps at window positions ``js`` for input ``a`` (K, B, N) int64: their spikes (K, B, N) bool."""
         out = np.empty(a.shape, np.bool_)
-        cos_steps(js, np.ascontiguousarray(a.numpy()), self.v, self.count, self.min_spike, self.max_quiet, self.buf,
-                  out, self.theta, self.v_init, self.rho, self.S, BLOCK)
+        threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)  # torch's share of the machine
+        if threads > 1:
+            numba.set_num_threads(threads)
+        loop = cos_steps if threads > 1 else cos_steps_serial
+        loop(js, np.ascontiguousarray(a.numpy()), self.v, self.count, self.min_spike, self.max_quiet, self.buf, out,
+             self.theta, self.v_init, self.rho, self.S, BLOCK)
         return torch.from_numpy(out)

@@ -104,7 +104,7 @@ def _integrate_fire(u: np.ndarray, u_new: np.ndarray, a: np.ndarray, a_scale: fl
     return first_bad.min()
 
 
-def _named(f: Callable, name: str) -> Callable:
+def named(f: Callable, name: str) -> Callable:
     """``f`` under another name: numba names its cache files after the function, and the parallel
     and the serial build must not load each other's machine code."""
     g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
@@ -113,10 +113,10 @@ def _named(f: Callable, name: str) -> Callable:
 
 
 _compile = {"cache": True, "boundscheck": False, "nogil": True}
-integrate_fire = njit(parallel=True, **_compile)(_named(_integrate_fire, "integrate_fire"))
+integrate_fire = njit(parallel=True, **_compile)(named(_integrate_fire, "integrate_fire"))
 # one thread: no thread pool at all (an OpenMP pool spins after each call, beside torch's own: two
 # test workers on two cores ran 2-4x slower with it)
-integrate_fire_serial = njit(**_compile)(_named(_integrate_fire, "integrate_fire_serial"))
+integrate_fire_serial = njit(**_compile)(named(_integrate_fire, "integrate_fire_serial"))
 
 
 def jobs_per_row(n: int, block: int = BLOCK) -> int:

@@ -127,7 +127,11 @@ def _cos_loop_shift_off_by_one() -> contextlib.AbstractContextManager:
         src = src.replace(k, v)
     scope = dict(vars(cos_loop))
     exec(src, scope)
-    return mock.patch.object(cos_loop, "cos_steps", njit(scope["_cos_steps"]))
+    faulty = njit(scope["_cos_steps"])
+    stack = contextlib.ExitStack()  # the parallel build and the serial one alike
+    for name in ("cos_steps", "cos_steps_serial"):
+        stack.enter_context(mock.patch.object(cos_loop, name, faulty))
+    return stack
 
 
 def _maxpool_keeps_firing(self, out, *_args):
