@@ -70,9 +70,12 @@ class SNNReference(nn.Module):
     def _to_current(self, x: torch.Tensor) -> torch.Tensor:
         return torch.round(x).to(torch.int64) if self.integer else x
 
-    def layer_input(self, i: int, const: torch.Tensor | None, spikes: dict[str, torch.Tensor], batch: int):
+    def layer_input(self, i: int, const: torch.Tensor | None, spikes: dict[str, torch.Tensor], batch: int,
+                    cache: dict[int, torch.Tensor] | None = None):
         """``current(t)``: population i's input at step t (bias, time bias, the constant ``const`` and the
-        synaptic input from the spike trains in ``spikes``), computed a chunk of steps at a time."""
+        synaptic input from the spike trains in ``spikes``), computed a chunk of steps at a time.
+        ``cache`` holds the synaptic input computed so far: calls for the same spikes may share one
+        (FTBC runs a layer twice on the same input, before and after fitting its bias)."""
         p = self.snn.populations[i]
         base = self.biases[i].to(self.device)
         if const is not None:
@@ -80,7 +83,7 @@ class SNNReference(nn.Module):
         tb = self.time_biases[i]
         syns = list(self.synapses[i])
         chunk = max(1, (1 << 24) // max(1, batch * p.size))
-        cache: dict[int, torch.Tensor] = {}
+        cache = {} if cache is None else cache
 
         def current(t: int) -> torch.Tensor:
             x = base

@@ -124,7 +124,8 @@ def calibrate_ftbc(snn: SNNGraph, graph: ann.Graph, calib_x: np.ndarray, T: int,
             a = acts[p.name].reshape(len(xb), -1).to(torch.float32)
             # the trajectory below adds the layer's own bias itself (iterative) or leaves it out (upstream)
             model.time_biases[i] = None
-            current = model.layer_input(i, const.get(p.name), spikes, len(xb))
+            synaptic: dict[int, torch.Tensor] = {}  # the layer's synaptic input, computed once for both runs
+            current = model.layer_input(i, const.get(p.name), spikes, len(xb), synaptic)
             theta = p.threshold
             v = torch.full((len(xb), p.size), p.v_init, device=device)
             for t in range(T):
@@ -139,7 +140,7 @@ def calibrate_ftbc(snn: SNNGraph, graph: ann.Graph, calib_x: np.ndarray, T: int,
             p.time_bias = bias[p.name].numpy().reshape(_time_bias_shape(p.shape, T)).copy()
             model.time_biases[i] = torch.as_tensor(
                 np.broadcast_to(p.time_bias, (T, *p.shape)).reshape(T, -1).copy(), dtype=torch.float32)
-            current = model.layer_input(i, const.get(p.name), spikes, len(xb))
+            current = model.layer_input(i, const.get(p.name), spikes, len(xb), synaptic)
             spikes[p.name] = run_if(current, T, (len(xb), p.size), theta, p.v_init, False,
                                     Excursion(p.v_init, None), torch.device(device))
     out.meta = {**out.meta, "method": "ftbc", "ftbc": {"T": T, "alpha": float(alpha), "batches": batches,
