@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from spikeport.targets.cos_loop import CompiledCOS
 from spikeport.targets.if_kernel import PoolPlan
 from spikeport.targets.int8_kernels import resolve
+from spikeport.targets.method_loops import CompiledCOS, CompiledGraded
 from spikeport.targets.sim_layout import channels_last_order, permute_net, restore_order
 from spikeport.targets.sim_models import (
     FLOAT32_EXACT,
@@ -273,9 +273,12 @@ class _Run:
             if (fast and n != net.readout and n not in record_state
                     and FastIF.eligible(self.neurons[n].p, internal, net.profile)):
                 self.fast[n] = FastIF(self.neurons[n], internal[0])
-        # COS populations on the CPU: their steps compiled (cos_loop), as FastIF's are
-        self.cos_loops = {p.name: CompiledCOS(batch, p.size, p.theta, p.v_init, p.rho, p.S, p.start, p.period)
-                          for p in net.lifs if isinstance(p, COSProcess) and fast and self.compiled}
+        # COS and graded-spike populations on the CPU: their steps compiled (method_loops), as FastIF's are
+        self.loops: dict[str, CompiledCOS | CompiledGraded] = {
+            p.name: CompiledCOS(batch, p.size, p.theta, p.v_init, p.rho, p.S, p.start, p.period)
+            if isinstance(p, COSProcess) else
+            CompiledGraded(batch, p.size, p.theta, p.v_init, p.levels, p.length, p.start, p.period)
+            for p in net.lifs if isinstance(p, COSProcess | GradedProcess) and fast and self.compiled}
         # FastIF populations read only by pooled convolutions: the compiled loop sum-pools their
         # spikes as it makes them (each neuron's pooled position, the pooled size)
         self.pool_out: dict[str, PoolPlan] = {}
@@ -387,8 +390,8 @@ class _Run:
         """Steps t0 .. t0+count-1 of one group, its spikes sent on, counted and recorded."""
         if len(group) == 1 and group[0] in self.fast:
             out = {group[0]: self.run_fast(group[0], t0, count)}
-        elif group[0] in self.cos_loops:  # (a COS population feeds nothing back to itself: a group of one)
-            out = {group[0]: self.run_cos(group[0], t0, count)}
+        elif group[0] in self.loops:  # (COS and graded populations feed nothing back to themselves: groups of one)
+            out = {group[0]: self.run_loop(group[0], t0, count)}
         else:
             out = {n: Chunk(count, s) for n, s in self.run_general(group, t0, count).items()}
         for n, c in out.items():
@@ -601,10 +604,10 @@ class _Run:
                         self.inbox[syn.p.dst].add(arrive, contrib)
         return out
 
-    def run_cos(self, n: str, t0: int, count: int) -> Chunk | None:
-        """``count`` steps of a COS population in its compiled loop, or None where they neither
-        spike nor change its state (what arrives then is ignored, as the kernel ignores it)."""
-        loop = self.cos_loops[n]
+    def run_loop(self, n: str, t0: int, count: int) -> Chunk | None:
+        """``count`` steps of a COS or graded-spike population in its compiled loop, or None where
+        they neither spike nor change its state (what arrives then is ignored, as the kernel ignores it)."""
+        loop = self.loops[n]
         js = loop.positions(t0, count)
         if loop.idle(js):
             self.inbox[n].take(t0, count)  # consumed all the same

@@ -14,7 +14,7 @@ from spikeport.targets.sim_models import FastIF, LIFModel
 from spikeport.toolchain.hardware.profiles import LOIHI2
 from spikeport.toolchain.host.encoding import encode
 from spikeport.toolchain.ir.procnet import CurrentSource, DenseProcess, LIFProcess, ProcessNet
-from spikeport.toolchain.ir.snn import COS
+from spikeport.toolchain.ir.snn import COS, Graded
 from spikeport.toolchain.passes.lowering import lower
 from spikeport.toolchain.passes.methods import apply_method
 from spikeport.toolchain.passes.quantize import quantize
@@ -57,7 +57,7 @@ def test_every_schedule_equals_stepping(request, bundle, T):
         assert_same(plain, got), (chunk, mode)
 
 
-@pytest.mark.parametrize("method", ["ftbc", "cos", "tpp"])
+@pytest.mark.parametrize("method", ["ftbc", "cos", "tpp", "graded"])
 def test_every_schedule_equals_stepping_for_the_seed_methods(mlp, method):
     T = 3
     f = apply_method(mlp.snn, method, T, mlp.model.graph, mlp.calib, mlp.data.y_train[:256])
@@ -157,7 +157,7 @@ def test_streamed_samples_equal_side_by_side_samples_within_the_headroom(request
 
 @pytest.mark.parametrize("bundle,T", [("cnn", 2), ("mlp", 20)])
 def test_the_compiled_cos_loop_equals_the_kernel(request, bundle, T):
-    """COS on the CPU runs its compiled loop (``cos_loop``); sim's general models run ``COSKernel``,
+    """COS on the CPU runs its compiled loop (``method_loops``); sim's general models run ``COSKernel``,
     the kernel Lava's process runs too: equal at every step, side by side and streamed, also where
     chunks split a window (T=20: windows of 24 steps, chunks of 8)."""
     b = request.getfixturevalue(bundle)
@@ -171,13 +171,14 @@ def test_the_compiled_cos_loop_equals_the_kernel(request, bundle, T):
         assert_same(kernel, loop)
 
 
-def test_the_compiled_cos_loop_equals_the_kernel_on_the_fuzzers_cos_networks():
-    """The fuzzer's random COS networks drive both of COS's shifts (a pre-run that fired too often
-    and one that fired too rarely, which the trained models hardly do), with several samples a stream."""
+def test_the_compiled_loops_equal_the_kernels_on_the_fuzzers_cos_and_graded_networks():
+    """The fuzzer's random COS and graded-spike networks (inputs far from the trained models': both of
+    COS's shifts, payloads at their cap), with several samples a stream."""
     from spikeport.quality.fuzz import random_case
 
-    cases = [c for c in map(random_case, range(60)) if isinstance(c.snn.neuron, COS)]
-    assert len(cases) >= 5
+    cases = [c for c in map(random_case, range(60)) if isinstance(c.snn.neuron, COS | Graded)]
+    assert sum(isinstance(c.snn.neuron, COS) for c in cases) >= 5
+    assert sum(isinstance(c.snn.neuron, Graded) for c in cases) >= 3
     for c in cases:
         net, cur, ids = lower(c.snn), encode(c.snn, c.x), np.arange(len(c.x))
         for stream in (False, True):
@@ -192,8 +193,8 @@ def test_the_compiled_cos_loop_steps_as_the_kernel_on_any_input(seed):
     equals ``COSKernel`` stepped as sim's general model steps it."""
     import torch
 
-    from spikeport.targets.cos_loop import CompiledCOS
     from spikeport.targets.method_kernels import COSKernel
+    from spikeport.targets.method_loops import CompiledCOS
 
     rng = np.random.default_rng(seed)
     theta = int(rng.integers(1, 64))
@@ -218,6 +219,40 @@ def test_the_compiled_cos_loop_steps_as_the_kernel_on_any_input(seed):
         got.append(loop.run(loop.positions(t, k), a[t - 1:t - 1 + k].contiguous()))
         t += k
     assert want.any() and torch.equal(torch.cat(got), want)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_compiled_graded_loop_steps_as_the_kernel_on_any_input(seed):
+    """Inputs from below zero to past the cap: the graded loop, in chunks of any length over
+    repeating windows, equals ``GradedKernel`` stepped as sim's general model steps it."""
+    import torch
+
+    from spikeport.targets.method_kernels import GradedKernel
+    from spikeport.targets.method_loops import CompiledGraded
+
+    rng = np.random.default_rng(seed)
+    theta, levels = int(rng.integers(1, 64)), int(rng.integers(1, 16))
+    v_init, length = int(rng.integers(0, theta + 1)), int(rng.integers(1, 9))
+    start, period, B, N = int(rng.integers(1, 4)), length + int(rng.integers(1, 4)), 3, 40
+    steps = start + 3 * period
+    a = torch.as_tensor(rng.integers(-2 * theta, (levels + 2) * theta, (steps, B, N)))
+    kernel = GradedKernel(torch, (B, N), theta, v_init, levels, length)
+    kernel.reset()
+    want = torch.zeros((steps, B, N), dtype=torch.int64)
+    for t in range(1, steps + 1):
+        if t >= start:
+            j = (t - start) % period
+            if j == 0:
+                kernel.reset()
+            want[t - 1] = kernel.step(j, a[t - 1])
+    loop = CompiledGraded(B, N, theta, v_init, levels, length, start, period)
+    got, t = [], 1
+    while t <= steps:
+        k = min(int(rng.integers(1, 2 * period)), steps - t + 1)
+        got.append(loop.run(loop.positions(t, k), a[t - 1:t - 1 + k].contiguous()))
+        t += k
+    got = torch.cat(got).to(torch.int64)
+    assert (want == levels).any() and (want == 0).any() and torch.equal(got, want)
 
 
 def test_a_general_step_before_any_fused_step_invalidates_the_bound():

@@ -10,7 +10,7 @@ The faults are those a bit-accurate simulator can realistically get wrong: a thr
 timing, silent layers, the readout, Lava's register widths and weight processing, the bias exponent,
 axonal delays, the flush-step quench, the seed methods' own arithmetic, the spiking max-pool's and
 the graded spikes' cap, the channels-last layout, the compiled IF loop's sum-pooling and range
-check, the compiled COS loop's own arithmetic (mutated in its source), and the int8 synapse kernels'
+check, the compiled COS and graded loops' own arithmetic (mutated in their source), and the int8 synapse kernels'
 weights; and what users read besides the frames: the answer, the spike counts, the unrecorded and
 streamed paths, a window split between chunks of sim's loop, and a lowering that adds latency
 everywhere. A kernel the int8 admission refuses (sim then runs that layer on float32) counts as
@@ -31,7 +31,7 @@ import torch
 
 from spikeport.api import prepare, verify
 from spikeport.quality.fuzz import check, check_process, random_case, random_process_case
-from spikeport.targets import cos_loop, if_kernel, int8_kernels, method_kernels, sim, sim_models
+from spikeport.targets import if_kernel, int8_kernels, method_kernels, method_loops, sim, sim_models
 from spikeport.toolchain.ir.procnet import DenseProcess
 from spikeport.toolchain.passes import lowering
 from spikeport.toolchain.passes.lowering import deploy
@@ -110,27 +110,27 @@ def _cos_shift_off_by_one(self, _result, *_args):
     self.v = self.v + (self.v != self.v_init)
 
 
-def _cos_loop_shift_off_by_one() -> contextlib.AbstractContextManager:
-    """The compiled COS loop's own arithmetic, mutated in its source and compiled again: each shift
-    one unit too far (the loop ``sim`` runs on the CPU; the kernel above is what Lava and sim's
-    general models run)."""
+def _mutated_loop(loop: str, rule: dict[str, str]) -> contextlib.AbstractContextManager:
+    """A compiled loop of ``method_loops`` (``"cos"``, ``"graded"``), its source mutated by ``rule``
+    (each text, found once, replaced) and compiled again, in place of both its builds (parallel and
+    serial). These are the loops ``sim`` runs on the CPU; the kernels are what Lava and sim's
+    general models run."""
     import inspect
     import textwrap
 
     from numba import njit
 
-    src = textwrap.dedent(inspect.getsource(cos_loop._cos_steps))
-    rule = {"v_init + up if": "v_init + up + 1 if", "v_init - down if": "v_init - down - 1 if"}
+    src = textwrap.dedent(inspect.getsource(getattr(method_loops, f"_{loop}_steps")))
     if any(src.count(k) != 1 for k in rule):
-        raise AssertionError("the COS loop's shift rule moved: update the mutant")
+        raise AssertionError(f"the {loop} loop's source moved: update the mutant")
     for k, v in rule.items():
         src = src.replace(k, v)
-    scope = dict(vars(cos_loop))
+    scope = dict(vars(method_loops))
     exec(src, scope)
-    faulty = njit(scope["_cos_steps"])
-    stack = contextlib.ExitStack()  # the parallel build and the serial one alike
-    for name in ("cos_steps", "cos_steps_serial"):
-        stack.enter_context(mock.patch.object(cos_loop, name, faulty))
+    faulty = njit(scope[f"_{loop}_steps"])
+    stack = contextlib.ExitStack()
+    for name in (f"{loop}_steps", f"{loop}_steps_serial"):
+        stack.enter_context(mock.patch.object(method_loops, name, faulty))
     return stack
 
 
@@ -301,7 +301,8 @@ MUTANTS: list[Mutant] = [
     Mutant("cos-shift+1", "COS shifts initial potentials one unit too far",
            lambda: _wrap(method_kernels.COSKernel, "_finish_prerun", _cos_shift_off_by_one)),
     Mutant("cos-loop-shift+1", "the compiled COS loop shifts initial potentials one unit too far",
-           _cos_loop_shift_off_by_one),
+           lambda: _mutated_loop("cos", {"v_init + up if": "v_init + up + 1 if",
+                                          "v_init - down if": "v_init - down - 1 if"})),
     Mutant("ftbc-late", "FTBC's time bias is applied one step late",
            lambda: _wrap(sim._Run, "__init__", _ftbc_one_step_late)),
     Mutant("u-decay-1", "u decays by du instead of du + 1", _decay_patch),
@@ -309,6 +310,8 @@ MUTANTS: list[Mutant] = [
            lambda: _wrap(method_kernels.MaxPoolKernel, "step", _maxpool_keeps_firing)),
     Mutant("graded-cap+1", "graded spikes carry up to levels + 1 thresholds",
            lambda: _wrap(method_kernels.GradedKernel, "__init__", _graded_cap_plus_one)),
+    Mutant("graded-loop-cap+1", "the compiled graded loop sends up to levels + 1 thresholds",
+           lambda: _mutated_loop("graded", {"0), levels)": "0), levels + 1)"})),
     Mutant("channels-last-misread", "a convolution reads its channels-last source layer in (C, H, W) order",
            lambda: _wrap(sim_models.ConvModel, "__init__", _hwc_read_as_chw)),
     Mutant("pool-shifted", "the compiled IF loop sum-pools each spike into the next pooled position",

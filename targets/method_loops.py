@@ -1,10 +1,12 @@
-"""COS's steps compiled for the CPU (numba): every step of a chunk for a block of neurons in one
-pass, the state in cache, instead of a dozen whole-population torch operations per step.
+"""The seed methods' own neurons compiled for the CPU (numba): COS and graded spikes, every step of
+a chunk for a block of neurons in one pass, the state in cache, instead of several whole-population
+torch operations per step.
 
-The arithmetic is :class:`~spikeport.targets.method_kernels.COSKernel`'s (the kernel Lava's COS
-process and ``sim``'s general models run), written as one loop over each neuron: int64 throughout,
-exact like the kernel. ``sim`` runs it for COS populations on the CPU (``simulate(fast=True)``);
-the fuzzer checks it against the kernel (``fast=False``), and both against the reference.
+The arithmetic is :mod:`~spikeport.targets.method_kernels`' (``COSKernel``, ``GradedKernel``: the
+kernels Lava's processes and ``sim``'s general models run), written as one loop over each neuron,
+int64 throughout and exact like the kernels. ``sim`` runs these loops on the CPU
+(``simulate(fast=True)``); the tests check them step for step against the kernels, the fuzzer
+against the kernels (``fast=False``) and both against the reference.
 """
 
 from __future__ import annotations
@@ -75,25 +77,58 @@ def _cos_steps(js: np.ndarray, a: np.ndarray, v: np.ndarray, count: np.ndarray, 
                 ob[:] = False
 
 
+def _graded_steps(js: np.ndarray, a: np.ndarray, v: np.ndarray, out: np.ndarray, theta: int, v_init: int,
+                  levels: int, length: int, block: int) -> None:  # pragma: no cover (compiled)
+    """K steps of B x N graded-spike neurons (``GradedKernel``): at window positions j < ``length``
+    each sends s = clip(floor(m / theta), 0, levels) for m = v + a and keeps m - s * theta; j = 0
+    restarts from ``v_init``; other positions (``js`` -1: before the first window) send nothing
+    and leave v as it is. ``out`` (K, B, N) uint8 receives the payloads."""
+    K = js.shape[0]
+    B, N = v.shape
+    per_row = (N + block - 1) // block
+    for job in prange(B * per_row):
+        b = job // per_row
+        lo = (job % per_row) * block
+        hi = min(lo + block, N)
+        vb = v[b, lo:hi]
+        for k in range(K):
+            j = js[k]
+            ob = out[k, b, lo:hi]
+            if j < 0 or j >= length:
+                ob[:] = 0
+                continue
+            if j == 0:
+                vb[:] = v_init
+            ab = a[k, b, lo:hi]
+            for i in range(hi - lo):
+                m = vb[i] + ab[i]
+                s = min(max(m // theta, 0), levels)
+                vb[i] = m - s * theta
+                ob[i] = s
+
+
 _compile = {"cache": True, "boundscheck": False, "nogil": True}
 cos_steps = njit(parallel=True, **_compile)(named(_cos_steps, "cos_steps"))
 # one thread: no thread pool at all, as for the IF loop (a pool spins after each call, beside torch's)
 cos_steps_serial = njit(**_compile)(named(_cos_steps, "cos_steps_serial"))
+graded_steps = njit(parallel=True, **_compile)(named(_graded_steps, "graded_steps"))
+graded_steps_serial = njit(**_compile)(named(_graded_steps, "graded_steps_serial"))
 
 
-class CompiledCOS:
-    """A COS population's state between chunks, stepped by :func:`cos_steps`."""
+def _threads() -> int:
+    """The threads a loop may use: torch's share of the machine (one: the serial build)."""
+    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    if threads > 1:
+        numba.set_num_threads(threads)
+    return threads
 
-    def __init__(self, batch: int, size: int, theta: int, v_init: int, rho: int, S: int, start: int,
-                 period: int) -> None:
-        self.theta, self.v_init, self.rho, self.S = int(theta), int(v_init), int(rho), int(S)
-        self.start, self.period = start, period
-        shape = (batch, size)
-        self.v = np.full(shape, self.v_init, np.int64)
-        self.count = np.zeros(shape, np.int64)
-        self.min_spike = np.full(shape, BIG, np.int64)
-        self.max_quiet = np.full(shape, -BIG, np.int64)
-        self.buf = np.zeros((self.S, *shape), np.int64)
+
+class _Windowed:
+    """Window positions of a process that starts at ``start`` and repeats every ``period``."""
+
+    start: int
+    period: int
+    busy: int  # positions 0 .. busy - 1 of a window change the state or send
 
     def positions(self, t0: int, count: int) -> np.ndarray:
         """Each step's position in its window, -1 before the first window."""
@@ -101,17 +136,47 @@ class CompiledCOS:
         return np.where(t < self.start, -1, (t - self.start) % self.period).astype(np.int64)
 
     def idle(self, js: np.ndarray) -> bool:
-        """No step of these positions spikes or changes the state (before the first window, or
-        between a window's last replay step and the next window: input there is ignored)."""
-        return bool(((js < 0) | (js >= self.rho + self.S)).all())
+        """No step at these positions sends or changes the state (before the first window, or
+        between a window's last busy step and the next window: input there is ignored)."""
+        return bool(((js < 0) | (js >= self.busy)).all())
+
+
+class CompiledCOS(_Windowed):
+    """A COS population's state between chunks, stepped by :func:`cos_steps`."""
+
+    def __init__(self, batch: int, size: int, theta: int, v_init: int, rho: int, S: int, start: int,
+                 period: int) -> None:
+        self.theta, self.v_init, self.rho, self.S = int(theta), int(v_init), int(rho), int(S)
+        self.start, self.period, self.busy = start, period, self.rho + self.S
+        shape = (batch, size)
+        self.v = np.full(shape, self.v_init, np.int64)
+        self.count = np.zeros(shape, np.int64)
+        self.min_spike = np.full(shape, BIG, np.int64)
+        self.max_quiet = np.full(shape, -BIG, np.int64)
+        self.buf = np.zeros((self.S, *shape), np.int64)
 
     def run(self, js: np.ndarray, a: torch.Tensor) -> torch.Tensor:
         """The steps at window positions ``js`` for input ``a`` (K, B, N) int64: their spikes (K, B, N) bool."""
         out = np.empty(a.shape, np.bool_)
-        threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)  # torch's share of the machine
-        if threads > 1:
-            numba.set_num_threads(threads)
-        loop = cos_steps if threads > 1 else cos_steps_serial
+        loop = cos_steps if _threads() > 1 else cos_steps_serial
         loop(js, np.ascontiguousarray(a.numpy()), self.v, self.count, self.min_spike, self.max_quiet, self.buf, out,
              self.theta, self.v_init, self.rho, self.S, BLOCK)
+        return torch.from_numpy(out)
+
+
+class CompiledGraded(_Windowed):
+    """A graded-spike population's state between chunks, stepped by :func:`graded_steps`."""
+
+    def __init__(self, batch: int, size: int, theta: int, v_init: int, levels: int, length: int, start: int,
+                 period: int) -> None:
+        self.theta, self.v_init, self.levels, self.length = int(theta), int(v_init), int(levels), int(length)
+        self.start, self.period, self.busy = start, period, self.length
+        self.v = np.full((batch, size), self.v_init, np.int64)
+
+    def run(self, js: np.ndarray, a: torch.Tensor) -> torch.Tensor:
+        """The steps at window positions ``js`` for input ``a`` (K, B, N) int64: their payloads (K, B, N) uint8."""
+        out = np.empty(a.shape, np.uint8)
+        loop = graded_steps if _threads() > 1 else graded_steps_serial
+        loop(js, np.ascontiguousarray(a.numpy()), self.v, out, self.theta, self.v_init, self.levels, self.length,
+             BLOCK)
         return torch.from_numpy(out)
