@@ -21,6 +21,13 @@ from spikeport.targets.if_kernel import BLOCK, named
 BIG = 1 << 40  # "no spike" / "no quiet step" yet (COSKernel.BIG)
 
 
+@njit(cache=True, inline="always")
+def _job(job: int, per_row: int, block: int, N: int) -> tuple[int, int, int]:  # pragma: no cover (compiled)
+    """A job's sample and neuron range: ``block`` neurons of one sample (the IF loop's jobs)."""
+    lo = (job % per_row) * block
+    return job // per_row, lo, min(lo + block, N)
+
+
 def _cos_steps(js: np.ndarray, a: np.ndarray, v: np.ndarray, count: np.ndarray, min_spike: np.ndarray,
                max_quiet: np.ndarray, buf: np.ndarray, out: np.ndarray, theta: int, v_init: int, rho: int,
                S: int, block: int) -> None:  # pragma: no cover (compiled)
@@ -36,9 +43,7 @@ def _cos_steps(js: np.ndarray, a: np.ndarray, v: np.ndarray, count: np.ndarray, 
     B, N = v.shape
     per_row = (N + block - 1) // block
     for job in prange(B * per_row):
-        b = job // per_row
-        lo = (job % per_row) * block
-        hi = min(lo + block, N)
+        b, lo, hi = _job(job, per_row, block, N)
         vb, cb, lb, qb = v[b, lo:hi], count[b, lo:hi], min_spike[b, lo:hi], max_quiet[b, lo:hi]
         for k in range(K):  # (the phase is the step's: each loop below runs branch-free over neurons)
             j = js[k]
@@ -87,9 +92,7 @@ def _graded_steps(js: np.ndarray, a: np.ndarray, v: np.ndarray, out: np.ndarray,
     B, N = v.shape
     per_row = (N + block - 1) // block
     for job in prange(B * per_row):
-        b = job // per_row
-        lo = (job % per_row) * block
-        hi = min(lo + block, N)
+        b, lo, hi = _job(job, per_row, block, N)
         vb = v[b, lo:hi]
         for k in range(K):
             j = js[k]

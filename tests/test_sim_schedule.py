@@ -186,11 +186,34 @@ def test_the_compiled_loops_equal_the_kernels_on_the_fuzzers_cos_and_graded_netw
                         simulate(net, cur, record=True, sample_ids=ids, stream=stream))
 
 
+def kernel_and_loop(kernel, loop, a, rng: np.random.Generator):
+    """``kernel`` stepped as sim's general model steps it (a window every ``loop.period`` steps from
+    ``loop.start``, j = 0 restarting it) and ``loop`` run in chunks of random lengths, on input
+    ``a`` (steps, B, N): both outputs, int64."""
+    import torch
+
+    steps = len(a)
+    want = torch.zeros(a.shape, dtype=torch.int64)
+    kernel.reset()
+    for t in range(1, steps + 1):
+        if t >= loop.start:
+            j = (t - loop.start) % loop.period
+            if j == 0:
+                kernel.reset()
+            want[t - 1] = kernel.step(j, a[t - 1])
+    got, t = [], 1
+    while t <= steps:
+        k = min(int(rng.integers(1, 2 * loop.period)), steps - t + 1)
+        got.append(loop.run(loop.positions(t, k), a[t - 1:t - 1 + k].contiguous()))
+        t += k
+    return want, torch.cat(got).to(torch.int64)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_the_compiled_cos_loop_steps_as_the_kernel_on_any_input(seed):
     """Inputs up to three thresholds a step drive every branch of COS's pre-run (too many spikes,
     too few, none at all) and its replay; the loop, run in chunks of any length, repeating windows,
-    equals ``COSKernel`` stepped as sim's general model steps it."""
+    equals ``COSKernel``."""
     import torch
 
     from spikeport.targets.method_kernels import COSKernel
@@ -200,31 +223,17 @@ def test_the_compiled_cos_loop_steps_as_the_kernel_on_any_input(seed):
     theta = int(rng.integers(1, 64))
     v_init, rho = int(rng.integers(0, theta + 1)), int(rng.integers(1, 7))
     S = int(rng.integers(rho, 13))
-    start, period, B, N = int(rng.integers(1, 4)), rho + S + 1, 3, 40
-    steps = start + 3 * period
-    a = torch.as_tensor(rng.integers(-3 * theta, 3 * theta + 1, (steps, B, N)))
-    kernel = COSKernel(torch, (B, N), theta, v_init, rho, S)
-    kernel.reset()
-    want = torch.zeros((steps, B, N), dtype=torch.bool)
-    for t in range(1, steps + 1):
-        if t >= start:
-            j = (t - start) % period
-            if j == 0:
-                kernel.reset()
-            want[t - 1] = kernel.step(j, a[t - 1])
-    loop = CompiledCOS(B, N, theta, v_init, rho, S, start, period)
-    got, t = [], 1
-    while t <= steps:
-        k = min(int(rng.integers(1, 2 * period)), steps - t + 1)
-        got.append(loop.run(loop.positions(t, k), a[t - 1:t - 1 + k].contiguous()))
-        t += k
-    assert want.any() and torch.equal(torch.cat(got), want)
+    start, B, N = int(rng.integers(1, 4)), 3, 40
+    loop = CompiledCOS(B, N, theta, v_init, rho, S, start, rho + S + 1)
+    a = torch.as_tensor(rng.integers(-3 * theta, 3 * theta + 1, (start + 3 * loop.period, B, N)))
+    want, got = kernel_and_loop(COSKernel(torch, (B, N), theta, v_init, rho, S), loop, a, rng)
+    assert want.any() and torch.equal(got, want)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_the_compiled_graded_loop_steps_as_the_kernel_on_any_input(seed):
     """Inputs from below zero to past the cap: the graded loop, in chunks of any length over
-    repeating windows, equals ``GradedKernel`` stepped as sim's general model steps it."""
+    repeating windows, equals ``GradedKernel``."""
     import torch
 
     from spikeport.targets.method_kernels import GradedKernel
@@ -233,25 +242,10 @@ def test_the_compiled_graded_loop_steps_as_the_kernel_on_any_input(seed):
     rng = np.random.default_rng(seed)
     theta, levels = int(rng.integers(1, 64)), int(rng.integers(1, 16))
     v_init, length = int(rng.integers(0, theta + 1)), int(rng.integers(1, 9))
-    start, period, B, N = int(rng.integers(1, 4)), length + int(rng.integers(1, 4)), 3, 40
-    steps = start + 3 * period
-    a = torch.as_tensor(rng.integers(-2 * theta, (levels + 2) * theta, (steps, B, N)))
-    kernel = GradedKernel(torch, (B, N), theta, v_init, levels, length)
-    kernel.reset()
-    want = torch.zeros((steps, B, N), dtype=torch.int64)
-    for t in range(1, steps + 1):
-        if t >= start:
-            j = (t - start) % period
-            if j == 0:
-                kernel.reset()
-            want[t - 1] = kernel.step(j, a[t - 1])
-    loop = CompiledGraded(B, N, theta, v_init, levels, length, start, period)
-    got, t = [], 1
-    while t <= steps:
-        k = min(int(rng.integers(1, 2 * period)), steps - t + 1)
-        got.append(loop.run(loop.positions(t, k), a[t - 1:t - 1 + k].contiguous()))
-        t += k
-    got = torch.cat(got).to(torch.int64)
+    start, B, N = int(rng.integers(1, 4)), 3, 40
+    loop = CompiledGraded(B, N, theta, v_init, levels, length, start, length + int(rng.integers(1, 4)))
+    a = torch.as_tensor(rng.integers(-2 * theta, (levels + 2) * theta, (start + 3 * loop.period, B, N)))
+    want, got = kernel_and_loop(GradedKernel(torch, (B, N), theta, v_init, levels, length), loop, a, rng)
     assert (want == levels).any() and (want == 0).any() and torch.equal(got, want)
 
 
