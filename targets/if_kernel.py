@@ -15,7 +15,9 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
+import torch
 from numba import njit, prange
 
 BLOCK = 1024  # neurons per job: their u, pending spikes and parameters stay in L1/L2 over the steps
@@ -117,6 +119,15 @@ integrate_fire = njit(parallel=True, **_compile)(named(_integrate_fire, "integra
 # one thread: no thread pool at all (an OpenMP pool spins after each call, beside torch's own: two
 # test workers on two cores ran 2-4x slower with it)
 integrate_fire_serial = njit(**_compile)(named(_integrate_fire, "integrate_fire_serial"))
+
+
+def loop_threads() -> int:
+    """The threads a compiled loop may use: torch's share of the machine, set for numba's pool; one
+    means the serial build (no pool at all)."""
+    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    if threads > 1:
+        numba.set_num_threads(threads)
+    return threads
 
 
 def jobs_per_row(n: int, block: int = BLOCK) -> int:

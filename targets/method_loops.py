@@ -11,12 +11,12 @@ against the kernels (``fast=False``) and both against the reference.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange
 
-from spikeport.targets.if_kernel import BLOCK, named
+from spikeport.targets.if_kernel import BLOCK, loop_threads, named
+from spikeport.toolchain.ir.procnet import COSProcess, GradedProcess
 
 BIG = 1 << 40  # "no spike" / "no quiet step" yet (COSKernel.BIG)
 
@@ -118,25 +118,19 @@ graded_steps = njit(parallel=True, **_compile)(named(_graded_steps, "graded_step
 graded_steps_serial = njit(**_compile)(named(_graded_steps, "graded_steps_serial"))
 
 
-def _threads() -> int:
-    """The threads a loop may use: torch's share of the machine (one: the serial build)."""
-    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
-    if threads > 1:
-        numba.set_num_threads(threads)
-    return threads
-
-
 class _Windowed:
-    """Window positions of a process that starts at ``start`` and repeats every ``period``."""
+    """A population of one of spikeport's own processes whose windows start at ``p.start`` and
+    repeat every ``p.period``, run by a compiled loop: ``sim``'s model of it (in place of a
+    ``WindowedModel``) on the CPU."""
 
-    start: int
-    period: int
+    p: COSProcess | GradedProcess
     busy: int  # positions 0 .. busy - 1 of a window change the state or send
+    overflow = 0  # int64 state, as in Lava's process: nothing folds
 
     def positions(self, t0: int, count: int) -> np.ndarray:
         """Each step's position in its window, -1 before the first window."""
         t = np.arange(t0, t0 + count)
-        return np.where(t < self.start, -1, (t - self.start) % self.period).astype(np.int64)
+        return np.where(t < self.p.start, -1, (t - self.p.start) % self.p.period).astype(np.int64)
 
     def idle(self, js: np.ndarray) -> bool:
         """No step at these positions sends or changes the state (before the first window, or
@@ -147,39 +141,35 @@ class _Windowed:
 class CompiledCOS(_Windowed):
     """A COS population's state between chunks, stepped by :func:`cos_steps`."""
 
-    def __init__(self, batch: int, size: int, theta: int, v_init: int, rho: int, S: int, start: int,
-                 period: int) -> None:
-        self.theta, self.v_init, self.rho, self.S = int(theta), int(v_init), int(rho), int(S)
-        self.start, self.period, self.busy = start, period, self.rho + self.S
-        shape = (batch, size)
-        self.v = np.full(shape, self.v_init, np.int64)
+    def __init__(self, p: COSProcess, batch: int) -> None:
+        self.p, self.busy = p, p.rho + p.S
+        shape = (batch, p.size)
+        self.v = np.full(shape, p.v_init, np.int64)
         self.count = np.zeros(shape, np.int64)
         self.min_spike = np.full(shape, BIG, np.int64)
         self.max_quiet = np.full(shape, -BIG, np.int64)
-        self.buf = np.zeros((self.S, *shape), np.int64)
+        self.buf = np.zeros((p.S, *shape), np.int64)
 
     def run(self, js: np.ndarray, a: torch.Tensor) -> torch.Tensor:
         """The steps at window positions ``js`` for input ``a`` (K, B, N) int64: their spikes (K, B, N) bool."""
-        out = np.empty(a.shape, np.bool_)
-        loop = cos_steps if _threads() > 1 else cos_steps_serial
+        p, out = self.p, np.empty(a.shape, np.bool_)
+        loop = cos_steps if loop_threads() > 1 else cos_steps_serial
         loop(js, np.ascontiguousarray(a.numpy()), self.v, self.count, self.min_spike, self.max_quiet, self.buf, out,
-             self.theta, self.v_init, self.rho, self.S, BLOCK)
+             int(p.theta), int(p.v_init), int(p.rho), int(p.S), BLOCK)
         return torch.from_numpy(out)
 
 
 class CompiledGraded(_Windowed):
     """A graded-spike population's state between chunks, stepped by :func:`graded_steps`."""
 
-    def __init__(self, batch: int, size: int, theta: int, v_init: int, levels: int, length: int, start: int,
-                 period: int) -> None:
-        self.theta, self.v_init, self.levels, self.length = int(theta), int(v_init), int(levels), int(length)
-        self.start, self.period, self.busy = start, period, self.length
-        self.v = np.full((batch, size), self.v_init, np.int64)
+    def __init__(self, p: GradedProcess, batch: int) -> None:
+        self.p, self.busy = p, p.length
+        self.v = np.full((batch, p.size), p.v_init, np.int64)
 
     def run(self, js: np.ndarray, a: torch.Tensor) -> torch.Tensor:
         """The steps at window positions ``js`` for input ``a`` (K, B, N) int64: their payloads (K, B, N) uint8."""
-        out = np.empty(a.shape, np.uint8)
-        loop = graded_steps if _threads() > 1 else graded_steps_serial
-        loop(js, np.ascontiguousarray(a.numpy()), self.v, out, self.theta, self.v_init, self.levels, self.length,
-             BLOCK)
+        p, out = self.p, np.empty(a.shape, np.uint8)
+        loop = graded_steps if loop_threads() > 1 else graded_steps_serial
+        loop(js, np.ascontiguousarray(a.numpy()), self.v, out, int(p.theta), int(p.v_init), int(p.levels),
+             int(p.length), BLOCK)
         return torch.from_numpy(out)

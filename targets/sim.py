@@ -232,9 +232,13 @@ class _Run:
         if loop not in ("auto", "compiled", "torch") or (loop == "compiled" and device.type != "cpu"):
             raise ValueError(f"loop={loop!r}: 'auto', 'torch', or 'compiled' (CPU only)")
         self.compiled = loop == "compiled" or (loop == "auto" and device.type == "cpu")
-        self.neurons: dict[str, LIFModel | WindowedModel | MaxPoolModel] = {
+        # COS and graded-spike populations on the CPU run in compiled loops (method_loops), as FastIF's do
+        loops = fast and self.compiled
+        self.neurons: dict[str, LIFModel | WindowedModel | MaxPoolModel | CompiledCOS | CompiledGraded] = {
             p.name: LIFModel(p, batch, net.profile, device) if isinstance(p, LIFProcess)
             else MaxPoolModel(p, batch, device) if isinstance(p, MaxPoolProcess)
+            else CompiledCOS(p, batch) if loops and isinstance(p, COSProcess)
+            else CompiledGraded(p, batch) if loops and isinstance(p, GradedProcess)
             else WindowedModel(p, batch, device, sample_ids, per_window=bool(stream)) for p in net.lifs}
         self.syns = sn.synapses
         for s in self.syns:
@@ -273,12 +277,6 @@ class _Run:
             if (fast and n != net.readout and n not in record_state
                     and FastIF.eligible(self.neurons[n].p, internal, net.profile)):
                 self.fast[n] = FastIF(self.neurons[n], internal[0])
-        # COS and graded-spike populations on the CPU: their steps compiled (method_loops), as FastIF's are
-        self.loops: dict[str, CompiledCOS | CompiledGraded] = {
-            p.name: CompiledCOS(batch, p.size, p.theta, p.v_init, p.rho, p.S, p.start, p.period)
-            if isinstance(p, COSProcess) else
-            CompiledGraded(batch, p.size, p.theta, p.v_init, p.levels, p.length, p.start, p.period)
-            for p in net.lifs if isinstance(p, COSProcess | GradedProcess) and fast and self.compiled}
         # FastIF populations read only by pooled convolutions: the compiled loop sum-pools their
         # spikes as it makes them (each neuron's pooled position, the pooled size)
         self.pool_out: dict[str, PoolPlan] = {}
@@ -390,7 +388,7 @@ class _Run:
         """Steps t0 .. t0+count-1 of one group, its spikes sent on, counted and recorded."""
         if len(group) == 1 and group[0] in self.fast:
             out = {group[0]: self.run_fast(group[0], t0, count)}
-        elif group[0] in self.loops:  # (COS and graded populations feed nothing back to themselves: groups of one)
+        elif isinstance(self.neurons[group[0]], CompiledCOS | CompiledGraded):  # (groups of one: no self-connection)
             out = {group[0]: self.run_loop(group[0], t0, count)}
         else:
             out = {n: Chunk(count, s) for n, s in self.run_general(group, t0, count).items()}
@@ -607,7 +605,7 @@ class _Run:
     def run_loop(self, n: str, t0: int, count: int) -> Chunk | None:
         """``count`` steps of a COS or graded-spike population in its compiled loop, or None where
         they neither spike nor change its state (what arrives then is ignored, as the kernel ignores it)."""
-        loop = self.loops[n]
+        loop = self.neurons[n]
         js = loop.positions(t0, count)
         if loop.idle(js):
             self.inbox[n].take(t0, count)  # consumed all the same

@@ -25,13 +25,19 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, replace
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from spikeport.targets.if_kernel import BLOCK, PoolPlan, integrate_fire, integrate_fire_serial, jobs_per_row
+from spikeport.targets.if_kernel import (
+    BLOCK,
+    PoolPlan,
+    integrate_fire,
+    integrate_fire_serial,
+    jobs_per_row,
+    loop_threads,
+)
 from spikeport.targets.int8_kernels import U8_MAX, Int8Conv, Int8Linear
 from spikeport.targets.method_kernels import COSKernel, GradedKernel, MaxPoolKernel, TPPKernel
 from spikeport.targets.pool_factor import factor_pool
@@ -533,10 +539,7 @@ class FastIF:
         # (writable copies: numba compiles a read-only array, as broadcast_to makes, as another type)
         self_w, thr = (np.array(np.broadcast_to(torch.as_tensor(v, dtype=torch.float32).numpy(), shape))
                        for v, shape in ((self.self_w, (n,)), (self.thr, (rows, n))))
-        threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)  # torch's share of the machine
-        kernel = integrate_fire if threads > 1 else integrate_fire_serial
-        if threads > 1:
-            numba.set_num_threads(threads)
+        kernel = integrate_fire if loop_threads() > 1 else integrate_fire_serial
         for _ in range(2):  # the second run stops before the step the first found inexact: it cannot fail
             done = kernel(
                 self.u.numpy(), self.spare.numpy(), a_np[:k], float(1 << lif.act_shift), c[0], c[1], which[:k],

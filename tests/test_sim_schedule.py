@@ -13,7 +13,14 @@ from spikeport.targets.sim_layout import channels_last_order
 from spikeport.targets.sim_models import FastIF, LIFModel
 from spikeport.toolchain.hardware.profiles import LOIHI2
 from spikeport.toolchain.host.encoding import encode
-from spikeport.toolchain.ir.procnet import CurrentSource, DenseProcess, LIFProcess, ProcessNet
+from spikeport.toolchain.ir.procnet import (
+    COSProcess,
+    CurrentSource,
+    DenseProcess,
+    GradedProcess,
+    LIFProcess,
+    ProcessNet,
+)
 from spikeport.toolchain.ir.snn import COS, Graded
 from spikeport.toolchain.passes.lowering import lower
 from spikeport.toolchain.passes.methods import apply_method
@@ -187,8 +194,8 @@ def test_the_compiled_loops_equal_the_kernels_on_the_fuzzers_cos_and_graded_netw
 
 
 def kernel_and_loop(kernel, loop, a, rng: np.random.Generator):
-    """``kernel`` stepped as sim's general model steps it (a window every ``loop.period`` steps from
-    ``loop.start``, j = 0 restarting it) and ``loop`` run in chunks of random lengths, on input
+    """``kernel`` stepped as sim's general model steps it (a window every ``loop.p.period`` steps from
+    ``loop.p.start``, j = 0 restarting it) and ``loop`` run in chunks of random lengths, on input
     ``a`` (steps, B, N): both outputs, int64."""
     import torch
 
@@ -196,14 +203,14 @@ def kernel_and_loop(kernel, loop, a, rng: np.random.Generator):
     want = torch.zeros(a.shape, dtype=torch.int64)
     kernel.reset()
     for t in range(1, steps + 1):
-        if t >= loop.start:
-            j = (t - loop.start) % loop.period
+        if t >= loop.p.start:
+            j = (t - loop.p.start) % loop.p.period
             if j == 0:
                 kernel.reset()
             want[t - 1] = kernel.step(j, a[t - 1])
     got, t = [], 1
     while t <= steps:
-        k = min(int(rng.integers(1, 2 * loop.period)), steps - t + 1)
+        k = min(int(rng.integers(1, 2 * loop.p.period)), steps - t + 1)
         got.append(loop.run(loop.positions(t, k), a[t - 1:t - 1 + k].contiguous()))
         t += k
     return want, torch.cat(got).to(torch.int64)
@@ -224,8 +231,8 @@ def test_the_compiled_cos_loop_steps_as_the_kernel_on_any_input(seed):
     v_init, rho = int(rng.integers(0, theta + 1)), int(rng.integers(1, 7))
     S = int(rng.integers(rho, 13))
     start, B, N = int(rng.integers(1, 4)), 3, 40
-    loop = CompiledCOS(B, N, theta, v_init, rho, S, start, rho + S + 1)
-    a = torch.as_tensor(rng.integers(-3 * theta, 3 * theta + 1, (start + 3 * loop.period, B, N)))
+    loop = CompiledCOS(COSProcess("cos", (N,), theta, v_init, rho, S, start, rho + S + 1), B)
+    a = torch.as_tensor(rng.integers(-3 * theta, 3 * theta + 1, (start + 3 * loop.p.period, B, N)))
     want, got = kernel_and_loop(COSKernel(torch, (B, N), theta, v_init, rho, S), loop, a, rng)
     assert want.any() and torch.equal(got, want)
 
@@ -243,8 +250,9 @@ def test_the_compiled_graded_loop_steps_as_the_kernel_on_any_input(seed):
     theta, levels = int(rng.integers(1, 64)), int(rng.integers(1, 16))
     v_init, length = int(rng.integers(0, theta + 1)), int(rng.integers(1, 9))
     start, B, N = int(rng.integers(1, 4)), 3, 40
-    loop = CompiledGraded(B, N, theta, v_init, levels, length, start, length + int(rng.integers(1, 4)))
-    a = torch.as_tensor(rng.integers(-2 * theta, (levels + 2) * theta, (start + 3 * loop.period, B, N)))
+    loop = CompiledGraded(GradedProcess("graded", (N,), theta, v_init, levels, start,
+                                        length + int(rng.integers(1, 4)), length), B)
+    a = torch.as_tensor(rng.integers(-2 * theta, (levels + 2) * theta, (start + 3 * loop.p.period, B, N)))
     want, got = kernel_and_loop(GradedKernel(torch, (B, N), theta, v_init, levels, length), loop, a, rng)
     assert (want == levels).any() and (want == 0).any() and torch.equal(got, want)
 
